@@ -1,0 +1,287 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/rs/zerolog"
+
+	"github.com/kafkaguard/kafkaguard/config"
+	"github.com/kafkaguard/kafkaguard/framing"
+	"github.com/kafkaguard/kafkaguard/limits"
+	"github.com/kafkaguard/kafkaguard/proxy"
+)
+
+// app is a running kafkaguard: the proxy, its admin HTTP server and the
+// goroutines that tend the gate. start/stop own all of them.
+type app struct {
+	cfg   config.Config
+	log   zerolog.Logger
+	srv   *proxy.Server
+	gate  *limits.Gate
+	reg   *prometheus.Registry
+	admin *http.Server
+	adLn  net.Listener
+	wg    sync.WaitGroup
+	stopc chan struct{}
+}
+
+func newLogger(c config.Log, w io.Writer) (zerolog.Logger, error) {
+	lvl, err := zerolog.ParseLevel(c.Level)
+	if err != nil {
+		return zerolog.Nop(), fmt.Errorf("log.level: %w", err)
+	}
+	if c.Format == "console" {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+}
+
+// apiKeys maps kmsg API names to keys.
+func apiKeys() map[string]int16 {
+	m := make(map[string]int16)
+	for k := int16(0); k <= framing.MaxKnownKey; k++ {
+		if n := framing.APIName(k); n != "unknown" {
+			m[n] = k
+		}
+	}
+	return m
+}
+
+// build turns a validated config into an app; nothing is bound yet.
+func build(cfg config.Config, log zerolog.Logger) (*app, error) {
+	a := &app{cfg: cfg, log: log, reg: prometheus.NewRegistry(), stopc: make(chan struct{})}
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := proxy.NewMetrics(a.reg)
+
+	pool, err := limits.NewPool(limits.PoolOptions{
+		ChunkBytes: int(cfg.Pool.ChunkBytes),
+		TotalBytes: int64(cfg.Pool.TotalBytes),
+		OnWait:     func(d time.Duration) { m.PoolWait(d.Seconds()) },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pool: %w", err)
+	}
+	a.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kafkaguard_pool_bytes_in_use",
+			Help: "Bytes of pooled chunks held by connections now."}, func() float64 { return float64(pool.InUse()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kafkaguard_pool_bytes_high_water",
+			Help: "Most pooled bytes ever held at once."}, func() float64 { return float64(pool.HighWater()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kafkaguard_pool_bytes_capacity",
+			Help: "The pool's memory budget (pool.total_bytes)."}, func() float64 { return float64(pool.Capacity()) }),
+	)
+
+	keys := apiKeys()
+	per := make(map[int16]int32)
+	for name, size := range cfg.Limits.API {
+		per[keys[name]] = int32(size)
+	}
+	var deny []int16
+	for _, name := range cfg.Limits.DenyAPI {
+		deny = append(deny, keys[name])
+	}
+	pol, err := limits.NewPolicy(limits.PolicyOptions{
+		MaxRequestBytes:  int32(cfg.Limits.MaxRequestBytes),
+		PerAPI:           per,
+		MaxClientIDBytes: cfg.Limits.MaxClientIDBytes,
+		MaxDrainBytes:    int64(cfg.EffectiveMaxDrain()),
+		Deny:             deny,
+		ForwardUnknown:   cfg.Limits.UnknownAPI == "forward",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("limits: %w", err)
+	}
+
+	if ab := cfg.Abuse; ab.Enabled {
+		a.gate = limits.NewGate(limits.GateOptions{
+			OffencesBeforeBan: ab.OffencesBeforeBan,
+			OffenceWindow:     ab.OffenceWindow,
+			BanMin:            ab.BanMin,
+			BanMax:            ab.BanMax,
+			ForgetAfter:       ab.ForgetAfter,
+			MaxConnsPerIP:     ab.MaxConnectionsPerIP,
+			RatePerSecond:     ab.ConnectionRatePerIP.PerSecond(),
+			RateBurst:         ab.ConnectionRatePerIP.Count,
+			Allow:             ab.Allow,
+			MaxTracked:        ab.MaxTrackedSources,
+			OnBan: func(b limits.Ban) {
+				m.Banned()
+				log.Warn().Str("addr", b.Addr.String()).Str("client_id", b.ClientID).Str("reason", b.Reason).
+					Int("ban_count", b.Count).Dur("for", b.Until.Sub(b.Since)).Time("until", b.Until).Msg("source banned")
+			},
+			OnUnban: func(b limits.Ban) {
+				log.Info().Str("addr", b.Addr.String()).Int("ban_count", b.Count).Msg("source unbanned")
+			},
+		})
+		gate := a.gate
+		a.reg.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kafkaguard_bans_active",
+				Help: "Source addresses banned now."}, func() float64 { return float64(gate.ActiveBans()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kafkaguard_abuse_tracked_sources",
+				Help: "Source addresses the abuse tracker remembers (bounded by abuse.max_tracked_sources)."},
+				func() float64 { return float64(gate.Tracked()) }),
+		)
+	}
+
+	routes := make([]proxy.Route, len(cfg.Listeners))
+	for i, l := range cfg.Listeners {
+		routes[i] = proxy.Route{Listen: l.Address, Upstream: l.Upstream, Advertised: l.Advertised}
+		if l.NodeID != nil {
+			routes[i].NodeID, routes[i].HasNodeID = *l.NodeID, true
+		}
+	}
+	srv, err := proxy.New(proxy.Options{
+		Routes:          routes,
+		Policy:          pol,
+		Pool:            pool,
+		PoolWait:        cfg.Pool.Wait,
+		Gate:            a.gate,
+		Weights:         proxy.Weights{Closed: cfg.Abuse.Weights.Closed, RejectedProduce: cfg.Abuse.Weights.RejectedProduce},
+		HeaderTimeout:   cfg.Timeouts.Header,
+		FrameTimeout:    cfg.Timeouts.Frame,
+		IdleTimeout:     cfg.Timeouts.Idle,
+		DialTimeout:     cfg.Timeouts.Dial,
+		WriteTimeout:    cfg.Timeouts.Write,
+		CutThroughBytes: int32(cfg.Proxy.CutThroughBytes),
+		MaxInflight:     cfg.Proxy.MaxInflight,
+		MaxRewriteBytes: int32(cfg.Proxy.MaxRewriteBytes),
+		UnmappedPort:    cfg.Rewrite.UnmappedPort,
+		Logger:          log,
+		Metrics:         m,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.srv = srv
+	return a, nil
+}
+
+// start binds every listener and the admin address and starts serving.
+func (a *app) start() error {
+	if err := a.srv.Listen(); err != nil {
+		return err
+	}
+	if addr := a.cfg.Admin.Address; addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			a.srv.Shutdown(context.Background())
+			return fmt.Errorf("admin: listen %s: %w", addr, err)
+		}
+		a.adLn = ln
+		a.admin = &http.Server{Handler: proxy.AdminHandler(a.srv, a.reg), ReadHeaderTimeout: 10 * time.Second}
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			if err := a.admin.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				a.log.Error().Err(err).Msg("admin server stopped")
+			}
+		}()
+	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		if err := a.srv.Serve(); err != nil && !errors.Is(err, proxy.ErrServerClosed) {
+			a.log.Error().Err(err).Msg("proxy stopped")
+		}
+	}()
+	if a.gate != nil {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			t := time.NewTicker(5 * time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-t.C:
+					a.gate.Sweep()
+				case <-a.stopc:
+					return
+				}
+			}
+		}()
+	}
+	addrs := make([]string, 0)
+	for _, ad := range a.srv.Addrs() {
+		addrs = append(addrs, ad.String())
+	}
+	a.log.Info().Strs("listeners", addrs).Str("admin", a.cfg.Admin.Address).Str("version", version).Msg("kafkaguard started")
+	return nil
+}
+
+// stop drains connections (up to timeouts.shutdown) and stops everything
+// start started.
+func (a *app) stop() error {
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.Timeouts.Shutdown)
+	defer cancel()
+	err := a.srv.Shutdown(ctx)
+	if a.admin != nil {
+		a.admin.Shutdown(ctx)
+	}
+	close(a.stopc)
+	a.wg.Wait()
+	a.log.Info().Err(err).Msg("kafkaguard stopped")
+	return err
+}
+
+func loadConfig(path string) (config.Config, error) {
+	cfg, err := config.Load(path, os.Environ())
+	if err != nil {
+		return cfg, &exitCode{2, err}
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, &exitCode{2, fmt.Errorf("invalid config %s:\n%s", path, indent(err))}
+	}
+	return cfg, nil
+}
+
+func indent(err error) string {
+	return "  " + strings.ReplaceAll(err.Error(), "\n", "\n  ")
+}
+
+func validate(path string, stdout io.Writer) error {
+	if _, err := loadConfig(path); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, path+": ok")
+	return nil
+}
+
+func runProxy(path string) error {
+	cfg, err := loadConfig(path)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg.Log, os.Stderr)
+	if err != nil {
+		return err
+	}
+	a, err := build(cfg, log)
+	if err != nil {
+		return err
+	}
+	return serveUntilSignal(a)
+}
+
+// serveUntilSignal starts a and stops it on SIGINT or SIGTERM.
+func serveUntilSignal(a *app) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := a.start(); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	a.log.Info().Msg("signal received, draining")
+	return a.stop()
+}

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/kafkaguard/kafkaguard/config"
+)
+
+// demoPorts are where the demo's listeners go, one per in-process broker.
+var demoPorts = []int{9092, 9093, 9094}
+
+// runDemo starts a 3-broker kfake cluster on loopback and kafkaguard in
+// front of it, with the default limits, until SIGINT or SIGTERM.
+func runDemo(stdout io.Writer) error {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(len(demoPorts)), kfake.AllowAutoTopicCreation(),
+		kfake.DefaultNumPartitions(3))
+	if err != nil {
+		return fmt.Errorf("demo: start in-process cluster: %w", err)
+	}
+	defer cluster.Close()
+
+	cfg := demoConfig(cluster.ListenAddrs())
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("demo config: %w", err)
+	}
+	log, err := newLogger(cfg.Log, os.Stderr)
+	if err != nil {
+		return err
+	}
+	a, err := build(cfg, log)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, `kafkaguard demo: 3 in-process brokers behind kafkaguard
+  listeners  127.0.0.1:9092 127.0.0.1:9093 127.0.0.1:9094  (upstreams %v)
+  admin      http://%s/metrics  /healthz  /readyz  /bans
+  limits     max_request_bytes %s, max_client_id_bytes %d
+
+try it with kcat:
+  echo hello | kcat -P -b 127.0.0.1:9092 -t demo
+  kcat -C -b 127.0.0.1:9092 -t demo -e
+  kcat -L -b 127.0.0.1:9092                   # only kafkaguard addresses
+  head -c 2000000 /dev/urandom | base64 -w0 | kcat -P -b 127.0.0.1:9092 -t demo -X message.max.bytes=5000000
+                                              # refused: MESSAGE_TOO_LARGE
+  curl -s 127.0.0.1:9644/metrics | grep kafkaguard_frames
+
+Ctrl-C stops it.
+`, cluster.ListenAddrs(), cfg.Admin.Address, cfg.Limits.MaxRequestBytes, cfg.Limits.MaxClientIDBytes)
+	return serveUntilSignal(a)
+}
+
+func demoConfig(upstreams []string) config.Config {
+	cfg := config.Default()
+	cfg.Log.Format = "console"
+	for i, up := range upstreams {
+		cfg.Listeners = append(cfg.Listeners, config.Listener{
+			Address: fmt.Sprintf("127.0.0.1:%d", demoPorts[i]), Upstream: up,
+		})
+	}
+	return cfg
+}

@@ -1,0 +1,208 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/kafkaguard/kafkaguard/framing"
+)
+
+// conn is one client connection and, once its first request is allowed, the
+// upstream connection behind it. The goroutine that runs serve reads
+// requests (the request pump); a second goroutine, started with the
+// upstream, writes responses back (the response pump). serve waits for it.
+type conn struct {
+	s      *Server
+	r      *route
+	client net.Conn
+	ip     netip.Addr
+	id     uint64
+	log    zerolog.Logger
+	opened time.Time
+
+	upstream net.Conn     // nil until the first request is allowed
+	inflight chan pending // requests owed a response, in order; nil until the response pump starts
+	respDone chan struct{}
+
+	prod    *framing.ProduceReader // reads rejected Produce bodies; made on first use
+	prodReq framing.ProduceRequest
+
+	clientID string // client id of the last request header, for offences and logs
+	frames   int64
+	in, out  atomic.Int64
+
+	// frameBusy is set while a frame is being read, so a drain interrupt
+	// lets it finish instead of cutting it.
+	frameBusy atomic.Bool
+
+	reasonMu  sync.Mutex
+	reason    string
+	reasonErr error
+
+	// Scratch reused across frames so forwarding allocates nothing.
+	size   [4]byte
+	chunks [][]byte
+	wbufs  net.Buffers
+	bufs   [][]byte
+}
+
+// pending is a request the client is owed a response to.
+type pending struct {
+	corr    int32
+	key     int16
+	version int16
+	// local, when non-nil, is a complete response frame kafkaguard built
+	// itself; it is written in its turn instead of reading the upstream.
+	local []byte
+}
+
+func (s *Server) newConn(r *route, nc net.Conn, ip netip.Addr) *conn {
+	id := s.nextID.Add(1)
+	c := &conn{
+		s: s, r: r, client: nc, ip: ip, id: id, opened: time.Now(),
+		respDone: make(chan struct{}),
+	}
+	c.log = s.log.With().Uint64("conn", id).Str("client", nc.RemoteAddr().String()).
+		Str("listener", r.listenAddr).Str("upstream", r.Upstream).Logger()
+	return c
+}
+
+// setReason records why the connection ends; the first reason wins.
+func (c *conn) setReason(reason string, err error) {
+	c.reasonMu.Lock()
+	if c.reason == "" {
+		c.reason, c.reasonErr = reason, err
+	}
+	c.reasonMu.Unlock()
+}
+
+// closeReason returns the reason recorded first.
+func (c *conn) closeReason() (string, error) {
+	c.reasonMu.Lock()
+	defer c.reasonMu.Unlock()
+	return c.reason, c.reasonErr
+}
+
+// serve runs the request pump, then tears the connection down in order:
+// owed responses are delivered when the client ended cleanly, dropped when
+// the connection ends in error.
+func (c *conn) serve() {
+	defer c.s.forget(c)
+	if ok, n := c.s.connLog.allow(); ok {
+		c.log.Info().Int("suppressed", n).Msg("connection opened")
+	}
+	clean := c.requestLoop()
+	if c.inflight != nil {
+		close(c.inflight)
+		switch {
+		case c.upstream == nil:
+		case clean:
+			// Let the broker see end of stream and answer what it owes,
+			// but no longer than a write timeout.
+			if tc, ok := c.upstream.(*net.TCPConn); ok {
+				tc.CloseWrite()
+			}
+			c.upstream.SetReadDeadline(time.Now().Add(c.s.opts.WriteTimeout))
+		default:
+			c.upstream.Close()
+			c.client.Close()
+		}
+		<-c.respDone
+	}
+	if c.upstream != nil {
+		c.upstream.Close()
+	}
+	c.client.Close()
+	if ok, n := c.s.connLog.allow(); ok {
+		reason, cause := c.closeReason()
+		ev := c.log.Info()
+		if cause != nil {
+			ev = ev.AnErr("cause", cause)
+		}
+		ev.Str("reason", reason).Int64("bytes_in", c.in.Load()).Int64("bytes_out", c.out.Load()).
+			Int64("frames", c.frames).Str("client_id", c.clientID).Dur("age", time.Since(c.opened)).
+			Int("suppressed", n).Msg("connection closed")
+	}
+}
+
+// interrupt asks a connection to stop at its next frame boundary.
+func (c *conn) interrupt() {
+	if !c.frameBusy.Load() {
+		c.client.SetReadDeadline(time.Now())
+	}
+}
+
+// abort closes both sides now.
+func (c *conn) abort() {
+	c.setReason("shutdown", nil)
+	c.client.Close()
+	if up := c.upstreamConn(); up != nil {
+		up.Close()
+	}
+}
+
+func (c *conn) upstreamConn() net.Conn {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	return c.upstream
+}
+
+// dial connects the upstream and starts the response pump. It runs on the
+// first allowed request, so a connection that never sends a valid Kafka
+// header never reaches the broker.
+func (c *conn) dial() error {
+	ctx, cancel := context.WithTimeout(context.Background(), c.s.opts.DialTimeout)
+	defer cancel()
+	up, err := c.s.opts.Dial(ctx, "tcp", c.r.Upstream)
+	if err != nil {
+		c.s.metrics.dialError()
+		return err
+	}
+	c.s.mu.Lock()
+	c.upstream = up
+	c.s.mu.Unlock()
+	c.startPump()
+	return nil
+}
+
+// startPump starts the response pump once. It reads the upstream only for
+// entries enqueued after dial, so it may start before the upstream exists
+// (a first request answered locally).
+func (c *conn) startPump() {
+	if c.inflight == nil {
+		c.inflight = make(chan pending, c.s.opts.MaxInflight)
+		go c.responseLoop()
+	}
+}
+
+// enqueue records a request owed a response. It blocks while MaxInflight
+// requests are outstanding and fails once the response pump has ended.
+func (c *conn) enqueue(p pending) bool {
+	select {
+	case c.inflight <- p:
+		return true
+	case <-c.respDone:
+		return false
+	}
+}
+
+// classifyIO names an I/O failure for the close reason.
+func classifyIO(err error) (timeout, eof bool) {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true, false
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true, false
+	}
+	return false, errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed)
+}

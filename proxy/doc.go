@@ -1,0 +1,22 @@
+// Package proxy owns kafkaguard's listeners and the traffic through them.
+//
+// A Server binds one listener per Route. Each accepted connection is judged
+// by the optional limits.Gate in the accept goroutine (a refused connection
+// costs no goroutine and no upstream dial), then served by one goroutine
+// running the request pump: it reads the 4-byte size and the request header,
+// asks the limits.Policy, and either forwards the frame through chunks of the
+// limits.Pool, answers it locally (an oversized Produce gets
+// MESSAGE_TOO_LARGE), or closes the connection. The upstream is dialled on
+// the first allowed request, which starts the second goroutine, the response
+// pump: it relays responses in request order, writes local responses in
+// their turn, and rewrites broker addresses in Metadata, FindCoordinator and
+// DescribeCluster responses. Shutdown stops accepting, lets each connection
+// finish its frame and receive what it is owed, and waits for every
+// goroutine it started.
+//
+//	srv, err := proxy.New(proxy.Options{Routes: routes, Policy: pol, Pool: pool, Logger: log})
+//	if err != nil { ... }
+//	if err := srv.Listen(); err != nil { ... }
+//	go srv.Serve()
+//	defer srv.Shutdown(ctx)
+package proxy

@@ -1,0 +1,132 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/kafkaguard/kafkaguard/framing"
+)
+
+const (
+	keyProduce int16 = 0
+	// errMessageTooLarge is Kafka's MESSAGE_TOO_LARGE error code.
+	errMessageTooLarge int16 = 10
+	// maxRejectPartitions bounds the topic-partitions remembered to answer
+	// one rejected Produce; a request naming more is closed instead.
+	maxRejectPartitions = 100000
+)
+
+var errBadTransactionalID = errors.New("produce: malformed transactional id")
+
+// peekProduceAcks finds the acks field at the start of a Produce body: the
+// first field in v0-2, after an int16-length transactional id in v3-8, after
+// a compact (uvarint length+1) one from v9. ok is false while body is too
+// short to hold it.
+func peekProduceAcks(body []byte, version int16) (acks int16, ok bool, err error) {
+	off := 0
+	switch {
+	case version <= 2:
+	case version <= 8:
+		if len(body) < 2 {
+			return 0, false, nil
+		}
+		n := int(int16(binary.BigEndian.Uint16(body)))
+		if n < -1 {
+			return 0, false, errBadTransactionalID
+		}
+		off = 2 + max(n, 0)
+	default:
+		u, w := binary.Uvarint(body)
+		if w == 0 {
+			return 0, false, nil
+		}
+		if w < 0 || u > 1<<15 {
+			return 0, false, errBadTransactionalID
+		}
+		off = w + max(int(u)-1, 0)
+	}
+	if len(body) < off+2 {
+		return 0, false, nil
+	}
+	return int16(binary.BigEndian.Uint16(body[off:])), true, nil
+}
+
+// reject answers a Produce over its limit. With acks=0 the client expects
+// no answer, and a frame over limits.max_drain_bytes is not worth reading:
+// both close the connection, as Kafka does. Otherwise the body is read
+// through (one chunk of scratch, records skipped) and answered with
+// MESSAGE_TOO_LARGE for every topic-partition, in its turn behind the
+// responses still owed, and the connection stays open.
+func (c *conn) reject(h framing.RequestHeader, size int32, got int, start time.Time) bool {
+	pol := c.s.opts.Policy
+	limitErr := fmt.Errorf("%w: Produce v%d of %d bytes, limit %d", framing.ErrFrameTooLarge, h.APIVersion, size, pol.Limit(h.APIKey))
+	if h.APIKey != keyProduce {
+		c.offence(reasonTooLarge, framing.APIName(h.APIKey), c.s.opts.Weights.Closed, limitErr)
+		return false
+	}
+	c.client.SetReadDeadline(start.Add(c.s.opts.FrameTimeout))
+	acks, ok, err := c.fillUntilAcks(h, size, &got)
+	if err != nil {
+		return false
+	}
+	if !ok || acks == 0 || !pol.Drainable(size) {
+		c.offence(reasonTooLarge, "Produce", c.s.opts.Weights.Closed, limitErr)
+		return false
+	}
+	scratch, ok := c.getChunk()
+	if !ok {
+		return false
+	}
+	c.chunks = append(c.chunks, scratch)
+	rest := &io.LimitedReader{R: c.client, N: int64(size) - int64(got)}
+	body := io.MultiReader(bytes.NewReader(c.chunks[0][h.Len:got]), rest)
+	if c.prod == nil {
+		c.prod = framing.NewProduceReader(body, h.APIVersion, scratch, maxRejectPartitions)
+	} else {
+		c.prod.Reset(body, h.APIVersion)
+	}
+	req := &c.prodReq
+	req.Version = h.APIVersion
+	if err := c.readProduce(req); err != nil {
+		if timeout, eof := classifyIO(err); timeout || eof {
+			c.readFailed(err, reasonFrameTimeout, "Produce")
+		} else {
+			c.offence(reasonMalformedBody, "Produce", c.s.opts.Weights.Closed, err)
+		}
+		return false
+	}
+	// Whatever the reader left (it stops at the request's last tag) is read
+	// through too, so the next frame starts where the client thinks it does.
+	if _, err := io.CopyBuffer(io.Discard, onlyReader{rest}, scratch); err != nil {
+		c.readFailed(err, reasonFrameTimeout, "Produce")
+		return false
+	}
+	c.in.Add(int64(size) - int64(got))
+	resp := framing.AppendProduceError(nil, h.CorrelationID, req, errMessageTooLarge)
+	c.s.metrics.reject(reasonTooLarge, "Produce")
+	c.s.metrics.local("Produce", "MESSAGE_TOO_LARGE")
+	c.warn(reasonTooLarge, "Produce", fmt.Errorf("%w; answered MESSAGE_TOO_LARGE", limitErr))
+	if g := c.s.opts.Gate; g != nil && c.ip.IsValid() && c.s.opts.Weights.RejectedProduce > 0 {
+		g.Offence(c.ip, c.clientID, reasonTooLarge, c.s.opts.Weights.RejectedProduce)
+	}
+	c.startPump()
+	if !c.enqueue(pending{corr: h.CorrelationID, key: h.APIKey, version: h.APIVersion, local: resp}) {
+		c.setReason(reasonUpstreamClosed, nil)
+		return false
+	}
+	return true
+}
+
+func (c *conn) readProduce(req *framing.ProduceRequest) error {
+	if err := c.prod.Head(req); err != nil {
+		return err
+	}
+	return c.prod.Topics(req)
+}
+
+// onlyReader hides WriterTo so io.CopyBuffer uses the given chunk.
+type onlyReader struct{ io.Reader }

@@ -1,0 +1,367 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"runtime"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafkaguard/kafkaguard/limits"
+)
+
+// produceConsume produces n keyed records through cl and consumes them back
+// with a fresh consumer, comparing byte for byte.
+func produceConsume(t *testing.T, h *harness, topic string, n int, valueSize int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl := h.client(kgo.DefaultProduceTopic(topic))
+	want := make(map[string][]byte, n)
+	for i := range n {
+		key := fmt.Sprintf("key-%04d", i)
+		val := bytes.Repeat([]byte{byte(i)}, valueSize)
+		want[key] = val
+		if err := cl.ProduceSync(ctx, &kgo.Record{Key: []byte(key), Value: val}).FirstErr(); err != nil {
+			t.Fatalf("produce %d: %v", i, err)
+		}
+	}
+	cons := h.client(kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	for len(want) > 0 {
+		fs := cons.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("consume: %d records missing: %v", len(want), err)
+		}
+		fs.EachError(func(topic string, p int32, err error) { t.Fatalf("fetch %s/%d: %v", topic, p, err) })
+		fs.EachRecord(func(r *kgo.Record) {
+			v, ok := want[string(r.Key)]
+			if !ok {
+				t.Fatalf("unexpected record key %q", r.Key)
+			}
+			if !bytes.Equal(v, r.Value) {
+				t.Fatalf("record %q: value differs", r.Key)
+			}
+			delete(want, string(r.Key))
+		})
+	}
+}
+
+func TestProduceConsumeThroughProxy(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	produceConsume(t, h, "through", 200, 100)
+	if got := h.counter("kafkaguard_frames_forwarded_total", map[string]string{"api": "Produce"}); got < 200 {
+		t.Errorf("forwarded Produce = %v, want >= 200", got)
+	}
+	if got := h.counter("kafkaguard_frames_rejected_total", nil); got != 0 {
+		t.Errorf("rejected = %v, want 0", got)
+	}
+}
+
+// A value close to the limit goes through whole, in several chunks.
+func TestLargeRecordThroughSmallChunks(t *testing.T) {
+	h := newHarness(t, harnessOpts{pool: limits.PoolOptions{ChunkBytes: 4 << 10, TotalBytes: 8 << 20}})
+	produceConsume(t, h, "large", 5, 900<<10)
+}
+
+func TestCutThroughLargeFrames(t *testing.T) {
+	h := newHarness(t, harnessOpts{
+		pool:   limits.PoolOptions{ChunkBytes: 8 << 10, TotalBytes: 8 << 20},
+		mutate: func(o *Options) { o.CutThroughBytes = 16 << 10 },
+	})
+	produceConsume(t, h, "cut", 10, 200<<10)
+}
+
+// Every broker address a client learns (Metadata, FindCoordinator,
+// DescribeCluster, and the client's own discovered brokers) is a kafkaguard
+// listener.
+func TestMetadataShowsOnlyProxyAddresses(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	hook := &connectHook{}
+	cl := h.client(kgo.WithHooks(hook))
+	upstream := h.cluster.ListenAddrs()
+
+	// Raw requests at each version, so no client negotiates the version away.
+	for _, v := range []int16{0, 1, 4, 9, 12} {
+		req := kmsg.NewPtrMetadataRequest()
+		req.Version = v
+		req.Topics = nil
+		resp := roundTrip(t, h.addrs[v%3], req).(*kmsg.MetadataResponse)
+		if len(resp.Brokers) != 3 {
+			t.Fatalf("metadata v%d: %d brokers, want 3", v, len(resp.Brokers))
+		}
+		for _, b := range resp.Brokers {
+			if !isProxyAddr(h.addrs, b.Host, b.Port) {
+				t.Errorf("metadata v%d: broker %d at %s:%d is not a kafkaguard address (%v; upstreams %v)",
+					v, b.NodeID, b.Host, b.Port, h.addrs, upstream)
+			}
+		}
+	}
+	for _, v := range []int16{0, 3, 4, 6} {
+		req := kmsg.NewPtrFindCoordinatorRequest()
+		req.Version = v
+		if v < 4 {
+			req.CoordinatorKey = "group-a"
+		} else {
+			req.CoordinatorKeys = []string{"group-a", "group-b"}
+		}
+		resp := roundTrip(t, h.addrs[0], req).(*kmsg.FindCoordinatorResponse)
+		if v < 4 {
+			if resp.ErrorCode != 0 {
+				t.Fatalf("find coordinator v%d: error code %d", v, resp.ErrorCode)
+			}
+			if !isProxyAddr(h.addrs, resp.Host, resp.Port) {
+				t.Errorf("find coordinator v%d: %s:%d is not a kafkaguard address", v, resp.Host, resp.Port)
+			}
+		} else if len(resp.Coordinators) != 2 {
+			t.Fatalf("find coordinator v%d: %d coordinators, want 2", v, len(resp.Coordinators))
+		}
+		for _, c := range resp.Coordinators {
+			if !isProxyAddr(h.addrs, c.Host, c.Port) {
+				t.Errorf("find coordinator v%d: %s:%d is not a kafkaguard address", v, c.Host, c.Port)
+			}
+		}
+	}
+	dreq := kmsg.NewPtrDescribeClusterRequest()
+	dresp := roundTrip(t, h.addrs[2], dreq).(*kmsg.DescribeClusterResponse)
+	if len(dresp.Brokers) != 3 {
+		t.Fatalf("describe cluster: %d brokers, want 3", len(dresp.Brokers))
+	}
+	for _, b := range dresp.Brokers {
+		if !isProxyAddr(h.addrs, b.Host, b.Port) {
+			t.Errorf("describe cluster: %s:%d is not a kafkaguard address", b.Host, b.Port)
+		}
+	}
+	// And a real client, end to end.
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "meta", Value: []byte("x")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range hook.addrs() {
+		host, port, _ := net.SplitHostPort(a)
+		p, _ := strconv.Atoi(port)
+		if !isProxyAddr(h.addrs, host, int32(p)) {
+			t.Errorf("client connected to %s, not a kafkaguard address", a)
+		}
+	}
+	if got := h.counter("kafkaguard_responses_rewritten_total", map[string]string{"api": "Metadata"}); got < 5 {
+		t.Errorf("rewritten Metadata = %v, want >= 5", got)
+	}
+}
+
+// A client bootstrapped on the second listener reaches all three brokers,
+// each through its own listener, and produces to every partition.
+func TestBootstrapOnAnyListener(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cl := h.client(kgo.SeedBrokers(h.addrs[1]), kgo.DefaultProduceTopic("any"),
+		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	for i := range 30 {
+		if err := cl.ProduceSync(ctx, kgo.StringRecord(fmt.Sprint(i))).FirstErr(); err != nil {
+			t.Fatalf("produce: %v", err)
+		}
+	}
+	if n := len(cl.DiscoveredBrokers()); n != 3 {
+		t.Errorf("discovered %d brokers, want 3", n)
+	}
+	if h.dials.Load() < 3 {
+		t.Errorf("kafkaguard dialled %d upstream connections, want one per broker at least", h.dials.Load())
+	}
+}
+
+// An over-limit frame closes its own connection and no other.
+func TestOverLimitClosesOnlyItsConnection(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cl := h.client(kgo.DefaultProduceTopic("neighbour"))
+	if err := cl.ProduceSync(ctx, kgo.StringRecord("before")).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	conns0 := h.counter("kafkaguard_connections_total", nil)
+
+	bad, err := net.Dial("tcp", h.addrs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	// A Metadata request declaring 2 MiB (limit 1 MiB): not a Produce, so
+	// it is closed rather than answered.
+	frame := rawRequest(3, 1, 7, "bad", nil)
+	binary.BigEndian.PutUint32(frame, 2<<20)
+	bad.Write(frame)
+	expectClosed(t, bad, 5*time.Second)
+
+	waitFor(t, 5*time.Second, "rejected metric", func() bool {
+		return h.counter("kafkaguard_frames_rejected_total", map[string]string{"reason": "too_large", "api": "Metadata"}) == 1
+	})
+	if err := cl.ProduceSync(ctx, kgo.StringRecord("after")).FirstErr(); err != nil {
+		t.Fatalf("neighbour produce after the bad frame: %v", err)
+	}
+	if got := h.counter("kafkaguard_connections_total", nil); got != conns0+1 {
+		t.Errorf("connections_total = %v, want %v: the neighbour reconnected", got, conns0+1)
+	}
+}
+
+// 300 connections that each declare a just-under-limit frame and then
+// trickle its bytes hold no more than the pool budget, and none of their
+// bytes reach a broker: store-and-forward never dials for an incomplete frame.
+func TestSlowDeclarationsStayWithinPoolBudget(t *testing.T) {
+	const (
+		conns  = 300
+		budget = 4 << 20
+		chunk  = 16 << 10
+	)
+	h := newHarness(t, harnessOpts{
+		pool: limits.PoolOptions{ChunkBytes: chunk, TotalBytes: budget},
+		mutate: func(o *Options) {
+			o.PoolWait = 300 * time.Millisecond
+			o.FrameTimeout = 3 * time.Second
+		},
+	})
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+
+	hdr := rawRequest(0, 3, 1, "slow", []byte{0xff, 0xff, 0xff, 0xff}) // txn id null, acks -1
+	binary.BigEndian.PutUint32(hdr, (1<<20)-64)                          // just under the 1 MiB limit
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for i := range conns {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			c, err := net.Dial("tcp", h.addrs[i%3])
+			if err != nil {
+				t.Errorf("dial: %v", err)
+				return
+			}
+			defer c.Close()
+			c.Write(hdr)
+			payload := bytes.Repeat([]byte{'x'}, 1024)
+			// Trickle 1 KiB every 100 ms, at most 40 times (4 s): bounded.
+			for range 40 {
+				select {
+				case <-stop:
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+				if _, err := c.Write(payload); err != nil {
+					return // closed by kafkaguard
+				}
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(stop)
+
+	if hw := h.pool.HighWater(); hw > budget {
+		t.Errorf("pool high water %d > budget %d", hw, budget)
+	}
+	t.Logf("pool high-water mark under %d slow declarations: %d KiB of %d KiB budget", conns, h.pool.HighWater()>>10, budget>>10)
+	if n := h.dials.Load(); n != 0 {
+		t.Errorf("kafkaguard dialled the broker %d times for frames that never completed", n)
+	}
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	if grew := int64(after.HeapInuse) - int64(before.HeapInuse); grew > budget+32<<20 {
+		t.Errorf("heap grew by %d MiB, more than the pool budget + 32 MiB", grew>>20)
+	}
+	waitFor(t, 5*time.Second, "pool drained", func() bool { return h.pool.InUse() == 0 })
+	exhausted := h.counter("kafkaguard_frames_rejected_total", map[string]string{"reason": "pool_exhausted"})
+	timedOut := h.counter("kafkaguard_frames_rejected_total", map[string]string{"reason": "frame_timeout"})
+	t.Logf("closed: %v pool_exhausted, %v frame_timeout", exhausted, timedOut)
+	if exhausted+timedOut != conns {
+		t.Errorf("pool_exhausted %v + frame_timeout %v != %d connections", exhausted, timedOut, conns)
+	}
+	// And the proxy still serves a real client.
+	produceConsume(t, h, "after-slow", 10, 10)
+}
+
+// Produce with acks=0 expects no response: the in-flight queue must not
+// wait for one, or the next response would be matched to it.
+func TestAcksZeroThenRequest(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cl := h.client(kgo.RequiredAcks(kgo.NoAck()), kgo.DisableIdempotentWrite(), kgo.DefaultProduceTopic("acks0"))
+	for i := range 20 {
+		if err := cl.ProduceSync(ctx, kgo.StringRecord(fmt.Sprint(i))).FirstErr(); err != nil {
+			t.Fatalf("produce acks=0: %v", err)
+		}
+	}
+	req := kmsg.NewPtrMetadataRequest()
+	if _, err := req.RequestWith(ctx, cl); err != nil {
+		t.Fatalf("metadata after acks=0 produce: %v", err)
+	}
+	if got := h.counter("kafkaguard_frames_rejected_total", nil); got != 0 {
+		t.Errorf("rejected = %v, want 0", got)
+	}
+}
+
+func TestUpstreamDownClosesPromptly(t *testing.T) {
+	h := newHarness(t, harnessOpts{noUpstream: true, brokers: 1})
+	c, err := net.Dial("tcp", h.addrs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	req := kmsg.NewPtrApiVersionsRequest()
+	c.Write(rawRequest(18, 0, 1, "x", req.AppendTo(nil)))
+	expectClosed(t, c, 5*time.Second)
+	if got := h.counter("kafkaguard_upstream_dial_errors_total", nil); got != 1 {
+		t.Errorf("dial errors = %v, want 1", got)
+	}
+	if err := h.srv.Ready(context.Background()); err == nil {
+		t.Error("Ready() = nil with no upstream listening")
+	}
+}
+
+// Shutdown lets a connection finish and stops accepting.
+func TestShutdownDrains(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cl := h.client(kgo.DefaultProduceTopic("drain"))
+	if err := cl.ProduceSync(ctx, kgo.StringRecord("x")).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer scancel()
+	if err := h.srv.Shutdown(sctx); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if _, err := net.DialTimeout("tcp", h.addrs[0], time.Second); err == nil {
+		t.Error("listener still accepts after Shutdown")
+	}
+	if n := h.counter("kafkaguard_connections_active", nil); n != 0 {
+		t.Errorf("connections_active = %v after shutdown", n)
+	}
+}
+
+// connectHook records every broker address a franz-go client dials.
+type connectHook struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+func (h *connectHook) OnBrokerConnect(meta kgo.BrokerMetadata, _ time.Duration, _ net.Conn, _ error) {
+	h.mu.Lock()
+	h.seen = append(h.seen, net.JoinHostPort(meta.Host, strconv.Itoa(int(meta.Port))))
+	h.mu.Unlock()
+}
+
+func (h *connectHook) addrs() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.seen...)
+}

@@ -1,0 +1,87 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// API keys whose responses carry broker addresses.
+const (
+	keyMetadata        int16 = 3
+	keyFindCoordinator int16 = 10
+	keyDescribeCluster int16 = 60
+)
+
+// rewriter replaces broker addresses in responses with the addresses of the
+// kafkaguard listeners that front those brokers, so a client bootstrapped on
+// any listener only ever learns kafkaguard's addresses.
+type rewriter struct{ s *Server }
+
+func (rw *rewriter) handles(key int16) bool {
+	return key == keyMetadata || key == keyFindCoordinator || key == keyDescribeCluster
+}
+
+// advertise returns the address clients should use for a broker.
+func (rw *rewriter) advertise(node int32, host string, port int32) (string, int32) {
+	for _, r := range rw.s.routes {
+		match := r.HasNodeID && r.NodeID == node ||
+			!r.HasNodeID && r.upPort == port && strings.EqualFold(r.upHost, host)
+		if match {
+			if r.advHost == "" {
+				return host, r.advPort
+			}
+			return r.advHost, r.advPort
+		}
+	}
+	if p := rw.s.opts.UnmappedPort; p > 0 {
+		return host, int32(p)
+	}
+	rw.s.metrics.unmapped()
+	if ok, n := rw.s.warnLog.allow(); ok {
+		rw.s.log.Warn().Int32("node", node).Str("host", host).Int32("port", port).Int("suppressed", n).
+			Msg("broker not fronted by any listener left unrewritten; set rewrite.unmapped_port or add a listener")
+	}
+	return host, port
+}
+
+// rewrite decodes body (the response after its header) with kmsg, rewrites
+// every broker address and returns the whole frame: head (size prefix and
+// response header, as the broker sent them) then the new body, with the
+// size prefix fixed.
+func (rw *rewriter) rewrite(key, version int16, head, body []byte) ([]byte, error) {
+	resp := kmsg.ResponseForKey(key)
+	resp.SetVersion(version)
+	if err := resp.ReadFrom(body); err != nil {
+		return nil, err
+	}
+	switch r := resp.(type) {
+	case *kmsg.MetadataResponse:
+		for i := range r.Brokers {
+			b := &r.Brokers[i]
+			b.Host, b.Port = rw.advertise(b.NodeID, b.Host, b.Port)
+		}
+	case *kmsg.FindCoordinatorResponse:
+		if r.Host != "" || r.Port != 0 {
+			r.Host, r.Port = rw.advertise(r.NodeID, r.Host, r.Port)
+		}
+		for i := range r.Coordinators {
+			co := &r.Coordinators[i]
+			if co.Host != "" || co.Port != 0 {
+				co.Host, co.Port = rw.advertise(co.NodeID, co.Host, co.Port)
+			}
+		}
+	case *kmsg.DescribeClusterResponse:
+		for i := range r.Brokers {
+			b := &r.Brokers[i]
+			b.Host, b.Port = rw.advertise(b.NodeID, b.Host, b.Port)
+		}
+	}
+	out := make([]byte, len(head), len(head)+len(body)+64)
+	copy(out, head)
+	out = resp.AppendTo(out)
+	binary.BigEndian.PutUint32(out, uint32(len(out)-4))
+	rw.s.metrics.rewrite(kmsg.NameForKey(key))
+	return out, nil
+}

@@ -1,0 +1,306 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/kafkaguard/kafkaguard/limits"
+)
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("proxy: server closed")
+
+// Server accepts Kafka clients on every route's listener and forwards their
+// traffic to the route's broker. Build it with New, bind with Listen, run
+// with Serve and stop with Shutdown.
+type Server struct {
+	opts    Options
+	log     zerolog.Logger
+	metrics *Metrics
+	routes  []*route
+	rw      *rewriter
+
+	// warnLog rate-limits lines about misbehaving clients; connLog the
+	// per-connection open/close lines.
+	warnLog *logLimiter
+	connLog *logLimiter
+
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	draining atomic.Bool
+	done     chan struct{} // closed by Shutdown: pool waits and accept loops stop
+	wg       sync.WaitGroup
+	nextID   atomic.Uint64
+}
+
+// route is a Route with its bound listener.
+type route struct {
+	Route
+	ln         net.Listener
+	advHost    string // "" = take the broker's host
+	advPort    int32
+	upHost     string
+	upPort     int32
+	listenAddr string
+}
+
+// New checks opts and builds a Server; nothing is bound yet.
+func New(opts Options) (*Server, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		opts:    opts,
+		log:     opts.Logger,
+		metrics: opts.Metrics,
+		warnLog: newLogLimiter(10, 20),
+		connLog: newLogLimiter(200, 400),
+		conns:   make(map[*conn]struct{}),
+		done:    make(chan struct{}),
+	}
+	for _, r := range opts.Routes {
+		host, port, _ := net.SplitHostPort(r.Upstream)
+		p, err := strconv.ParseInt(port, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("proxy: upstream %q: bad port: %w", r.Upstream, err)
+		}
+		s.routes = append(s.routes, &route{Route: r, upHost: host, upPort: int32(p)})
+	}
+	s.rw = &rewriter{s: s}
+	return s, nil
+}
+
+// Listen binds every route's listener. On error nothing stays bound.
+func (s *Server) Listen() error {
+	for i, r := range s.routes {
+		ln, err := net.Listen("tcp", r.Listen)
+		if err != nil {
+			for _, prev := range s.routes[:i] {
+				prev.ln.Close()
+			}
+			return fmt.Errorf("listen %s: %w", r.Listen, err)
+		}
+		r.ln = ln
+		r.listenAddr = ln.Addr().String()
+		if err := r.resolveAdvertised(); err != nil {
+			for _, prev := range s.routes[:i+1] {
+				prev.ln.Close()
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// resolveAdvertised fills the host and port told to clients for this route.
+func (r *route) resolveAdvertised() error {
+	adv := r.Advertised
+	if adv == "" {
+		adv = r.listenAddr
+	}
+	host, port, err := net.SplitHostPort(adv)
+	if err != nil {
+		return fmt.Errorf("advertised address %q: %w", adv, err)
+	}
+	p, err := strconv.ParseInt(port, 10, 32)
+	if err != nil || p <= 0 {
+		return fmt.Errorf("advertised address %q: bad port", adv)
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && ip.IsUnspecified() {
+		host = ""
+	}
+	r.advHost, r.advPort = host, int32(p)
+	return nil
+}
+
+// Addrs returns the bound listener addresses in route order.
+func (s *Server) Addrs() []net.Addr {
+	out := make([]net.Addr, 0, len(s.routes))
+	for _, r := range s.routes {
+		if r.ln != nil {
+			out = append(out, r.ln.Addr())
+		}
+	}
+	return out
+}
+
+// Serve runs an accept loop per listener until Shutdown. It returns
+// ErrServerClosed after a Shutdown, or the first fatal accept error.
+func (s *Server) Serve() error {
+	errc := make(chan error, len(s.routes))
+	for _, r := range s.routes {
+		if r.ln == nil {
+			return errors.New("proxy: Serve before Listen")
+		}
+		go func(r *route) { errc <- s.acceptLoop(r) }(r)
+	}
+	var first error
+	for range s.routes {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+			s.closeListeners()
+		}
+	}
+	if first == nil || s.draining.Load() {
+		return ErrServerClosed
+	}
+	return first
+}
+
+// acceptLoop accepts on one listener. Temporary errors (out of file
+// descriptors) back off from 5 ms doubling to 1 s, as net/http does.
+func (s *Server) acceptLoop(r *route) error {
+	var backoff time.Duration
+	for {
+		c, err := r.ln.Accept()
+		if err != nil {
+			if s.draining.Load() || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				if backoff == 0 {
+					backoff = 5 * time.Millisecond
+				} else if backoff *= 2; backoff > time.Second {
+					backoff = time.Second
+				}
+				s.log.Warn().Err(err).Dur("retry_in", backoff).Str("listener", r.listenAddr).Msg("accept failed")
+				select {
+				case <-time.After(backoff):
+				case <-s.done:
+					return nil
+				}
+				continue
+			}
+			return fmt.Errorf("accept on %s: %w", r.listenAddr, err)
+		}
+		backoff = 0
+		s.admit(r, c)
+	}
+}
+
+func isTemporary(err error) bool {
+	t, ok := err.(interface{ Temporary() bool })
+	return ok && t.Temporary()
+}
+
+// admit runs the gate on a fresh connection, in the accept goroutine, so a
+// refused connection costs no goroutine, no read and no upstream dial.
+func (s *Server) admit(r *route, nc net.Conn) {
+	ip := remoteIP(nc)
+	if g := s.opts.Gate; g != nil && ip.IsValid() {
+		if ok, reason := g.Admit(ip); !ok {
+			s.metrics.refused(string(reason))
+			if tc, ok := nc.(*net.TCPConn); ok {
+				tc.SetLinger(0) // reset at once: no TIME_WAIT pile-up under a flood
+			}
+			nc.Close()
+			return
+		}
+	}
+	c := s.newConn(r, nc, ip)
+	s.mu.Lock()
+	if s.draining.Load() {
+		s.mu.Unlock()
+		s.releaseGate(ip)
+		nc.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	s.metrics.connOpened()
+	go c.serve()
+}
+
+func (s *Server) releaseGate(ip netip.Addr) {
+	if g := s.opts.Gate; g != nil && ip.IsValid() {
+		g.Release(ip)
+	}
+}
+
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.releaseGate(c.ip)
+	s.metrics.connClosed()
+	s.wg.Done()
+}
+
+func remoteIP(c net.Conn) netip.Addr {
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		ip, _ := netip.AddrFromSlice(ta.IP)
+		return ip.Unmap()
+	}
+	return netip.Addr{}
+}
+
+func (s *Server) closeListeners() {
+	for _, r := range s.routes {
+		if r.ln != nil {
+			r.ln.Close()
+		}
+	}
+}
+
+// Shutdown stops accepting, lets every connection finish the frame it is
+// reading and receive the responses it is owed, then returns. When ctx ends
+// first, the remaining connections are closed and ctx's error returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.draining.Swap(true) {
+		close(s.done)
+	}
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	s.closeListeners()
+	for _, c := range conns {
+		c.interrupt()
+	}
+	idle := make(chan struct{})
+	go func() { s.wg.Wait(); close(idle) }()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for c := range s.conns {
+			c.abort()
+		}
+		s.mu.Unlock()
+		<-idle
+		return ctx.Err()
+	}
+}
+
+// Ready reports whether every upstream accepts a TCP connection now.
+func (s *Server) Ready(ctx context.Context) error {
+	var errs []error
+	for _, r := range s.routes {
+		dctx, cancel := context.WithTimeout(ctx, s.opts.DialTimeout)
+		c, err := s.opts.Dial(dctx, "tcp", r.Upstream)
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("upstream %s: %w", r.Upstream, err))
+			continue
+		}
+		c.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// Gate returns the gate the server consults, or nil.
+func (s *Server) Gate() *limits.Gate { return s.opts.Gate }
