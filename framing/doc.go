@@ -1,0 +1,39 @@
+// Package framing reads the Kafka wire protocol as far as a guarding proxy
+// must and no further: it classifies a connection's first bytes (Sniff),
+// judges a frame's size prefix before anything else is read (CheckSize),
+// parses request headers without allocating (ParseRequestHeader) and finds
+// where response headers end (ResponseHeaderLen), knows each api's header
+// version from kmsg's tables (HeaderVersion, APIName), streams a Produce
+// body to learn its acks, topics and partitions while skipping the records
+// through a caller's scratch buffer (ProduceReader), and builds the local
+// MESSAGE_TOO_LARGE answer (AppendProduceError). No length read off the
+// wire is ever used to size an allocation: every one is checked against a
+// bound first, and bulk bytes only pass through fixed buffers. The package
+// starts no goroutines and keeps no global mutable state.
+//
+// A client-to-broker pump uses it like this (errors and pooling elided):
+//
+//	var size [framing.SizeLen]byte
+//	io.ReadFull(conn, size[:])
+//	if p := framing.Sniff(size); p != framing.ProtoKafka {
+//		return fmt.Errorf("read request size: looks like %s", p)
+//	}
+//	n := int32(binary.BigEndian.Uint32(size[:]))
+//	if err := framing.CheckSize(n, maxRequest); err != nil {
+//		return err
+//	}
+//	buf := make([]byte, min(int(n), framing.MaxHeaderLen(maxClientID)))
+//	io.ReadFull(conn, buf) // or read a little at a time while ErrIncomplete
+//	h, err := framing.ParseRequestHeader(buf, n, maxClientID)
+//	if h.APIKey == 0 && err == nil { // Produce: learn acks and partitions
+//		body := &io.LimitedReader{
+//			R: io.MultiReader(bytes.NewReader(buf[h.Len:]), conn),
+//			N: int64(n) - int64(h.Len),
+//		}
+//		pr := framing.NewProduceReader(body, h.APIVersion, chunk, maxPartitions)
+//		var req framing.ProduceRequest
+//		if err := pr.Topics(&req); err == nil && req.Acks != 0 {
+//			conn.Write(framing.AppendProduceError(nil, h.CorrelationID, &req, 10))
+//		}
+//	}
+package framing
