@@ -1,0 +1,28 @@
+// Package limits owns kafkaguard's budgets and verdicts: the chunk Pool that bounds the memory frames move
+// through (fixed-size chunks from one budget, waiting when it is spent, never an allocation the size of a
+// declared frame), the size Policy that judges a request from its header (per-API limits, denied and
+// unknown keys, versions), and the Gate that admits or refuses connections by source address (bans for
+// repeat offenders that double up to a cap, concurrent connections and connection rate per IP, bounded
+// tracking of sources and client ids). It imports only the standard library: metrics and logs leave through
+// func hooks (PoolOptions.OnWait, GateOptions.OnBan and OnUnban) and gauges the caller reads. It starts no
+// goroutines; the owner of a Gate calls Sweep every few seconds.
+//
+// Usage:
+//
+//	pool, err := limits.NewPool(limits.PoolOptions{ChunkBytes: 16 << 10, TotalBytes: 64 << 20})
+//	policy, err := limits.NewPolicy(limits.PolicyOptions{MaxRequestBytes: 1 << 20, MaxDrainBytes: 4 << 20})
+//	gate := limits.NewGate(limits.GateOptions{OffencesBeforeBan: 5, MaxConnsPerIP: 100, OnBan: logBan})
+//
+//	ok, reason := gate.Admit(addr) // on accept, before reading a byte
+//	if !ok {
+//		conn.Close() // count reason
+//	}
+//	defer gate.Release(addr)
+//	switch action, reason := policy.Check(key, version, knownKey, knownVersion, size); action {
+//	case limits.Reject: // answer MESSAGE_TOO_LARGE if policy.Drainable(size), else close
+//	case limits.Close:
+//		gate.Offence(addr, clientID, string(reason), 1)
+//	}
+//	chunk, err := pool.Get(time.Second, shutdown) // then stream the frame through it
+//	defer pool.Put(chunk)
+package limits

@@ -1,0 +1,372 @@
+package limits
+
+import (
+	"hash/maphash"
+	"math"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Reasons a connection is refused by Gate.Admit.
+const (
+	ReasonBanned   Reason = "banned"
+	ReasonPerIPCap Reason = "per_ip_cap"
+	ReasonRate     Reason = "rate"
+)
+
+// Defaults for GateOptions fields left at zero.
+const (
+	DefaultOffenceWindow = time.Minute
+	DefaultBanMin        = time.Minute
+	DefaultBanMax        = time.Hour
+	DefaultForgetAfter   = 24 * time.Hour
+	DefaultMaxTracked    = 100_000
+)
+
+// longestBan keeps ban arithmetic in int64 nanoseconds far from overflow (about 146 years).
+const longestBan = time.Duration(1 << 62)
+
+// GateOptions configures NewGate. Negative numbers count as zero.
+type GateOptions struct {
+	// OffencesBeforeBan is the weighted sum of offences within OffenceWindow that earns a ban. Zero disables
+	// bans (offences are still counted per client id).
+	OffencesBeforeBan float64
+	// OffenceWindow is the sliding window offences are summed over; zero means DefaultOffenceWindow.
+	OffenceWindow time.Duration
+	// BanMin is the first ban of a source; zero means DefaultBanMin.
+	BanMin time.Duration
+	// BanMax caps a ban: each further ban of the same source doubles, up to it. Zero means DefaultBanMax;
+	// below BanMin means BanMin.
+	BanMax time.Duration
+	// ForgetAfter is the clean stretch (no offence, no ban) after which a source's ban history is forgotten,
+	// so its next ban is BanMin again; zero means DefaultForgetAfter.
+	ForgetAfter time.Duration
+	// MaxConnsPerIP caps a source's concurrent connections; zero means no cap.
+	MaxConnsPerIP int
+	// RatePerSecond is the refill of a source's token bucket of new connections; zero means no rate limit.
+	RatePerSecond float64
+	// RateBurst is the bucket's size, and a new source starts with a full bucket. Below 1 means
+	// max(1, ceil(RatePerSecond)).
+	RateBurst int
+	// Allow lists prefixes that are never banned, capped or rate-limited (health checks, the operator's own
+	// hosts). IPv4-mapped IPv6 prefixes are read as IPv4. Nil means none.
+	Allow []netip.Prefix
+	// MaxTracked bounds how many source addresses, and separately how many client ids, are tracked; the
+	// least recently used idle one is forgotten to make room. Zero means DefaultMaxTracked.
+	MaxTracked int
+	// Now returns the current time; nil means time.Now. Tests inject a fake clock.
+	Now func() time.Time
+	// OnBan, if not nil, is called once per ban (to log it and count it), outside any lock.
+	OnBan func(Ban)
+	// OnUnban, if not nil, is called once when a ban ends, outside any lock: at expiry (noticed by the next
+	// Admit, Offence or Unban of the source, by Sweep, or when room is made for a new source) or by Unban.
+	OnUnban func(Ban)
+}
+
+// Ban describes one ban of a source address.
+type Ban struct {
+	Addr netip.Addr
+	// ClientID is the last client id seen offending from Addr, at most 256 bytes of it; empty if none.
+	ClientID string
+	// Since is when the ban began; Until when it ends (for a ban lifted by Unban, when it was lifted).
+	Since, Until time.Time
+	// Count is how many bans the source has had in its remembered history, 1 for the first.
+	Count int
+	// Reason is the reason of the offence that earned the ban.
+	Reason string
+}
+
+// Gate admits or refuses new connections by source address: bans earned by repeated offences, a cap on
+// concurrent connections and a rate of new ones. Behind a sidecar every client reaches the broker from
+// 127.0.0.1, so the broker's own per-IP limits no longer work and the proxy must hold them.
+//
+// Sources live in a table sharded by address hash, each shard with its own mutex and map, bounded by
+// MaxTracked in total. An entry with connections open or a ban in force is pinned: its counts must stay
+// exact, so it is never forgotten. Idle entries sit in a per-shard LRU, and the least recently used one
+// makes room for a new source. If a shard is full of pinned entries, a new source is refused with
+// ReasonPerIPCap rather than admitted uncounted: failing closed bounds memory and keeps every cap honest,
+// and it takes MaxTracked concurrent connections or bans to get there. Allow-listed addresses are never
+// tracked, so operators keep access even then.
+//
+// Times are kept as nanoseconds since the gate was made, which keeps entries small and comparisons cheap.
+// A Gate is safe for concurrent use and starts no goroutines; the owner calls Sweep now and then.
+type Gate struct {
+	shards  []shard
+	mask    uint64
+	seed    maphash.Seed
+	allow   []netip.Prefix
+	clients *clientTracker
+	clock   func() time.Time
+	epoch   time.Time // as read from clock, for differences
+	wall    time.Time // epoch without a monotonic reading, for times reported in Ban
+
+	slotLen    int64 // nanoseconds per offence window slot
+	threshold  float64
+	banMin     int64
+	banMax     int64
+	forget     int64
+	maxConns   int32
+	rate       float64 // tokens per nanosecond
+	burst      float64
+	refill     int64 // nanoseconds to refill an empty bucket; Sweep keeps younger entries
+	track      bool  // whether Admit must count connections at all (a cap or a rate is set)
+	perShard   int
+	tracked    atomic.Int64
+	onBan      func(Ban)
+	onUnban    func(Ban)
+	maxTracked int
+}
+
+// NewGate returns a gate configured by o, with zero fields defaulted as documented on GateOptions.
+func NewGate(o GateOptions) *Gate {
+	g := &Gate{
+		seed:       maphash.MakeSeed(),
+		clock:      o.Now,
+		onBan:      o.OnBan,
+		onUnban:    o.OnUnban,
+		threshold:  max(o.OffencesBeforeBan, 0),
+		maxConns:   int32(min(max(o.MaxConnsPerIP, 0), math.MaxInt32)),
+		maxTracked: o.MaxTracked,
+	}
+	if g.clock == nil {
+		g.clock = time.Now
+	}
+	g.epoch = g.clock()
+	g.wall = g.epoch.Round(0)
+
+	window := orDefault(o.OffenceWindow, DefaultOffenceWindow)
+	g.slotLen = max(int64(window)/windowSlots, 1)
+	banMin := min(orDefault(o.BanMin, DefaultBanMin), longestBan)
+	banMax := min(max(orDefault(o.BanMax, DefaultBanMax), banMin), longestBan)
+	g.banMin, g.banMax = int64(banMin), int64(banMax)
+	g.forget = int64(orDefault(o.ForgetAfter, DefaultForgetAfter))
+
+	if o.RatePerSecond > 0 && !math.IsInf(o.RatePerSecond, 1) {
+		g.rate = o.RatePerSecond / 1e9
+		g.burst = float64(o.RateBurst)
+		if o.RateBurst < 1 {
+			g.burst = max(1, math.Ceil(o.RatePerSecond))
+		}
+		g.refill = int64(min(g.burst/g.rate, float64(longestBan)))
+	}
+	g.track = g.maxConns > 0 || g.rate > 0
+
+	if g.maxTracked <= 0 {
+		g.maxTracked = DefaultMaxTracked
+	}
+	// Up to 16 shards, but never fewer than 64 entries a shard, so a small bound still spreads evenly
+	// and shards*perShard never exceeds MaxTracked.
+	n := 16
+	for n > 1 && g.maxTracked/n < 64 {
+		n /= 2
+	}
+	g.shards = make([]shard, n)
+	g.mask = uint64(n - 1)
+	g.perShard = g.maxTracked / n
+	for i := range g.shards {
+		g.shards[i].m = make(map[netip.Addr]*entry)
+		g.shards[i].bans = make(map[*entry]struct{})
+	}
+	g.clients = newClientTracker(g.maxTracked)
+
+	for _, p := range o.Allow {
+		if !p.IsValid() {
+			continue
+		}
+		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+		}
+		g.allow = append(g.allow, p.Masked())
+	}
+	return g
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// Admit judges a new connection from addr before any byte is read. ok=false with a Reason when banned, over
+// the per-IP concurrent cap, or over the rate (checked in that order; a refused connection takes no token).
+// On ok=true the caller must call Release(addr) when the connection ends. For a known address it is one map
+// lookup under a shard mutex and allocates nothing.
+func (g *Gate) Admit(addr netip.Addr) (ok bool, reason Reason) {
+	addr = normalize(addr)
+	if g.allowed(addr) {
+		return true, ""
+	}
+	now := g.now()
+	s := g.shard(addr)
+	var n note
+	defer g.notify(&n) // runs after the unlock below
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.m[addr]
+	if e == nil {
+		if !g.track {
+			return true, "" // nothing to count and no ban to find
+		}
+		if e = g.insert(s, addr, now, &n); e == nil {
+			return false, ReasonPerIPCap
+		}
+	}
+	defer s.touch(e, now)
+	if e.banned {
+		if now < e.until {
+			return false, ReasonBanned
+		}
+		n.unban, n.hasUnban = g.endBan(s, e, e.until), true
+	}
+	if !g.track {
+		return true, ""
+	}
+	if g.maxConns > 0 && e.conns >= g.maxConns {
+		return false, ReasonPerIPCap
+	}
+	if g.rate > 0 {
+		e.tokens = min(g.burst, e.tokens+float64(now-e.tokensAt)*g.rate)
+		e.tokensAt = now
+		if e.tokens < 1 {
+			return false, ReasonRate
+		}
+		e.tokens--
+	}
+	e.conns++
+	return true, ""
+}
+
+// Release ends a connection admitted by Admit(addr).
+func (g *Gate) Release(addr netip.Addr) {
+	if !g.track {
+		return
+	}
+	addr = normalize(addr)
+	if g.allowed(addr) {
+		return
+	}
+	now := g.now()
+	s := g.shard(addr)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.m[addr]; e != nil && e.conns > 0 {
+		e.conns--
+		s.touch(e, now)
+	}
+}
+
+// Offence records an offence of addr with a weight (a frame over the limit may weigh more than a timeout);
+// clientID may be "". It returns the ban if this offence earned one. Offences from allow-listed addresses,
+// with a weight that is not positive, or from a source already banned are ignored (the last can only come
+// from a connection admitted before the ban), as are those of a new source while its shard is full of
+// pinned entries (see Gate).
+func (g *Gate) Offence(addr netip.Addr, clientID string, reason string, weight float64) (Ban, bool) {
+	addr = normalize(addr)
+	if g.allowed(addr) || !(weight > 0) {
+		return Ban{}, false
+	}
+	now := g.now()
+	clientID = clipClientID(clientID)
+	if clientID != "" {
+		g.clients.add(clientID, g.slot(now), weight)
+	}
+	if g.threshold <= 0 {
+		return Ban{}, false
+	}
+	s := g.shard(addr)
+	var n note
+	defer g.notify(&n)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.m[addr]
+	if e == nil {
+		if e = g.insert(s, addr, now, &n); e == nil {
+			return Ban{}, false
+		}
+	}
+	defer s.touch(e, now)
+	if e.banned {
+		if now < e.until {
+			return Ban{}, false
+		}
+		n.unban, n.hasUnban = g.endBan(s, e, e.until), true
+	}
+	if e.bans > 0 && now-e.dirtyAt >= g.forget {
+		e.bans = 0
+	}
+	e.dirtyAt = max(e.dirtyAt, now)
+	if clientID != "" && clientID != e.clientID {
+		// The string may alias a pooled chunk; keep a copy (only on change, so repeats cost nothing).
+		e.clientID = strings.Clone(clientID)
+	}
+	if reason != e.reason {
+		e.reason = strings.Clone(reason)
+	}
+	if e.offences.add(g.slot(now), weight) < g.threshold {
+		return Ban{}, false
+	}
+	e.bans++
+	e.banned = true
+	e.since = now
+	e.until = now + g.banFor(e.bans)
+	e.dirtyAt = e.until
+	e.offences.reset()
+	s.bans[e] = struct{}{}
+	n.ban, n.hasBan = g.banOf(e), true
+	return n.ban, true
+}
+
+// Tracked returns how many source addresses are tracked now (for a gauge); it never exceeds MaxTracked.
+func (g *Gate) Tracked() int { return int(g.tracked.Load()) }
+
+// ClientOffences returns the weighted offences of a client id within the offence window. Client ids are
+// the client's own claim, so this informs logs and decisions by the caller; bans stay per address.
+func (g *Gate) ClientOffences(clientID string) float64 {
+	return g.clients.score(clipClientID(clientID), g.slot(g.now()))
+}
+
+// now returns the time since the epoch in nanoseconds, never negative.
+func (g *Gate) now() int64 { return max(int64(g.clock().Sub(g.epoch)), 0) }
+
+// slot returns the offence window slot of a time.
+func (g *Gate) slot(now int64) int64 { return now / g.slotLen }
+
+// at returns the wall time of a time since the epoch.
+func (g *Gate) at(t int64) time.Time { return g.wall.Add(time.Duration(t)) }
+
+func (g *Gate) allowed(a netip.Addr) bool {
+	for _, p := range g.allow {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func (g *Gate) shard(a netip.Addr) *shard {
+	b := a.As16()
+	return &g.shards[maphash.Bytes(g.seed, b[:])&g.mask]
+}
+
+// normalize makes one key of the spellings of an address: an IPv4 client reached over a dual-stack socket
+// arrives as ::ffff:a.b.c.d, and a zone names an interface, not a client.
+func normalize(a netip.Addr) netip.Addr { return a.Unmap().WithZone("") }
+
+// note carries what a locked operation must report once the lock is released. An operation ends at most
+// one ban (its source's, or the one it evicts to make room) and starts at most one.
+type note struct {
+	unban, ban       Ban
+	hasUnban, hasBan bool
+}
+
+func (g *Gate) notify(n *note) {
+	if n.hasUnban && g.onUnban != nil {
+		g.onUnban(n.unban)
+	}
+	if n.hasBan && g.onBan != nil {
+		g.onBan(n.ban)
+	}
+}

@@ -1,0 +1,63 @@
+package limits
+
+// links are the list pointers embedded in an element of an lru.
+type links[E any] struct {
+	prev, next *E
+}
+
+// linked is a pointer to an element that carries its own links, so list moves never allocate.
+type linked[E any] interface {
+	*E
+	link() *links[E]
+}
+
+// lru is an intrusive doubly-linked list kept in recency order: front is the most recently used, back the
+// least. An element is in at most one list; in reports whether it is in this one. Callers lock.
+type lru[E any, P linked[E]] struct {
+	front, back *E
+	n           int
+}
+
+func (l *lru[E, P]) in(e *E) bool {
+	k := P(e).link()
+	return k.prev != nil || k.next != nil || l.front == e
+}
+
+func (l *lru[E, P]) pushFront(e *E) {
+	k := P(e).link()
+	k.prev, k.next = nil, l.front
+	if l.front != nil {
+		P(l.front).link().prev = e
+	} else {
+		l.back = e
+	}
+	l.front = e
+	l.n++
+}
+
+func (l *lru[E, P]) remove(e *E) {
+	k := P(e).link()
+	if k.prev != nil {
+		P(k.prev).link().next = k.next
+	} else {
+		l.front = k.next
+	}
+	if k.next != nil {
+		P(k.next).link().prev = k.prev
+	} else {
+		l.back = k.prev
+	}
+	k.prev, k.next = nil, nil
+	l.n--
+}
+
+func (l *lru[E, P]) moveToFront(e *E) {
+	if l.front == e {
+		return
+	}
+	l.remove(e)
+	l.pushFront(e)
+}
+
+// prev returns the element after e toward the front (more recently used), for walks from the back.
+func (l *lru[E, P]) prev(e *E) *E { return P(e).link().prev }

@@ -1,0 +1,182 @@
+package limits
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+)
+
+// ErrPoolExhausted is returned by Get when the budget stayed spent for the whole wait.
+var ErrPoolExhausted = errors.New("chunk pool exhausted")
+
+// ErrPoolClosed is returned by Get when its cancel channel closed while it waited.
+var ErrPoolClosed = errors.New("chunk pool closed")
+
+// ErrInvalidOptions is wrapped by the constructors when an option is out of range.
+var ErrInvalidOptions = errors.New("invalid options")
+
+// maxChunks bounds the number of chunks in one pool. The free list is a channel with one slot per chunk,
+// allocated up front (24 bytes a slot), so a tiny chunk size with a huge budget would cost real memory
+// before the first Get; 1<<20 slots is 24 MiB and far beyond any sane configuration.
+const maxChunks = 1 << 20
+
+// Pool hands out fixed-size chunks from one total budget. Chunks are allocated lazily up to the budget and
+// then recycled through a free list (never left to the GC); nothing is ever allocated by a declared size.
+//
+// This is the Kafka producer's BufferPool without its weak spot: there is no path that allocates more than
+// one chunk, so a frame that declares 50 MiB costs the proxy chunks only as its bytes actually arrive, and
+// the total never passes the budget. When the budget is spent Get waits (backpressure) instead of growing.
+//
+// The free list is a buffered channel: a Put hands the chunk straight to the longest-waiting Get (the
+// runtime queues channel receivers in order), so a waiter cannot be starved by later callers on the fast
+// path. Chunk contents are not cleared on Put; callers use only the bytes they have written.
+type Pool struct {
+	free      chan []byte
+	onWait    func(time.Duration)
+	chunk     int
+	chunks    int64
+	allocated atomic.Int64 // chunks ever made; never decreases, never passes chunks
+	inUse     atomic.Int64 // bytes handed out and not yet put back
+	highWater atomic.Int64
+	waiters   atomic.Int64
+}
+
+// PoolOptions configures NewPool.
+type PoolOptions struct {
+	// ChunkBytes is the size of every chunk; it must be positive.
+	ChunkBytes int
+	// TotalBytes is the budget; capacity is TotalBytes / ChunkBytes chunks, at least one. It must be positive.
+	TotalBytes int64
+	// OnWait, if not nil, is called with the time Get spent waiting whenever it had to wait, whatever the
+	// outcome (a histogram of backpressure). Nil means no report.
+	OnWait func(time.Duration)
+}
+
+// NewPool returns a pool with the budget of o. No chunk is allocated until the first Get.
+func NewPool(o PoolOptions) (*Pool, error) {
+	if o.ChunkBytes <= 0 {
+		return nil, fmt.Errorf("new pool: chunk bytes %d must be positive: %w", o.ChunkBytes, ErrInvalidOptions)
+	}
+	if o.TotalBytes <= 0 {
+		return nil, fmt.Errorf("new pool: total bytes %d must be positive: %w", o.TotalBytes, ErrInvalidOptions)
+	}
+	n := max(o.TotalBytes/int64(o.ChunkBytes), 1)
+	if n > maxChunks {
+		return nil, fmt.Errorf("new pool: %d chunks of %d bytes exceed the limit of %d chunks; use larger chunks: %w",
+			n, o.ChunkBytes, maxChunks, ErrInvalidOptions)
+	}
+	return &Pool{
+		free:   make(chan []byte, n),
+		onWait: o.OnWait,
+		chunk:  o.ChunkBytes,
+		chunks: n,
+	}, nil
+}
+
+// Get returns one chunk (len == ChunkBytes). When the budget is spent it waits until a chunk is put back,
+// the wait elapses (ErrPoolExhausted) or cancel is closed (ErrPoolClosed); a wait <= 0 fails at once and a
+// nil cancel never fires. The fast path, taken whenever a chunk is free or the budget is not yet allocated,
+// neither allocates (after the chunk's first use) nor starts a timer nor looks at cancel.
+func (p *Pool) Get(wait time.Duration, cancel <-chan struct{}) ([]byte, error) {
+	if c, ok := p.TryGet(); ok {
+		return c, nil
+	}
+	if wait <= 0 {
+		return nil, ErrPoolExhausted
+	}
+	// Every chunk is allocated and out, so one can only come back through the channel: a Put between
+	// TryGet and the select below lands in the buffer and is received here.
+	p.waiters.Add(1)
+	defer p.waiters.Add(-1)
+	start := time.Now()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	var err error
+	select {
+	case c := <-p.free:
+		p.take()
+		p.reportWait(start)
+		return c, nil
+	case <-t.C:
+		err = ErrPoolExhausted
+	case <-cancel:
+		err = ErrPoolClosed
+	}
+	p.reportWait(start)
+	return nil, err
+}
+
+// TryGet returns a chunk if one is free or the budget still allows a new one; it never waits.
+func (p *Pool) TryGet() ([]byte, bool) {
+	select {
+	case c := <-p.free:
+		p.take()
+		return c, true
+	default:
+	}
+	for {
+		n := p.allocated.Load()
+		if n >= p.chunks {
+			return nil, false
+		}
+		if p.allocated.CompareAndSwap(n, n+1) {
+			c := make([]byte, p.chunk)
+			p.take()
+			return c, true
+		}
+	}
+}
+
+// Put returns a chunk to the pool. c must come from Get or TryGet of this pool (it may have been resliced);
+// a chunk of another capacity, or more chunks put than were taken, is a programming error and panics.
+func (p *Pool) Put(c []byte) {
+	if cap(c) != p.chunk {
+		panic(fmt.Sprintf("limits: Put of a chunk with capacity %d into a pool of %d-byte chunks", cap(c), p.chunk))
+	}
+	// Lower the count before the chunk becomes available, so InUse never overstates the budget.
+	if p.inUse.Add(-int64(p.chunk)) < 0 {
+		panic("limits: Put of a chunk that was not taken from this pool")
+	}
+	select {
+	case p.free <- c[:p.chunk]:
+	default:
+		panic("limits: Put of more chunks than the pool holds")
+	}
+}
+
+// take accounts for one chunk handed out.
+func (p *Pool) take() {
+	n := p.inUse.Add(int64(p.chunk))
+	for {
+		hw := p.highWater.Load()
+		if n <= hw || p.highWater.CompareAndSwap(hw, n) {
+			return
+		}
+	}
+}
+
+func (p *Pool) reportWait(start time.Time) {
+	if p.onWait != nil {
+		p.onWait(time.Since(start))
+	}
+}
+
+// ChunkBytes returns the size of every chunk.
+func (p *Pool) ChunkBytes() int { return p.chunk }
+
+// Capacity returns the budget in bytes: the number of chunks times their size.
+func (p *Pool) Capacity() int64 { return p.chunks * int64(p.chunk) }
+
+// InUse returns the bytes handed out and not yet put back.
+func (p *Pool) InUse() int64 { return p.inUse.Load() }
+
+// HighWater returns the largest InUse seen since the pool was made or ResetHighWater was last called.
+func (p *Pool) HighWater() int64 { return p.highWater.Load() }
+
+// ResetHighWater starts a new high-water period from the current InUse (a scrape can report the peak of
+// each interval).
+func (p *Pool) ResetHighWater() { p.highWater.Store(p.inUse.Load()) }
+
+// Waiters returns how many Get calls are waiting for a chunk right now (a gauge of backpressure).
+func (p *Pool) Waiters() int { return int(p.waiters.Load()) }
