@@ -262,6 +262,13 @@ func roundTripOn(t *testing.T, c net.Conn, req kmsg.Request, corr int32) kmsg.Re
 	if _, err := c.Write(f.AppendRequest(nil, req, corr)); err != nil {
 		t.Fatalf("write %s: %v", kmsg.NameForKey(req.Key()), err)
 	}
+	return readResponseFrom(t, c, req, corr)
+}
+
+// readResponseFrom reads and decodes the response to req, which must carry
+// correlation id corr.
+func readResponseFrom(t *testing.T, c net.Conn, req kmsg.Request, corr int32) kmsg.Response {
+	t.Helper()
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	var sz [4]byte
 	if _, err := io.ReadFull(c, sz[:]); err != nil {

@@ -84,11 +84,10 @@ func (c *conn) reject(h framing.RequestHeader, size int32, got int, start time.T
 	c.chunks = append(c.chunks, scratch)
 	rest := &io.LimitedReader{R: c.client, N: int64(size) - int64(got)}
 	body := io.MultiReader(bytes.NewReader(c.chunks[0][h.Len:got]), rest)
-	if c.prod == nil {
-		c.prod = framing.NewProduceReader(body, h.APIVersion, scratch, maxRejectPartitions)
-	} else {
-		c.prod.Reset(body, h.APIVersion)
-	}
+	// A reader per rejected frame: it keeps its scratch, and the scratch
+	// chunk goes back to the pool when this frame is done.
+	c.prod = framing.NewProduceReader(body, h.APIVersion, scratch, maxRejectPartitions)
+	defer func() { c.prod = nil }()
 	req := &c.prodReq
 	req.Version = h.APIVersion
 	if err := c.readProduce(req); err != nil {

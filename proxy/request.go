@@ -36,6 +36,7 @@ const (
 	reasonClientIDTooBig = string(limits.ReasonClientIDTooLong)
 	reasonTooLarge       = string(limits.ReasonTooLarge)
 	apiNone              = "none"
+	keyAPIVersions       = 18
 )
 
 var errNotKafka = errors.New("not the Kafka protocol")
@@ -200,8 +201,13 @@ func (c *conn) readHeader(size int32, start time.Time) (framing.RequestHeader, i
 		}
 		if !errors.Is(perr, framing.ErrIncomplete) {
 			reason := reasonMalformed
-			if errors.Is(perr, framing.ErrClientIDTooLong) {
+			switch {
+			case errors.Is(perr, framing.ErrClientIDTooLong):
 				reason = reasonClientIDTooBig
+			case got >= 4 && badVersion(h.APIKey, h.APIVersion):
+				// A version kafkaguard does not know may also change the
+				// header's shape; name the version, not the symptom.
+				reason = string(limits.ReasonBadVersion)
 			}
 			c.offence(reason, framing.APIName(h.APIKey), c.s.opts.Weights.Closed, perr)
 			return h, got, false
@@ -376,4 +382,12 @@ func (c *conn) warn(reason, api string, err error) {
 		c.log.Warn().Str("reason", reason).Str("api", api).Str("client_id", c.clientID).
 			Err(err).Int("suppressed", n).Msg("refused client request")
 	}
+}
+
+// badVersion reports a known API key at a version outside the range
+// kafkaguard knows. ApiVersions is exempt: clients probe it with versions
+// newer than the broker's, and the broker answers them.
+func badVersion(key, version int16) bool {
+	maxVer, known := framing.MaxVersion(key)
+	return known && key != keyAPIVersions && (version < 0 || version > maxVer)
 }
