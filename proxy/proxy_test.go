@@ -233,7 +233,7 @@ func TestSlowDeclarationsStayWithinPoolBudget(t *testing.T) {
 	runtime.ReadMemStats(&before)
 
 	hdr := rawRequest(0, 3, 1, "slow", []byte{0xff, 0xff, 0xff, 0xff}) // txn id null, acks -1
-	binary.BigEndian.PutUint32(hdr, (1<<20)-64)                          // just under the 1 MiB limit
+	binary.BigEndian.PutUint32(hdr, (1<<20)-64)                        // just under the 1 MiB limit
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	for i := range conns {
