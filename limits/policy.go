@@ -213,3 +213,9 @@ func (p *Policy) Check(key, version int16, knownKey, knownVersion bool, size int
 func (p *Policy) Drainable(size int32) bool {
 	return size >= 0 && int64(size) <= p.maxDrain
 }
+
+// Denied reports whether key is refused outright.
+func (p *Policy) Denied(key int16) bool { return p.rule(key).deny }
+
+// ForwardsUnknown reports whether API keys kafkaguard does not know are forwarded.
+func (p *Policy) ForwardsUnknown() bool { return p.forwardUnknown }

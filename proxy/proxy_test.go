@@ -365,3 +365,38 @@ func (h *connectHook) addrs() []string {
 	defer h.mu.Unlock()
 	return append([]string(nil), h.seen...)
 }
+
+// ApiVersions answers offer only versions kafkaguard parses and no denied
+// key, so a client never picks a request kafkaguard would close.
+func TestApiVersionsClamped(t *testing.T) {
+	h := newHarness(t, harnessOpts{brokers: 1, policy: limits.PolicyOptions{
+		MaxRequestBytes: 1 << 20, MaxClientIDBytes: 256, MaxDrainBytes: 4 << 20, Deny: []int16{20}}})
+	// (kfake closes on an ApiVersions version it does not know, where Kafka
+	// answers UNSUPPORTED_VERSION in a v0 body; that path is not covered here.)
+	for _, v := range []int16{0, 3, 4} {
+		req := kmsg.NewPtrApiVersionsRequest()
+		req.Version = v
+		if v >= 3 {
+			req.ClientSoftwareName, req.ClientSoftwareVersion = "kafkaguard-test", "1"
+		}
+		c, err := net.Dial("tcp", h.addrs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write(kmsg.NewRequestFormatter(kmsg.FormatterClientID("t")).AppendRequest(nil, req, 1))
+		resp := readResponseFrom(t, c, req, 1).(*kmsg.ApiVersionsResponse)
+		c.Close()
+		if len(resp.ApiKeys) == 0 {
+			t.Fatalf("ApiVersions v%d: no keys", v)
+		}
+		for _, k := range resp.ApiKeys {
+			if k.ApiKey == 20 {
+				t.Errorf("ApiVersions v%d offers denied DeleteTopics", v)
+			}
+			if maxVer := kmsg.RequestForKey(k.ApiKey).MaxVersion(); k.ApiKey != 18 && k.MaxVersion > maxVer {
+				t.Errorf("ApiVersions v%d offers %s up to v%d, kafkaguard parses up to v%d",
+					v, kmsg.NameForKey(k.ApiKey), k.MaxVersion, maxVer)
+			}
+		}
+	}
+}

@@ -5,9 +5,12 @@ import (
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafkaguard/kafkaguard/framing"
 )
 
-// API keys whose responses carry broker addresses.
+// API keys whose responses kafkaguard rewrites: the three that carry broker
+// addresses, and ApiVersions, whose version ranges are clamped.
 const (
 	keyMetadata        int16 = 3
 	keyFindCoordinator int16 = 10
@@ -20,7 +23,7 @@ const (
 type rewriter struct{ s *Server }
 
 func (rw *rewriter) handles(key int16) bool {
-	return key == keyMetadata || key == keyFindCoordinator || key == keyDescribeCluster
+	return key == keyMetadata || key == keyFindCoordinator || key == keyDescribeCluster || key == keyAPIVersions
 }
 
 // advertise returns the address clients should use for a broker.
@@ -54,9 +57,19 @@ func (rw *rewriter) rewrite(key, version int16, head, body []byte) ([]byte, erro
 	resp := kmsg.ResponseForKey(key)
 	resp.SetVersion(version)
 	if err := resp.ReadFrom(body); err != nil {
-		return nil, err
+		if key != keyAPIVersions {
+			return nil, err
+		}
+		// A broker that does not support the ApiVersions version asked
+		// answers UNSUPPORTED_VERSION in the v0 body.
+		resp.SetVersion(0)
+		if err := resp.ReadFrom(body); err != nil {
+			return nil, err
+		}
 	}
 	switch r := resp.(type) {
+	case *kmsg.ApiVersionsResponse:
+		rw.clampVersions(r)
 	case *kmsg.MetadataResponse:
 		for i := range r.Brokers {
 			b := &r.Brokers[i]
@@ -84,4 +97,32 @@ func (rw *rewriter) rewrite(key, version int16, head, body []byte) ([]byte, erro
 	binary.BigEndian.PutUint32(out, uint32(len(out)-4))
 	rw.s.metrics.rewrite(kmsg.NameForKey(key))
 	return out, nil
+}
+
+// clampVersions narrows the versions a broker offers to those kafkaguard
+// parses, and drops keys it would refuse (denied, or unknown when unknown
+// keys are closed). Without it a client newer than kafkaguard would pick a
+// version kafkaguard closes, and reconnect and try again forever.
+func (rw *rewriter) clampVersions(r *kmsg.ApiVersionsResponse) {
+	pol := rw.s.opts.Policy
+	kept := r.ApiKeys[:0]
+	for _, k := range r.ApiKeys {
+		maxVer, known := framing.MaxVersion(k.ApiKey)
+		switch {
+		case pol.Denied(k.ApiKey):
+			continue
+		case !known:
+			if !pol.ForwardsUnknown() {
+				continue
+			}
+		case k.ApiKey == keyAPIVersions:
+			// Clients probe ApiVersions at their own newest version.
+		case k.MinVersion > maxVer:
+			continue
+		case k.MaxVersion > maxVer:
+			k.MaxVersion = maxVer
+		}
+		kept = append(kept, k)
+	}
+	r.ApiKeys = kept
 }
