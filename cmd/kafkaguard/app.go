@@ -236,11 +236,13 @@ func (a *app) stop() error {
 }
 
 func loadConfig(path string) (config.Config, error) {
-	cfg, err := config.Load(path, os.Environ())
-	if err != nil {
-		return cfg, &exitCode{2, err}
+	cfg, loadErr := config.Load(path, os.Environ())
+	if loadErr != nil && errors.Is(loadErr, os.ErrNotExist) {
+		return cfg, &exitCode{2, loadErr}
 	}
-	if err := cfg.Validate(); err != nil {
+	// Load returns what it could decode with its error, so Validate can
+	// add the problems of the rest: every problem is listed at once.
+	if err := errors.Join(loadErr, cfg.Validate()); err != nil {
 		return cfg, &exitCode{2, fmt.Errorf("invalid config %s:\n%s", path, indent(err))}
 	}
 	return cfg, nil

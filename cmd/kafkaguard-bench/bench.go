@@ -1,0 +1,298 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// Paths, in round order.
+const (
+	pathA = iota // direct
+	pathB        // kafkaguard
+	pathC        // plain relay
+	nPaths
+)
+
+var pathNames = [nPaths]string{"A direct", "B kafkaguard", "C relay"}
+
+// row is one measured figure on every path, one value per round.
+type row struct {
+	workload, metric, unit string
+	vals                   [nPaths][]float64
+	cpu                    [nPaths][]float64 // CPU seconds of the path's process per round (B, C)
+	errs                   [nPaths]int64
+	peakMiB                float64 // kafkaguard's peak RSS during the workload
+	higherBetter           bool
+}
+
+// hostile is the outcome of one attack on kafkaguard.
+type hostile struct {
+	name, what         string
+	conns              int
+	closed             int           // attacking connections closed by kafkaguard before the attack ended
+	medianClose        time.Duration // median time from first byte to being closed
+	attempts           int           // flood: connections opened
+	baseRSS, peakRSS   float64       // MiB
+	poolHighWater      float64       // MiB
+	cpu                float64
+	goodP99, quietP99  time.Duration
+	goodErrs, goodSent int64
+	series             []sample
+}
+
+// idleResult is the memory cost of idle connections through one path.
+type idleResult struct {
+	path                 string
+	conns                int
+	rawKiB, afterGCKiB   float64 // RSS delta per connection, as is and after FreeOSMemory
+	baseMiB, withConnMiB float64
+}
+
+type bench struct {
+	s         settings
+	upstream  string
+	synthetic bool
+	kg, relay *child
+	targets   [nPaths]target
+	payload   payload
+
+	rows     []*row
+	latency  [nPaths][]time.Duration // every latency sample of every round, for the CDF
+	hostiles []*hostile
+	idle     []idleResult
+	quiet    latencyResult // the well-behaved client without any attack
+	profiles []string
+}
+
+// run drives every selected workload, writes the report to w and the
+// charts to s.out, and returns the bench with its figures.
+func run(ctx context.Context, s settings, w io.Writer) (*bench, error) {
+	b := &bench{s: s, upstream: s.upstream, payload: newPayload(4 << 20)}
+	return b, b.run(ctx, w)
+}
+
+func (b *bench) run(ctx context.Context, w io.Writer) error {
+	s := b.s
+	if err := os.MkdirAll(s.out, 0o755); err != nil {
+		return err
+	}
+	if s.cpuprofile != "" {
+		if err := os.MkdirAll(s.cpuprofile, 0o755); err != nil {
+			return err
+		}
+	}
+	if b.upstream == "" {
+		c, err := kfake.NewCluster(
+			kfake.NumBrokers(1),
+			kfake.SeedTopics(3, topic),
+			kfake.BlackholeProduce(),
+			kfake.SyntheticFetch(kfake.SyntheticBatch{RecordBytes: 1024, RandomFrac: 1}),
+		)
+		if err != nil {
+			return fmt.Errorf("kfake: %w", err)
+		}
+		defer c.Close()
+		b.upstream = c.ListenAddrs()[0]
+		b.synthetic = true
+	}
+	var err error
+	b.kg, err = startChild(modeProxy, b.upstream, filepath.Join(s.out, "kafkaguard.log"))
+	if err != nil {
+		return err
+	}
+	defer b.kg.stop()
+	b.relay, err = startChild(modeRelay, b.upstream, filepath.Join(s.out, "relay.log"))
+	if err != nil {
+		return err
+	}
+	defer b.relay.stop()
+	b.targets = [nPaths]target{
+		{name: "A", seed: b.upstream},
+		{name: "B", seed: b.kg.addr, proc: b.kg},
+		{name: "C", seed: b.relay.addr, proc: b.relay, relay: true},
+	}
+	if !b.synthetic && contains(s.workloads, wFetch) {
+		if err := b.preload(ctx); err != nil {
+			return err
+		}
+	}
+	start := time.Now()
+	for _, wl := range s.workloads {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "%s: %s\n", time.Since(start).Round(time.Second), wl)
+		if err := b.runWorkload(ctx, wl); err != nil {
+			return fmt.Errorf("%s: %w", wl, err)
+		}
+	}
+	b.report(w, time.Since(start))
+	if err := b.charts(); err != nil {
+		return fmt.Errorf("charts: %w", err)
+	}
+	return nil
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (b *bench) runWorkload(ctx context.Context, wl string) error {
+	d := b.s.duration
+	switch wl {
+	case wProduce1K:
+		return b.throughput(ctx, wl, func(t target) (tputResult, error) {
+			return produceThroughput(ctx, t, b.payload, 1<<10, d, 2_000_000)
+		})
+	case wProduce64K:
+		return b.throughput(ctx, wl, func(t target) (tputResult, error) {
+			return produceThroughput(ctx, t, b.payload, 64<<10, d, 100_000)
+		})
+	case wFetch:
+		return b.throughput(ctx, wl, func(t target) (tputResult, error) { return fetchThroughput(ctx, t, d) })
+	case wLatency:
+		return b.latencyRounds(ctx)
+	case wTrickle:
+		return b.trickle(ctx)
+	case wSlow:
+		return b.slowFrames(ctx)
+	case wFlood:
+		return b.flood(ctx)
+	case wIdle:
+		return b.idleConns(ctx)
+	}
+	return fmt.Errorf("unknown workload %q", wl)
+}
+
+// profile starts kafkaguard's CPU profile for a workload when --cpuprofile
+// is set and returns the function that stops it.
+func (b *bench) profile(wl string) (func() error, error) {
+	if b.s.cpuprofile == "" {
+		return func() error { return nil }, nil
+	}
+	prefix, err := filepath.Abs(filepath.Join(b.s.cpuprofile, "kafkaguard-"+wl))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := b.kg.call("prof-start " + prefix); err != nil {
+		return nil, err
+	}
+	return func() error {
+		_, err := b.kg.call("prof-stop " + prefix)
+		if err == nil {
+			b.profiles = append(b.profiles, prefix+".cpu.pprof")
+		}
+		return err
+	}, nil
+}
+
+// throughput runs fn on A, B, C in turn, rounds times.
+func (b *bench) throughput(ctx context.Context, wl string, fn func(target) (tputResult, error)) error {
+	r := &row{workload: wl, metric: "throughput", unit: "MiB/s", higherBetter: true}
+	stop, err := b.profile(wl)
+	if err != nil {
+		return err
+	}
+	resetPeak(b.kg.pid)
+	for round := range b.s.rounds {
+		for p, t := range b.targets {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			before := b.cpuOf(t)
+			res, err := fn(t)
+			if err != nil {
+				return fmt.Errorf("round %d: %w", round+1, err)
+			}
+			r.vals[p] = append(r.vals[p], res.mibps)
+			r.cpu[p] = append(r.cpu[p], b.cpuOf(t)-before)
+			r.errs[p] += res.errs
+		}
+	}
+	if err := stop(); err != nil {
+		return err
+	}
+	if ps, err := readProc(b.kg.pid); err == nil {
+		r.peakMiB = float64(ps.hwmKiB) / 1024
+	}
+	b.rows = append(b.rows, r)
+	return nil
+}
+
+func (b *bench) cpuOf(t target) float64 {
+	if t.proc == nil {
+		return 0
+	}
+	ps, err := readProc(t.proc.pid)
+	if err != nil {
+		return 0
+	}
+	return ps.cpu
+}
+
+// latencyRounds runs the fixed-rate producer on A, B, C in turn.
+func (b *bench) latencyRounds(ctx context.Context) error {
+	qs := []struct {
+		name string
+		q    float64
+	}{{"p50", 0.50}, {"p99", 0.99}, {"p99.9", 0.999}}
+	rows := make([]*row, len(qs))
+	for i, q := range qs {
+		rows[i] = &row{workload: fmt.Sprintf("latency %d rec/s × %d B", b.s.rate, b.s.latBytes), metric: q.name, unit: "ms"}
+	}
+	stop, err := b.profile(wLatency)
+	if err != nil {
+		return err
+	}
+	resetPeak(b.kg.pid)
+	for round := range b.s.rounds {
+		for p, t := range b.targets {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			before := b.cpuOf(t)
+			res, err := produceLatency(ctx, t, b.payload, b.s.latBytes, b.s.rate, b.s.duration)
+			if err != nil {
+				return fmt.Errorf("round %d: %w", round+1, err)
+			}
+			cpu := b.cpuOf(t) - before
+			for i, q := range qs {
+				rows[i].vals[p] = append(rows[i].vals[p], ms(percentile(res.samples, q.q)))
+				rows[i].cpu[p] = append(rows[i].cpu[p], cpu)
+				rows[i].errs[p] += res.errs
+			}
+			b.latency[p] = append(b.latency[p], res.samples...)
+		}
+	}
+	if err := stop(); err != nil {
+		return err
+	}
+	if ps, err := readProc(b.kg.pid); err == nil {
+		for _, r := range rows {
+			r.peakMiB = float64(ps.hwmKiB) / 1024
+		}
+	}
+	for p := range b.latency {
+		sortDurations(b.latency[p])
+	}
+	b.rows = append(b.rows, rows...)
+	return nil
+}
+
+// preload fills a real broker's topic for the fetch workload (a real
+// broker has no synthetic fetch): 256 MiB of 1 KiB records, once.
+func (b *bench) preload(ctx context.Context) error {
+	_, err := produceThroughput(ctx, b.targets[pathA], b.payload, 1<<10, 2*time.Minute, 256<<10)
+	return err
+}

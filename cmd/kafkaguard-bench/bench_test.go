@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary serve as the kafkaguard and relay child
+// processes the bench re-executes itself as.
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(childModeEnv); mode != "" {
+		os.Exit(runChild(mode))
+	}
+	os.Exit(m.Run())
+}
+
+func TestQuickProduce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts kfake, kafkaguard and a relay and drives load for seconds")
+	}
+	s, err := parseFlags([]string{"--quick", "--workloads", wProduce1K, "--duration", "700ms", "--out", t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	b, err := run(ctx, s, &out)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	if len(b.rows) != 1 {
+		t.Fatalf("got %d result rows, want 1", len(b.rows))
+	}
+	r := b.rows[0]
+	for p, name := range pathNames {
+		if len(r.vals[p]) != 1 || !(r.vals[p][0] > 0) {
+			t.Errorf("%s: throughput %v, want one positive figure", name, r.vals[p])
+		}
+	}
+	if !(median(r.cpu[pathB]) > 0) {
+		t.Errorf("kafkaguard CPU seconds %v, want positive", r.cpu[pathB])
+	}
+	if !(r.peakMiB > 0) {
+		t.Errorf("kafkaguard peak RSS %v MiB, want positive", r.peakMiB)
+	}
+	if !strings.Contains(out.String(), "| produce-1k | throughput (MiB/s) |") {
+		t.Errorf("report lacks the produce-1k row:\n%s", out.String())
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr bool
+		check   func(settings) bool
+	}{
+		{"defaults", nil, false, func(s settings) bool { return s.rounds == 5 && len(s.workloads) == len(allWorkloads) }},
+		{"quick", []string{"--quick"}, false, func(s settings) bool { return s.rounds == 1 && s.duration == time.Second && s.conns == 200 }},
+		{"quick keeps explicit rounds", []string{"--quick", "--rounds", "3"}, false, func(s settings) bool { return s.rounds == 3 }},
+		{"workload list", []string{"--workloads", "fetch, idle"}, false, func(s settings) bool {
+			return len(s.workloads) == 2 && s.workloads[0] == wFetch && s.workloads[1] == wIdle
+		}},
+		{"unknown workload", []string{"--workloads", "nope"}, true, nil},
+		{"zero rounds", []string{"--rounds", "0"}, true, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := parseFlags(tt.args)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, want error %v", err, tt.wantErr)
+			}
+			if err == nil && !tt.check(s) {
+				t.Errorf("settings %+v do not match", s)
+			}
+		})
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	s := make([]time.Duration, 1000)
+	for i := range s {
+		s[i] = time.Duration(i+1) * time.Microsecond
+	}
+	tests := []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, 500 * time.Microsecond}, {0.99, 990 * time.Microsecond}, {0.999, 999 * time.Microsecond}, {1, 1000 * time.Microsecond}}
+	for _, tt := range tests {
+		if got := percentile(s, tt.q); got != tt.want {
+			t.Errorf("percentile(%v) = %v, want %v", tt.q, got, tt.want)
+		}
+	}
+	if got := percentile(nil, 0.5); got != 0 {
+		t.Errorf("percentile of nothing = %v, want 0", got)
+	}
+}

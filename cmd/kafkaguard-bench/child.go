@@ -1,0 +1,359 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/kafkaguard/kafkaguard/config"
+	"github.com/kafkaguard/kafkaguard/limits"
+	"github.com/kafkaguard/kafkaguard/proxy"
+)
+
+// The bench re-executes itself with childModeEnv set to run kafkaguard or
+// the relay in a process of its own, so their RSS and CPU are their own.
+const (
+	childModeEnv     = "KAFKAGUARD_BENCH_CHILD"
+	childUpstreamEnv = "KAFKAGUARD_BENCH_UPSTREAM"
+	modeProxy        = "proxy"
+	modeRelay        = "relay"
+)
+
+// child is a running subprocess seen from the parent. It prints its listen
+// address on its first line, then answers one line per command on stdin
+// and exits when stdin closes.
+type child struct {
+	mode string
+	cmd  *exec.Cmd
+	pid  int
+	addr string
+	mu   sync.Mutex
+	in   io.WriteCloser
+	out  *bufio.Reader
+	log  *os.File
+}
+
+func startChild(mode, upstream, logPath string) (*child, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("start %s child: %w", mode, err)
+	}
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, fmt.Errorf("start %s child: %w", mode, err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), childModeEnv+"="+mode, childUpstreamEnv+"="+upstream)
+	cmd.Stderr = logf
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		logf.Close()
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		logf.Close()
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start %s child: %w", mode, err)
+	}
+	c := &child{mode: mode, cmd: cmd, pid: cmd.Process.Pid, in: in, out: bufio.NewReader(out), log: logf}
+	line, err := c.readLine(10 * time.Second)
+	if err != nil || !strings.HasPrefix(line, "addr ") {
+		c.stop()
+		return nil, fmt.Errorf("start %s child: first line %q: %v (see %s)", mode, line, err, logPath)
+	}
+	c.addr = strings.TrimPrefix(line, "addr ")
+	return c, nil
+}
+
+func (c *child) readLine(timeout time.Duration) (string, error) {
+	type res struct {
+		s   string
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		s, err := c.out.ReadString('\n')
+		ch <- res{strings.TrimSpace(s), err}
+	}()
+	select {
+	case r := <-ch:
+		return r.s, r.err
+	case <-time.After(timeout):
+		return "", fmt.Errorf("%s child: no answer within %v", c.mode, timeout)
+	}
+}
+
+// call sends one command and returns the child's one-line answer.
+func (c *child) call(cmd string) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, err := io.WriteString(c.in, cmd+"\n"); err != nil {
+		return "", fmt.Errorf("%s child %q: %w", c.mode, cmd, err)
+	}
+	s, err := c.readLine(30 * time.Second)
+	if err != nil {
+		return "", err
+	}
+	if strings.HasPrefix(s, "err ") {
+		return "", fmt.Errorf("%s child %q: %s", c.mode, cmd, s[4:])
+	}
+	return s, nil
+}
+
+func (c *child) stop() {
+	c.in.Close()
+	done := make(chan struct{})
+	go func() { c.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		c.cmd.Process.Kill()
+		<-done
+	}
+	c.log.Close()
+}
+
+// runChild is main for a child process.
+func runChild(mode string) int {
+	upstream := os.Getenv(childUpstreamEnv)
+	var (
+		addr    string
+		stats   func() string
+		cleanup func()
+		err     error
+	)
+	switch mode {
+	case modeProxy:
+		addr, stats, cleanup, err = startProxy(upstream)
+	case modeRelay:
+		addr, cleanup, err = startRelay(upstream)
+		stats = func() string { return "ok" }
+	default:
+		err = fmt.Errorf("unknown child mode %q", mode)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer cleanup()
+	fmt.Printf("addr %s\n", addr)
+	sc := bufio.NewScanner(os.Stdin)
+	var prof *os.File
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) == 0 {
+			continue
+		}
+		reply := "ok"
+		switch fields[0] {
+		case "stats":
+			reply = stats()
+		case "gc":
+			debug.FreeOSMemory()
+		case "prof-start": // prof-start <path prefix>
+			if len(fields) != 2 || prof != nil {
+				reply = "err usage: prof-start <prefix>, one at a time"
+				break
+			}
+			if err := writeAllocs(fields[1] + ".allocs-base.pprof"); err != nil {
+				reply = "err " + err.Error()
+				break
+			}
+			f, err := os.Create(fields[1] + ".cpu.pprof")
+			if err == nil {
+				err = pprof.StartCPUProfile(f)
+			}
+			if err != nil {
+				reply = "err " + err.Error()
+				break
+			}
+			prof = f
+		case "prof-stop": // prof-stop <path prefix>
+			if prof == nil || len(fields) != 2 {
+				reply = "err no profile running"
+				break
+			}
+			pprof.StopCPUProfile()
+			prof.Close()
+			prof = nil
+			if err := writeAllocs(fields[1] + ".allocs.pprof"); err != nil {
+				reply = "err " + err.Error()
+			}
+		default:
+			reply = "err unknown command " + fields[0]
+		}
+		fmt.Println(reply)
+	}
+	if prof != nil {
+		pprof.StopCPUProfile()
+		prof.Close()
+	}
+	return 0
+}
+
+func writeAllocs(path string) error {
+	runtime.GC() // the allocs profile is as of the last GC
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return pprof.Lookup("allocs").WriteTo(f, 0)
+}
+
+// startProxy wires kafkaguard the way cmd/kafkaguard does for the default
+// configuration (config.Default): 1 MiB requests, a 64 MiB pool of 32 KiB
+// chunks, the abuse gate on, info logs (rate limited) to stderr.
+func startProxy(upstream string) (addr string, stats func() string, cleanup func(), err error) {
+	cfg := config.Default()
+	log := zerolog.New(os.Stderr).Level(zerolog.InfoLevel).With().Timestamp().Logger()
+	reg := prometheus.NewRegistry()
+	m := proxy.NewMetrics(reg)
+	pool, err := limits.NewPool(limits.PoolOptions{
+		ChunkBytes: int(cfg.Pool.ChunkBytes),
+		TotalBytes: int64(cfg.Pool.TotalBytes),
+		OnWait:     func(d time.Duration) { m.PoolWait(d.Seconds()) },
+	})
+	if err != nil {
+		return "", nil, nil, err
+	}
+	pol, err := limits.NewPolicy(limits.PolicyOptions{
+		MaxRequestBytes:  int32(cfg.Limits.MaxRequestBytes),
+		MaxClientIDBytes: cfg.Limits.MaxClientIDBytes,
+		MaxDrainBytes:    int64(cfg.EffectiveMaxDrain()),
+	})
+	if err != nil {
+		return "", nil, nil, err
+	}
+	ab := cfg.Abuse
+	gate := limits.NewGate(limits.GateOptions{
+		OffencesBeforeBan: ab.OffencesBeforeBan,
+		OffenceWindow:     ab.OffenceWindow,
+		BanMin:            ab.BanMin,
+		BanMax:            ab.BanMax,
+		ForgetAfter:       ab.ForgetAfter,
+		MaxConnsPerIP:     ab.MaxConnectionsPerIP,
+		RatePerSecond:     ab.ConnectionRatePerIP.PerSecond(),
+		RateBurst:         ab.ConnectionRatePerIP.Count,
+		Allow:             ab.Allow,
+		MaxTracked:        ab.MaxTrackedSources,
+		OnBan:             func(limits.Ban) { m.Banned() },
+	})
+	srv, err := proxy.New(proxy.Options{
+		Routes:          []proxy.Route{{Listen: "127.0.0.1:0", Upstream: upstream}},
+		Policy:          pol,
+		Pool:            pool,
+		PoolWait:        cfg.Pool.Wait,
+		Gate:            gate,
+		Weights:         proxy.Weights{Closed: ab.Weights.Closed, RejectedProduce: ab.Weights.RejectedProduce},
+		HeaderTimeout:   cfg.Timeouts.Header,
+		FrameTimeout:    cfg.Timeouts.Frame,
+		IdleTimeout:     cfg.Timeouts.Idle,
+		DialTimeout:     cfg.Timeouts.Dial,
+		WriteTimeout:    cfg.Timeouts.Write,
+		CutThroughBytes: int32(cfg.Proxy.CutThroughBytes),
+		MaxInflight:     cfg.Proxy.MaxInflight,
+		MaxRewriteBytes: int32(cfg.Proxy.MaxRewriteBytes),
+		Logger:          log,
+		Metrics:         m,
+	})
+	if err != nil {
+		return "", nil, nil, err
+	}
+	if err := srv.Listen(); err != nil {
+		return "", nil, nil, err
+	}
+	served := make(chan struct{})
+	go func() { srv.Serve(); close(served) }()
+	sweepStop := make(chan struct{})
+	go func() {
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				gate.Sweep()
+			case <-sweepStop:
+				return
+			}
+		}
+	}()
+	stats = func() string {
+		s := fmt.Sprintf("pool_in_use=%d pool_high_water=%d pool_capacity=%d bans=%d",
+			pool.InUse(), pool.HighWater(), pool.Capacity(), gate.ActiveBans())
+		pool.ResetHighWater()
+		return s
+	}
+	cleanup = func() {
+		close(sweepStop)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		<-served
+	}
+	return srv.Addrs()[0].String(), stats, cleanup, nil
+}
+
+// startRelay runs the plain relay: every accepted connection is joined to a
+// fresh upstream connection with io.Copy both ways (splice on Linux), no
+// parsing at all. It is the floor any proxy can reach.
+func startRelay(upstream string) (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				time.Sleep(5 * time.Millisecond)
+				continue
+			}
+			go relayConn(c, upstream)
+		}
+	}()
+	return ln.Addr().String(), func() { ln.Close() }, nil
+}
+
+func relayConn(c net.Conn, upstream string) {
+	defer c.Close()
+	up, err := net.DialTimeout("tcp", upstream, 5*time.Second)
+	if err != nil {
+		return
+	}
+	defer up.Close()
+	done := make(chan struct{})
+	go func() {
+		io.Copy(c, up)
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.CloseWrite()
+		}
+		close(done)
+	}()
+	io.Copy(up, c)
+	if tc, ok := up.(*net.TCPConn); ok {
+		tc.CloseWrite()
+	}
+	<-done
+}

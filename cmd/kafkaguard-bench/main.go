@@ -1,0 +1,141 @@
+// Command kafkaguard-bench measures what kafkaguard costs. It drives one
+// Kafka upstream three ways in alternating rounds (A direct, B through
+// kafkaguard, C through a plain byte relay) so machine drift cancels, runs
+// hostile workloads against kafkaguard, and prints a markdown table of
+// medians and ratios plus PNG charts.
+//
+// kafkaguard and the relay run as subprocesses (this binary re-executed in
+// a child mode), so /proc/PID gives their own RSS and CPU seconds; the
+// clients and the in-process kfake cluster share the parent process.
+//
+// Usage:
+//
+//	go run ./cmd/kafkaguard-bench                 # full run, about 6 minutes on 2 cores
+//	go run ./cmd/kafkaguard-bench --quick         # 1-2 minute smoke run
+//	go run ./cmd/kafkaguard-bench --workloads produce-1k,produce-64k --cpuprofile bench-out/prof
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Workload names accepted by --workloads.
+const (
+	wProduce1K  = "produce-1k"
+	wProduce64K = "produce-64k"
+	wLatency    = "latency"
+	wFetch      = "fetch"
+	wTrickle    = "trickle-1g"
+	wSlow       = "slow-frames"
+	wFlood      = "flood"
+	wIdle       = "idle"
+)
+
+var allWorkloads = []string{wProduce1K, wProduce64K, wLatency, wFetch, wTrickle, wSlow, wFlood, wIdle}
+
+// settings are the parsed flags.
+type settings struct {
+	rounds     int
+	duration   time.Duration // one round of one throughput/latency workload on one path
+	workloads  []string
+	out        string
+	quick      bool
+	upstream   string
+	cpuprofile string // directory for kafkaguard-side profiles; empty = none
+	conns      int    // connections per hostile workload
+	rate       int    // records/s of the latency workload
+	latBytes   int    // record size of the latency workload
+	attack     time.Duration
+	goodRate   int // records/s of the well-behaved client during attacks
+	floodIPs   int
+	floodConns int // concurrent flood dialers
+}
+
+func main() {
+	if mode := os.Getenv(childModeEnv); mode != "" {
+		os.Exit(runChild(mode))
+	}
+	s, err := parseFlags(os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if _, err := run(ctx, s, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "kafkaguard-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string) (settings, error) {
+	var s settings
+	fs := flag.NewFlagSet("kafkaguard-bench", flag.ContinueOnError)
+	fs.IntVar(&s.rounds, "rounds", 5, "alternating A,B,C rounds per workload")
+	fs.DurationVar(&s.duration, "duration", 3*time.Second, "length of one round on one path")
+	wl := fs.String("workloads", strings.Join(allWorkloads, ","), "comma list of workloads: "+strings.Join(allWorkloads, ", "))
+	fs.StringVar(&s.out, "out", "bench-out", "directory for charts, child logs and profiles")
+	fs.BoolVar(&s.quick, "quick", false, "smoke mode: 1 round, 1s rounds, 200 hostile connections")
+	fs.StringVar(&s.upstream, "upstream", "", "host:port of a real broker (single broker); empty starts kfake in-process")
+	fs.StringVar(&s.cpuprofile, "cpuprofile", "", "directory: write kafkaguard's CPU and alloc profiles per workload there")
+	fs.IntVar(&s.conns, "conns", 1000, "connections per hostile workload")
+	fs.IntVar(&s.rate, "rate", 5000, "records/s of the fixed-rate latency workload")
+	fs.IntVar(&s.latBytes, "latency-bytes", 1024, "record size of the latency workload")
+	fs.DurationVar(&s.attack, "attack", 8*time.Second, "length of each hostile workload")
+	fs.IntVar(&s.goodRate, "good-rate", 1000, "records/s of the well-behaved client measured during attacks")
+	fs.IntVar(&s.floodIPs, "flood-ips", 64, "source addresses (127.3.0.0/16) the reconnect flood cycles through")
+	fs.IntVar(&s.floodConns, "flood-workers", 32, "concurrent dialers of the reconnect flood")
+	if err := fs.Parse(args); err != nil {
+		return s, err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if s.quick {
+		if !set["rounds"] {
+			s.rounds = 1
+		}
+		if !set["duration"] {
+			s.duration = time.Second
+		}
+		if !set["conns"] {
+			s.conns = 200
+		}
+		if !set["attack"] {
+			s.attack = 3 * time.Second
+		}
+	}
+	for _, w := range strings.Split(*wl, ",") {
+		w = strings.TrimSpace(w)
+		if w == "" {
+			continue
+		}
+		if !slices.Contains(allWorkloads, w) {
+			return s, fmt.Errorf("unknown workload %q (want one of %s)", w, strings.Join(allWorkloads, ", "))
+		}
+		s.workloads = append(s.workloads, w)
+	}
+	switch {
+	case s.rounds < 1 || s.rounds > 100:
+		return s, fmt.Errorf("--rounds %d: want 1..100", s.rounds)
+	case s.duration < 100*time.Millisecond || s.duration > 5*time.Minute:
+		return s, fmt.Errorf("--duration %v: want 100ms..5m", s.duration)
+	case s.conns < 1 || s.conns > 16000:
+		return s, fmt.Errorf("--conns %d: want 1..16000", s.conns)
+	case s.rate < 1 || s.rate > 200000:
+		return s, fmt.Errorf("--rate %d: want 1..200000", s.rate)
+	case s.attack < time.Second || s.attack > 5*time.Minute:
+		return s, fmt.Errorf("--attack %v: want 1s..5m", s.attack)
+	case s.floodIPs < 1 || s.floodIPs > 250 || s.floodConns < 1 || s.floodConns > 1000:
+		return s, fmt.Errorf("--flood-ips 1..250 and --flood-workers 1..1000")
+	case s.goodRate < 1 || s.goodRate > 100000:
+		return s, fmt.Errorf("--good-rate %d: want 1..100000", s.goodRate)
+	}
+	return s, nil
+}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// poolBudgetMiB is kafkaguard's default pool budget (config.Default).
+const poolBudgetMiB = 64
+
+func (b *bench) report(w io.Writer, took time.Duration) {
+	fmt.Fprintf(w, "## kafkaguard-bench\n\n")
+	fmt.Fprintf(w, "%s, %s/%s, %d CPUs, %s; upstream %s; %d rounds × %v per path, alternating A,B,C; took %v.\n",
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(),
+		b.upstreamDesc(), b.s.rounds, b.s.duration, took.Round(time.Second))
+	fmt.Fprintf(w, "Medians over rounds. kafkaguard (default config: 1 MiB limit, 64 MiB pool of 32 KiB chunks, gate on) and the relay "+
+		"run as child processes; their CPU and RSS come from /proc. Clients and kfake share the parent process.\n\n")
+
+	if len(b.rows) > 0 {
+		fmt.Fprintln(w, "| workload | metric | A direct | B kafkaguard | C relay | B/A | B/C | kafkaguard CPU s/round | relay CPU s/round | kafkaguard peak RSS MiB | errors A/B/C |")
+		fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+		for _, r := range b.rows {
+			a, bb, c := median(r.vals[pathA]), median(r.vals[pathB]), median(r.vals[pathC])
+			fmt.Fprintf(w, "| %s | %s (%s) | %s | %s | %s | %s | %s | %s | %s | %.0f | %d/%d/%d |\n",
+				r.workload, r.metric, r.unit, f2(a), f2(bb), f2(c), f3(bb/a), f3(bb/c),
+				f2(median(r.cpu[pathB])), f2(median(r.cpu[pathC])), r.peakMiB, r.errs[pathA], r.errs[pathB], r.errs[pathC])
+		}
+		fmt.Fprintln(w)
+	}
+
+	if len(b.hostiles) > 0 {
+		fmt.Fprintf(w, "Attacks on kafkaguard (B) only; attackers bind distinct 127.x.y.z source addresses so the per-IP gate does not simply refuse them. "+
+			"A well-behaved client produces %d rec/s × %d B through kafkaguard throughout; its quiet p99 is %.2f ms.\n\n",
+			b.s.goodRate, b.s.latBytes, ms(percentile(b.quiet.samples, 0.99)))
+		fmt.Fprintln(w, "| attack | what | conns | closed by kafkaguard | median time to close | RSS before → peak MiB | pool high water MiB | kafkaguard CPU s | good p99 ms (quiet → attack) | p99 ratio | good errors / sent |")
+		fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+		for _, h := range b.hostiles {
+			fmt.Fprintf(w, "| %s | %s | %d | %d | %v | %.0f → %.0f | %.0f | %.2f | %.2f → %.2f | %s | %d / %d |\n",
+				h.name, h.what, h.conns, h.closed, h.medianClose.Round(time.Millisecond), h.baseRSS, h.peakRSS, h.poolHighWater, h.cpu,
+				ms(h.quietP99), ms(h.goodP99), f2(ms(h.goodP99)/ms(h.quietP99)), h.goodErrs, h.goodSent)
+		}
+		fmt.Fprintln(w)
+	}
+
+	if len(b.idle) > 0 {
+		fmt.Fprintln(w, "| idle connections (after one ApiVersions) | conns | RSS before → with conns MiB | per conn KiB | per conn KiB after FreeOSMemory |")
+		fmt.Fprintln(w, "|---|---:|---:|---:|---:|")
+		for _, r := range b.idle {
+			fmt.Fprintf(w, "| %s | %d | %.1f → %.1f | %.1f | %.1f |\n", r.path, r.conns, r.baseMiB, r.withConnMiB, r.rawKiB, r.afterGCKiB)
+		}
+		fmt.Fprintln(w)
+	}
+
+	b.targetsTable(w)
+	fmt.Fprintf(w, "Charts in %s: throughput.png, latency-cdf.png, memory.png.", b.s.out)
+	if len(b.profiles) > 0 {
+		fmt.Fprintf(w, " kafkaguard profiles: %s (and .allocs.pprof / .allocs-base.pprof beside each).", strings.Join(b.profiles, ", "))
+	}
+	fmt.Fprintln(w)
+}
+
+func (b *bench) upstreamDesc() string {
+	if b.synthetic {
+		return "in-process kfake, 1 broker, blackhole produce, synthetic fetch (1 KiB incompressible records)"
+	}
+	return b.upstream
+}
+
+// targetsTable checks the figures against issue 6's targets.
+func (b *bench) targetsTable(w io.Writer) {
+	type tgt struct{ name, figure, verdict string }
+	var ts []tgt
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "MISSED"
+	}
+	for _, r := range b.rows {
+		if r.metric == "throughput" {
+			x := median(r.vals[pathB]) / median(r.vals[pathC])
+			ts = append(ts, tgt{r.workload + " B/C ≥ 0.95", f3(x), verdict(x >= 0.95)})
+		}
+		if r.metric == "p99" {
+			add := median(r.vals[pathB]) - median(r.vals[pathA])
+			addC := median(r.vals[pathB]) - median(r.vals[pathC])
+			ts = append(ts, tgt{"added p99 at " + fmt.Sprint(b.s.rate) + " rec/s < 0.5 ms",
+				fmt.Sprintf("B−A %.3f ms (B−C %.3f ms)", add, addC), verdict(add < 0.5)})
+		}
+	}
+	for _, h := range b.hostiles {
+		if h.name == wSlow {
+			ts = append(ts, tgt{fmt.Sprintf("RSS under %d slow under-limit frames ≤ pool %d MiB + 32 MiB", h.conns, poolBudgetMiB),
+				fmt.Sprintf("peak %.0f MiB", h.peakRSS), verdict(h.peakRSS <= poolBudgetMiB+32)})
+		}
+	}
+	for _, r := range b.idle {
+		if strings.HasPrefix(r.path, "B") {
+			ts = append(ts, tgt{fmt.Sprintf("%d idle connections ≤ 16 KiB each", r.conns),
+				fmt.Sprintf("%.1f KiB (%.1f after GC)", r.rawKiB, r.afterGCKiB), verdict(r.rawKiB <= 16)})
+		}
+	}
+	if len(ts) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "| target (issue 6) | figure | verdict |")
+	fmt.Fprintln(w, "|---|---:|---|")
+	for _, t := range ts {
+		fmt.Fprintf(w, "| %s | %s | %s |\n", t.name, t.figure, t.verdict)
+	}
+	fmt.Fprintln(w)
+}
+
+func f2(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
+func f3(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return "–"
+	}
+	return fmt.Sprintf("%.3f", v)
+}
