@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -229,4 +230,94 @@ func letters(n int) []byte {
 		b[i] = 'a' + b[i]%26
 	}
 	return b
+}
+
+// produceSizeHook records the bytes of the last Produce request written.
+type produceSizeHook struct{ last atomic.Int64 }
+
+func (h *produceSizeHook) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, n int, _, _ time.Duration, _ error) {
+	if key == 0 {
+		h.last.Store(int64(n))
+	}
+}
+
+// A record whose Produce frame is exactly one byte over the limit is refused
+// at once; one byte less is accepted. The test finds that boundary for
+// franz-go and kcat and logs how long each took to report the refusal.
+func TestOneByteOverLimit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("searches the size boundary with ~40 produce calls")
+	}
+	const limit = 256 << 10
+	h := newHarness(t, harnessOpts{brokers: 1,
+		policy: limits.PolicyOptions{MaxRequestBytes: 1 << 20, PerAPI: map[int16]int32{0: limit},
+			MaxClientIDBytes: 256, MaxDrainBytes: 4 << 20},
+		kfakeOpts: []kfake.Opt{kfake.SeedTopics(1, "edge")}})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	hook := &produceSizeHook{}
+	cl := h.client(kgo.DefaultProduceTopic("edge"), kgo.WithHooks(hook), kgo.ProducerBatchMaxBytes(4<<20),
+		kgo.ProducerBatchCompression(kgo.NoCompression()))
+	value := letters(limit)
+	produce := func(n int) (time.Duration, error) {
+		start := time.Now()
+		err := cl.ProduceSync(ctx, &kgo.Record{Value: value[:n]}).FirstErr()
+		return time.Since(start), err
+	}
+	// Largest accepted value size, by bisection.
+	lo, hi := 1, limit // lo accepted, hi refused
+	for hi-lo > 1 {
+		mid := (lo + hi) / 2
+		if _, err := produce(mid); err == nil {
+			lo = mid
+		} else if errors.Is(err, kerr.MessageTooLarge) {
+			hi = mid
+		} else {
+			t.Fatalf("produce %d bytes: %v", mid, err)
+		}
+	}
+	if _, err := produce(lo); err != nil {
+		t.Fatalf("boundary value %d refused on retry: %v", lo, err)
+	}
+	if got := hook.last.Load() - 4; got != limit {
+		t.Fatalf("largest accepted Produce frame is %d bytes, want exactly the limit %d", got, limit)
+	}
+	took, err := produce(lo + 1)
+	if !errors.Is(err, kerr.MessageTooLarge) {
+		t.Fatalf("one byte over: %v, want MESSAGE_TOO_LARGE", err)
+	}
+	if got := hook.last.Load() - 4; got != limit+1 {
+		t.Fatalf("refused frame is %d bytes, want limit+1 = %d", got, limit+1)
+	}
+	accepted, _ := produce(lo)
+	t.Logf("franz-go: frame of limit+1 (%d bytes) refused with MESSAGE_TOO_LARGE in %v (frame of the limit accepted in %v)",
+		limit+1, took, accepted)
+
+	if _, err := exec.LookPath("kcat"); err != nil {
+		return
+	}
+	kcat := func(n int) (time.Duration, string) {
+		cmd := exec.CommandContext(ctx, "kcat", "-P", "-b", h.addrs[0], "-t", "edge", "-p", "0",
+			"-X", "message.max.bytes=4000000", "-X", "message.send.max.retries=0")
+		cmd.Stdin = bytes.NewReader(value[:n])
+		start := time.Now()
+		out, _ := cmd.CombinedOutput()
+		return time.Since(start), string(out)
+	}
+	lo, hi = 1, limit
+	for hi-lo > 1 {
+		mid := (lo + hi) / 2
+		if _, out := kcat(mid); !strings.Contains(out, "Message size too large") {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	okTook, _ := kcat(lo)
+	badTook, out := kcat(lo + 1)
+	if !strings.Contains(out, "Message size too large") {
+		t.Fatalf("kcat one byte over: %s", out)
+	}
+	t.Logf("kcat: value %d bytes (1 byte over) refused in %v for the whole kcat run (%v for one byte less, accepted): %s",
+		lo+1, badTook, okTook, strings.TrimSpace(out))
 }
