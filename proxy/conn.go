@@ -106,11 +106,10 @@ func (c *conn) serve() {
 		switch {
 		case c.upstream == nil:
 		case clean:
-			// Let the broker see end of stream and answer what it owes,
-			// but no longer than a write timeout.
-			if tc, ok := c.upstream.(*net.TCPConn); ok {
-				tc.CloseWrite()
-			}
+			// Deliver what the broker still owes (but wait no longer than
+			// a write timeout) before closing. The client's end of stream
+			// is not passed on as a half-close: a broker closes on EOF and
+			// may drop the responses the client is waiting for.
 			c.upstream.SetReadDeadline(time.Now().Add(c.s.opts.WriteTimeout))
 		default:
 			c.upstream.Close()

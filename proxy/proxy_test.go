@@ -400,3 +400,25 @@ func TestApiVersionsClamped(t *testing.T) {
 		}
 	}
 }
+
+// A client that half-closes after pipelining requests still receives every
+// response it is owed.
+func TestHalfCloseDeliversOwedResponses(t *testing.T) {
+	h := newHarness(t, harnessOpts{brokers: 1})
+	c, err := net.Dial("tcp", h.addrs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	f := kmsg.NewRequestFormatter(kmsg.FormatterClientID("half"))
+	var out []byte
+	for corr := int32(1); corr <= 5; corr++ {
+		out = append(out, f.AppendRequest(nil, kmsg.NewPtrMetadataRequest(), corr)...)
+	}
+	c.Write(out)
+	c.(*net.TCPConn).CloseWrite()
+	for corr := int32(1); corr <= 5; corr++ {
+		readResponseFrom(t, c, kmsg.NewPtrMetadataRequest(), corr)
+	}
+	expectClosed(t, c, 5*time.Second)
+}
