@@ -161,6 +161,7 @@ func expectRefused(t *testing.T, h *harness, src string, reason limits.Reason) {
 	refused := h.counter("kafkaguard_connections_refused_total", label)
 	rejected := h.counter("kafkaguard_frames_rejected_total", nil)
 	accepted := h.counter("kafkaguard_connections_total", nil)
+	dials := h.dials.Load()
 	if err := refusedFrom(src, h.addrs[0]); err != nil {
 		t.Fatalf("connection from %s: %v, want refused (%s)", src, err, reason)
 	}
@@ -173,6 +174,9 @@ func expectRefused(t *testing.T, h *harness, src string, reason limits.Reason) {
 	}
 	if got := h.counter("kafkaguard_connections_total", nil); got != accepted {
 		t.Errorf("a refused connection from %s was accepted: connections_total %v -> %v", src, accepted, got)
+	}
+	if got := h.dials.Load(); got != dials {
+		t.Errorf("a refused connection from %s dialled the broker (%d dials)", src, got-dials)
 	}
 }
 
@@ -578,6 +582,9 @@ func TestAbuseRejectedProduceWeighsLess(t *testing.T) {
 	if got := h.counter("kafkaguard_bans_total", nil); got != 1 {
 		t.Fatalf("bans_total = %v after 20 rejected Produce requests (weight 5), want 1", got)
 	}
+	// The answer that earned the ban was delivered (send read it); then the
+	// connection ends like every connection of a banned source.
+	expectClosed(t, c, 5*time.Second)
 	ban := onlyBan(t, h, src)
 	if ban.Reason != "too_large" || ban.ClientID != "big-producer" {
 		t.Errorf("ban = %+v, want reason too_large and client id big-producer", ban)

@@ -29,8 +29,8 @@ type Metrics struct {
 }
 
 // NewMetrics creates the collectors and registers them with reg. Gauges whose
-// value lives elsewhere (pool bytes, active bans) are registered by the
-// Server as GaugeFuncs when it is built.
+// value lives elsewhere (pool bytes, active bans) are registered as
+// GaugeFuncs by whoever owns the pool and the gate (cmd/kafkaguard).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -87,6 +87,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.forwarded[k] = forwarded.WithLabelValues(framing.APIName(int16(k)))
 	}
 	m.forwarded[len(m.forwarded)-1] = forwarded.WithLabelValues("unknown")
+	// Refusal series exist from the start, so their rates start at zero.
+	for _, r := range []string{"banned", "per_ip_cap", "rate"} {
+		m.connsRefused.WithLabelValues(r)
+	}
 	if reg != nil {
 		reg.MustRegister(m.rejected, forwarded, m.bytesIn, m.bytesOut, m.connsActive, m.connsTotal,
 			m.connsRefused, m.poolWait, m.dialErrors, m.rewritten, m.rewriteUnmapped, m.localResponses, m.bans)

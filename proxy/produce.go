@@ -109,12 +109,19 @@ func (c *conn) reject(h framing.RequestHeader, size int32, got int, start time.T
 	c.s.metrics.reject(reasonTooLarge, "Produce")
 	c.s.metrics.local("Produce", "MESSAGE_TOO_LARGE")
 	c.warn(reasonTooLarge, "Produce", fmt.Errorf("%w; answered MESSAGE_TOO_LARGE", limitErr))
-	if g := c.s.opts.Gate; g != nil && c.ip.IsValid() && c.s.opts.Weights.RejectedProduce > 0 {
-		g.Offence(c.ip, c.clientID, reasonTooLarge, c.s.opts.Weights.RejectedProduce)
-	}
 	c.startPump()
+	banned := false
+	if g := c.s.opts.Gate; g != nil && c.ip.IsValid() && c.s.opts.Weights.RejectedProduce > 0 {
+		_, banned = g.Offence(c.ip, c.clientID, reasonTooLarge, c.s.opts.Weights.RejectedProduce)
+	}
 	if !c.enqueue(pending{corr: h.CorrelationID, key: h.APIKey, version: h.APIVersion, local: resp}) {
 		c.setReason(reasonUpstreamClosed, nil)
+		return false
+	}
+	if banned {
+		// This answer earned the source a ban: deliver it, then end the
+		// connection like every other connection of a banned source.
+		c.setReason(reasonBanned, nil)
 		return false
 	}
 	return true

@@ -22,6 +22,7 @@ const (
 	reasonDialFailed     = "dial_failed"
 	reasonPoolExhausted  = "pool_exhausted"
 	reasonUpstreamClosed = "upstream_closed"
+	reasonBanned         = "banned"
 )
 
 // Offence reasons: the client sent something a Kafka client never sends.
@@ -47,12 +48,12 @@ var errNotKafka = errors.New("not the Kafka protocol")
 func (c *conn) requestLoop() (clean bool) {
 	for {
 		size, start, ok := c.readSize()
-		if !ok {
+		if !ok || !c.frame(size, start) {
+			// Ends that still owe the client its responses: its own end
+			// of stream, a drain, or a ban earned by a request answered
+			// locally.
 			reason, _ := c.closeReason()
-			return reason == reasonClientClosed || reason == reasonShutdown
-		}
-		if !c.frame(size, start) {
-			return false
+			return reason == reasonClientClosed || reason == reasonShutdown || reason == reasonBanned
 		}
 		c.frameBusy.Store(false)
 		c.frames++
