@@ -49,6 +49,8 @@ type conn struct {
 	reasonErr error
 
 	// Scratch reused across frames so forwarding allocates nothing.
+	rhdr   [8]byte          // size and correlation id of the response being relayed
+	rlim   io.LimitedReader // bounds a spliced response body
 	size   [4]byte
 	chunks [][]byte
 	wbufs  net.Buffers

@@ -22,7 +22,7 @@ import (
 )
 
 // needClient skips a test whose external client is missing, unless
-// KAFKAGUARD_REQUIRE_CLIENTS=1 (CI sets it), where a missing client fails.
+// KG_REQUIRE_CLIENTS=1 (CI sets it), where a missing client fails.
 func needClient(t *testing.T, path string) {
 	t.Helper()
 	if _, err := os.Stat(path); err == nil {
@@ -31,8 +31,8 @@ func needClient(t *testing.T, path string) {
 	if _, err := exec.LookPath(path); err == nil {
 		return
 	}
-	if os.Getenv("KAFKAGUARD_REQUIRE_CLIENTS") == "1" {
-		t.Fatalf("%s not installed (KAFKAGUARD_REQUIRE_CLIENTS=1)", path)
+	if os.Getenv("KG_REQUIRE_CLIENTS") == "1" {
+		t.Fatalf("%s not installed (KG_REQUIRE_CLIENTS=1)", path)
 	}
 	t.Skipf("%s not installed; .ci/run installs it", path)
 }
@@ -177,7 +177,7 @@ func TestOversizedProducePythonKafka(t *testing.T) {
 	const python = "/usr/bin/python3"
 	needClient(t, python)
 	if err := exec.Command(python, "-c", "import kafka").Run(); err != nil {
-		if os.Getenv("KAFKAGUARD_REQUIRE_CLIENTS") == "1" {
+		if os.Getenv("KG_REQUIRE_CLIENTS") == "1" {
 			t.Fatalf("python3-kafka not installed: %v", err)
 		}
 		t.Skip("python3-kafka not installed; .ci/run installs it")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"time"
 
 	"github.com/kafkaguard/kafkaguard/framing"
@@ -177,6 +178,13 @@ func (c *conn) ensureUpstream() bool {
 	}
 	if err := c.dial(); err != nil {
 		c.setReason(reasonDialFailed, err)
+		// Reset, not a clean close: a client reading EOF right after a
+		// request may take it for a broker demanding SASL and fail its
+		// records (franz-go does), where a reset is retried like the
+		// connection refused it would have seen from the broker itself.
+		if tc, ok := c.client.(*net.TCPConn); ok {
+			tc.SetLinger(0)
+		}
 		if ok, n := c.s.warnLog.allow(); ok {
 			c.log.Warn().Err(err).Int("suppressed", n).Msg("upstream dial failed")
 		}

@@ -22,7 +22,7 @@ var (
 // carries a local response to write in its turn.
 func (c *conn) responseLoop() {
 	defer close(c.respDone)
-	var hdr [8]byte
+	hdr := c.rhdr[:]
 	for p := range c.inflight {
 		if p.local != nil {
 			if !c.writeClient(p.local) {
@@ -30,7 +30,7 @@ func (c *conn) responseLoop() {
 			}
 			continue
 		}
-		if _, err := io.ReadFull(c.upstream, hdr[:]); err != nil {
+		if _, err := io.ReadFull(c.upstream, hdr); err != nil {
 			c.upstreamFailed(err)
 			return
 		}
@@ -46,9 +46,9 @@ func (c *conn) responseLoop() {
 		}
 		var ok bool
 		if c.s.rw.handles(p.key) {
-			ok = c.relayRewritten(p, hdr, size)
+			ok = c.relayRewritten(p, size)
 		} else {
-			ok = c.relay(hdr, int(size)-4)
+			ok = c.relay(int(size) - 4)
 		}
 		if !ok {
 			return
@@ -56,10 +56,11 @@ func (c *conn) responseLoop() {
 	}
 }
 
-// relay copies one response whose first 8 bytes are in hdr. A response that
+// relay copies one response whose first 8 bytes are in c.rhdr. A response that
 // fits a chunk goes out in one write; a larger one is spliced between the
 // sockets by the kernel when both are TCP, else copied through one chunk.
-func (c *conn) relay(hdr [8]byte, rest int) bool {
+func (c *conn) relay(rest int) bool {
+	hdr := c.rhdr[:]
 	pool := c.s.opts.Pool
 	chunk, err := pool.Get(c.s.opts.PoolWait, c.s.done)
 	if err != nil {
@@ -70,20 +71,21 @@ func (c *conn) relay(hdr [8]byte, rest int) bool {
 	defer pool.Put(chunk)
 	c.client.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
 	if rest <= len(chunk)-8 {
-		copy(chunk, hdr[:])
+		copy(chunk, hdr)
 		if _, err := io.ReadFull(c.upstream, chunk[8:8+rest]); err != nil {
 			c.upstreamFailed(err)
 			return false
 		}
 		return c.writeClient(chunk[:8+rest])
 	}
-	if !c.writeClient(hdr[:]) {
+	if !c.writeClient(hdr) {
 		return false
 	}
 	src, dst := c.upstream, c.client
 	var n int64
 	if dtc, ok := dst.(*net.TCPConn); ok && isTCP(src) {
-		n, err = dtc.ReadFrom(&io.LimitedReader{R: src, N: int64(rest)})
+		c.rlim = io.LimitedReader{R: src, N: int64(rest)}
+		n, err = dtc.ReadFrom(&c.rlim)
 	} else {
 		n, err = io.CopyBuffer(onlyWriter{dst}, io.LimitReader(src, int64(rest)), chunk)
 	}
@@ -103,7 +105,7 @@ func (c *conn) relay(hdr [8]byte, rest int) bool {
 
 // relayRewritten reads a whole Metadata, FindCoordinator or DescribeCluster
 // response, rewrites broker addresses and writes the result.
-func (c *conn) relayRewritten(p pending, hdr [8]byte, size int32) bool {
+func (c *conn) relayRewritten(p pending, size int32) bool {
 	if size > c.s.opts.MaxRewriteBytes {
 		c.responseFailed(fmt.Errorf("%w: %d bytes", errRewriteTooBig, size))
 		return false
@@ -111,7 +113,7 @@ func (c *conn) relayRewritten(p pending, hdr [8]byte, size int32) bool {
 	// The broker is trusted and the size bounded: one buffer per rewritten
 	// response (these APIs are rare next to Produce and Fetch).
 	buf := make([]byte, 4+int(size))
-	copy(buf, hdr[:])
+	copy(buf, c.rhdr[:])
 	if _, err := io.ReadFull(c.upstream, buf[8:]); err != nil {
 		c.upstreamFailed(err)
 		return false

@@ -101,6 +101,7 @@ write_config() {
 dataDir=$KAFKA_DATA/zookeeper
 clientPort=$ZK_PORT
 clientPortAddress=127.0.0.1
+tickTime=500
 maxClientCnxns=0
 EOF
 	cat >"$CONF/server.properties" <<EOF
@@ -119,6 +120,7 @@ offsets.topic.num.partitions=3
 log.flush.interval.messages=1
 zookeeper.connect=127.0.0.1:$ZK_PORT
 zookeeper.connection.timeout.ms=30000
+zookeeper.session.timeout.ms=6000
 group.min.session.timeout.ms=1000
 controlled.shutdown.enable=false
 EOF
@@ -160,17 +162,31 @@ start() {
 	port_open "$ZK_PORT" || die "ZooKeeper not listening on $ZK_PORT after ${KAFKA_WAIT}s"
 
 	port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by something this script did not start"
-	setsid java -Xmx"$KAFKA_HEAP" -Xms"$KAFKA_HEAP" -XX:MaxDirectMemorySize="$KAFKA_DIRECT" \
-		-Djava.awt.headless=true "$log4j" -cp "$cp" kafka.Kafka "$CONF/server.properties" \
-		>>"$LOGS/kafka.log" 2>&1 </dev/null &
-	echo $! >"$KAFKA_PID"
-	for ((i = 0; i < KAFKA_WAIT * 2; i++)); do
-		if port_open "$KAFKA_PORT" && metadata_ok; then
-			say "broker ready on 127.0.0.1:$KAFKA_PORT (pid $(cat "$KAFKA_PID")), ZooKeeper on 127.0.0.1:$ZK_PORT (pid $(cat "$ZK_PID")); logs in $LOGS"
-			return 0
+	local attempt offset
+	for ((attempt = 1; attempt <= 10; attempt++)); do
+		offset=$(($(stat -c %s "$LOGS/kafka.log" 2>/dev/null || echo 0) + 1))
+		setsid java -Xmx"$KAFKA_HEAP" -Xms"$KAFKA_HEAP" -XX:MaxDirectMemorySize="$KAFKA_DIRECT" \
+			-Djava.awt.headless=true "$log4j" -cp "$cp" kafka.Kafka "$CONF/server.properties" \
+			>>"$LOGS/kafka.log" 2>&1 </dev/null &
+		echo $! >"$KAFKA_PID"
+		for ((i = 0; i < KAFKA_WAIT * 2; i++)); do
+			if port_open "$KAFKA_PORT" && metadata_ok; then
+				say "broker ready on 127.0.0.1:$KAFKA_PORT (pid $(cat "$KAFKA_PID")), ZooKeeper on 127.0.0.1:$ZK_PORT (pid $(cat "$ZK_PID")); logs in $LOGS"
+				return 0
+			fi
+			alive "$KAFKA_PID" || break
+			sleep 0.5
+		done
+		alive "$KAFKA_PID" && break # still running but not ready: give up below
+		# A broker killed hard leaves its ephemeral registration in ZooKeeper until its
+		# session expires (zookeeper.session.timeout.ms=6s): retry, bounded.
+		if tail -c +"$offset" "$LOGS/kafka.log" | grep -q 'A broker is already registered'; then
+			say "broker id 0 still registered in ZooKeeper (previous broker's session); retrying in 2s ($attempt/10)"
+			sleep 2
+			continue
 		fi
-		alive "$KAFKA_PID" || { tail -n 50 "$LOGS/kafka.log" >&2; die "broker exited; logs in $LOGS"; }
-		sleep 0.5
+		tail -n 50 "$LOGS/kafka.log" >&2
+		die "broker exited; logs in $LOGS"
 	done
 	tail -n 50 "$LOGS/kafka.log" >&2
 	die "broker not ready after ${KAFKA_WAIT}s; logs in $LOGS"
