@@ -49,10 +49,14 @@ type conn struct {
 	reasonErr error
 
 	// Scratch reused across frames so forwarding allocates nothing.
-	rhdr   [8]byte          // size and correlation id of the response being relayed
+	rbuf   []byte           // pooled chunk of upstream bytes read but not yet relayed; nil when none are owed
+	rr, rw int              // rbuf[rr:rw] is unread
 	rlim   io.LimitedReader // bounds a spliced response body
-	size   [4]byte
-	chunks [][]byte
+	lead   [256]byte        // the first read of a frame when nothing is carried over
+	qbuf   []byte           // pooled chunk of request bytes; nil between frames when nothing is carried
+	qr, qw int              // qbuf[qr:qw] is read and not yet handled
+	rdl    time.Time        // the client read deadline last set
+	chunks [][]byte         // further chunks of a frame larger than one
 	wbufs  net.Buffers
 	bufs   [][]byte
 }

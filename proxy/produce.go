@@ -61,19 +61,20 @@ func peekProduceAcks(body []byte, version int16) (acks int16, ok bool, err error
 // through (one chunk of scratch, records skipped) and answered with
 // MESSAGE_TOO_LARGE for every topic-partition, in its turn behind the
 // responses still owed, and the connection stays open.
-func (c *conn) reject(h framing.RequestHeader, size int32, got int, start time.Time) bool {
+func (c *conn) reject(h framing.RequestHeader, size int32, start time.Time) bool {
 	pol := c.s.opts.Policy
 	limitErr := fmt.Errorf("%w: Produce v%d of %d bytes, limit %d", framing.ErrFrameTooLarge, h.APIVersion, size, pol.Limit(h.APIKey))
 	if h.APIKey != keyProduce {
 		c.offence(reasonTooLarge, framing.APIName(h.APIKey), c.s.opts.Weights.Closed, limitErr)
 		return false
 	}
-	c.client.SetReadDeadline(start.Add(c.s.opts.FrameTimeout))
-	acks, ok, err := c.fillUntilAcks(h, size, &got)
-	if err != nil {
+	deadline := start.Add(c.s.opts.FrameTimeout)
+	total := 4 + int(size)
+	acks, ok := c.peekAcks(h, total, deadline)
+	if !ok {
 		return false
 	}
-	if !ok || acks == 0 || !pol.Drainable(size) {
+	if acks == 0 || !pol.Drainable(size) {
 		c.offence(reasonTooLarge, "Produce", c.s.opts.Weights.Closed, limitErr)
 		return false
 	}
@@ -82,15 +83,27 @@ func (c *conn) reject(h framing.RequestHeader, size int32, got int, start time.T
 		return false
 	}
 	c.chunks = append(c.chunks, scratch)
-	rest := &io.LimitedReader{R: c.client, N: int64(size) - int64(got)}
-	body := io.MultiReader(bytes.NewReader(c.chunks[0][h.Len:got]), rest)
+	defer c.putChunks()
+	inFrame := min(c.qw-c.qr, total)
+	rest := &io.LimitedReader{R: c.client, N: int64(total - inFrame)}
+	body := io.MultiReader(bytes.NewReader(c.qbuf[c.qr+4+h.Len:c.qr+inFrame]), rest)
+	c.qr += inFrame
+	c.setReadDeadline(deadline)
 	// A reader per rejected frame: it keeps its scratch, and the scratch
 	// chunk goes back to the pool when this frame is done.
 	c.prod = framing.NewProduceReader(body, h.APIVersion, scratch, maxRejectPartitions)
 	defer func() { c.prod = nil }()
 	req := &c.prodReq
 	req.Version = h.APIVersion
-	if err := c.readProduce(req); err != nil {
+	err := c.readProduce(req)
+	if err == nil {
+		// Whatever the reader left (it stops at the request's last tag) is
+		// read through too, so the next frame starts where the client
+		// thinks it does.
+		_, err = io.CopyBuffer(io.Discard, onlyReader{rest}, scratch)
+	}
+	c.in.Add(int64(total-inFrame) - rest.N)
+	if err != nil {
 		if timeout, eof := classifyIO(err); timeout || eof {
 			c.readFailed(err, reasonFrameTimeout, "Produce")
 		} else {
@@ -98,13 +111,6 @@ func (c *conn) reject(h framing.RequestHeader, size int32, got int, start time.T
 		}
 		return false
 	}
-	// Whatever the reader left (it stops at the request's last tag) is read
-	// through too, so the next frame starts where the client thinks it does.
-	if _, err := io.CopyBuffer(io.Discard, onlyReader{rest}, scratch); err != nil {
-		c.readFailed(err, reasonFrameTimeout, "Produce")
-		return false
-	}
-	c.in.Add(int64(size) - int64(got))
 	resp := framing.AppendProduceError(nil, h.CorrelationID, req, errMessageTooLarge)
 	c.s.metrics.reject(reasonTooLarge, "Produce")
 	c.s.metrics.local("Produce", "MESSAGE_TOO_LARGE")

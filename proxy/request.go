@@ -47,6 +47,7 @@ var errNotKafka = errors.New("not the Kafka protocol")
 // ended cleanly between frames (or the server is draining), false when the
 // connection must be torn down at once.
 func (c *conn) requestLoop() (clean bool) {
+	defer c.releaseReq()
 	for {
 		size, start, ok := c.readSize()
 		if !ok || !c.frame(size, start) {
@@ -61,44 +62,60 @@ func (c *conn) requestLoop() (clean bool) {
 	}
 }
 
-// readSize waits up to the idle timeout for the first byte of a frame, then
-// up to the header timeout for the rest of the length prefix.
+// Request bytes are read into one pooled chunk, c.qbuf, as many as the
+// socket has (up to the chunk), so a small frame usually costs one read and
+// pipelined frames share reads; what is read past a frame is carried over
+// to the next (c.qbuf[c.qr:c.qw]). With nothing carried, the wait for a
+// next frame reads into the connection's small lead buffer instead, so an
+// idle connection holds no chunk.
+
+// readSize waits up to the idle timeout for the first byte of a frame (when
+// none is carried over), then up to the header timeout for the rest of the
+// length prefix.
 func (c *conn) readSize() (int32, time.Time, bool) {
-	c.client.SetReadDeadline(time.Now().Add(c.s.opts.IdleTimeout))
-	if c.s.draining.Load() {
-		c.setReason(reasonShutdown, nil)
-		return 0, time.Time{}, false
-	}
-	n, err := c.client.Read(c.size[:])
-	if n == 0 {
-		timeout, eof := classifyIO(err)
-		switch {
-		case timeout && c.s.draining.Load():
+	if c.qr == c.qw {
+		c.releaseReq()
+		c.setReadDeadline(time.Now().Add(c.s.opts.IdleTimeout))
+		if c.s.draining.Load() {
 			c.setReason(reasonShutdown, nil)
-		case timeout:
-			c.setReason(reasonIdle, nil)
-		case eof:
-			c.setReason(reasonClientClosed, nil)
-		default:
-			c.setReason(reasonClientError, err)
+			return 0, time.Time{}, false
 		}
-		return 0, time.Time{}, false
+		n, err := c.client.Read(c.lead[:])
+		if n == 0 {
+			timeout, eof := classifyIO(err)
+			switch {
+			case timeout && c.s.draining.Load():
+				c.setReason(reasonShutdown, nil)
+			case timeout:
+				c.setReason(reasonIdle, nil)
+			case eof:
+				c.setReason(reasonClientClosed, nil)
+			default:
+				c.setReason(reasonClientError, err)
+			}
+			return 0, time.Time{}, false
+		}
+		c.frameBusy.Store(true)
+		c.in.Add(int64(n))
+		chunk, ok := c.getChunk()
+		if !ok {
+			return 0, time.Time{}, false
+		}
+		c.qbuf, c.qr, c.qw = chunk, 0, copy(chunk, c.lead[:n])
+	} else {
+		c.frameBusy.Store(true)
 	}
-	c.frameBusy.Store(true)
 	start := time.Now()
-	c.client.SetReadDeadline(start.Add(c.s.opts.HeaderTimeout))
-	if n < len(c.size) {
-		if _, err := io.ReadFull(c.client, c.size[n:]); err != nil {
-			c.readFailed(err, reasonHeaderTimeout, apiNone)
-			return 0, start, false
-		}
+	if !c.fillReq(4, start.Add(c.s.opts.HeaderTimeout), reasonHeaderTimeout, apiNone) {
+		return 0, start, false
 	}
-	c.in.Add(4)
+	var first [4]byte
+	copy(first[:], c.qbuf[c.qr:])
 	if c.frames == 0 {
-		switch framing.Sniff(c.size) {
+		switch framing.Sniff(first) {
 		case framing.ProtoHTTP:
 			c.offence(reasonNotKafka, apiNone, c.s.opts.Weights.Closed,
-				fmt.Errorf("%w: first bytes %q look like an HTTP request", errNotKafka, c.size[:]))
+				fmt.Errorf("%w: first bytes %q look like an HTTP request", errNotKafka, first[:]))
 			return 0, start, false
 		case framing.ProtoTLS:
 			c.offence(reasonTLS, apiNone, c.s.opts.Weights.Closed,
@@ -106,7 +123,46 @@ func (c *conn) readSize() (int32, time.Time, bool) {
 			return 0, start, false
 		}
 	}
-	return int32(binary.BigEndian.Uint32(c.size[:])), start, true
+	return int32(binary.BigEndian.Uint32(first[:])), start, true
+}
+
+// fillReq reads until c.qbuf holds at least n unread bytes (n <= chunk
+// size), reading as much as the socket has, with deadline for any read it
+// must wait for. A timeout is the offence timeoutReason.
+func (c *conn) fillReq(n int, deadline time.Time, timeoutReason, api string) bool {
+	if c.qw-c.qr >= n {
+		return true
+	}
+	if c.qr+n > len(c.qbuf) {
+		c.qw = copy(c.qbuf, c.qbuf[c.qr:c.qw])
+		c.qr = 0
+	}
+	c.setReadDeadline(deadline)
+	got, err := io.ReadAtLeast(c.client, c.qbuf[c.qw:], n-(c.qw-c.qr))
+	c.qw += got
+	c.in.Add(int64(got))
+	if err != nil {
+		c.readFailed(err, timeoutReason, api)
+		return false
+	}
+	return true
+}
+
+// setReadDeadline sets the client's read deadline when it changes.
+func (c *conn) setReadDeadline(t time.Time) {
+	if !t.Equal(c.rdl) {
+		c.client.SetReadDeadline(t)
+		c.rdl = t
+	}
+}
+
+// releaseReq returns the request chunks to the pool.
+func (c *conn) releaseReq() {
+	if c.qbuf != nil {
+		c.s.opts.Pool.Put(c.qbuf)
+		c.qbuf, c.qr, c.qw = nil, 0, 0
+	}
+	c.putChunks()
 }
 
 // readFailed records why a read inside a frame failed: a timeout is the
@@ -123,8 +179,8 @@ func (c *conn) readFailed(err error, timeoutReason, api string) {
 	}
 }
 
-// frame handles one request whose length prefix has been read. It returns
-// false when the connection must close.
+// frame handles one request whose length prefix is at c.qbuf[c.qr:]. It
+// returns false when the connection must close.
 func (c *conn) frame(size int32, start time.Time) bool {
 	pol := c.s.opts.Policy
 	if err := framing.CheckSize(size, pol.MaxLimit()); err != nil {
@@ -139,15 +195,7 @@ func (c *conn) frame(size int32, start time.Time) bool {
 			return false
 		}
 	}
-
-	chunk, ok := c.getChunk()
-	if !ok {
-		return false
-	}
-	c.chunks = append(c.chunks[:0], chunk)
-	defer c.putChunks()
-
-	h, got, ok := c.readHeader(size, start)
+	h, ok := c.readHeader(size, start)
 	if !ok {
 		return false
 	}
@@ -163,10 +211,9 @@ func (c *conn) frame(size int32, start time.Time) bool {
 			fmt.Errorf("%s v%d, %d bytes (limit %d)", api, h.APIVersion, size, pol.Limit(h.APIKey)))
 		return false
 	case limits.Reject:
-		return c.reject(h, size, got, start)
+		return c.reject(h, size, start)
 	}
-
-	return c.forward(h, size, got, start)
+	return c.forward(h, size, start)
 }
 
 // ensureUpstream dials the broker on the first request that is about to be
@@ -193,42 +240,36 @@ func (c *conn) ensureUpstream() bool {
 	return true
 }
 
-// readHeader reads the start of the frame into the first chunk until the
-// request header parses. It returns the header and how many bytes of the
-// frame the chunk holds.
-func (c *conn) readHeader(size int32, start time.Time) (framing.RequestHeader, int, bool) {
-	chunk := c.chunks[0]
-	limit := min(int(size), len(chunk))
-	got := 0
+// readHeader reads until the request header at c.qbuf[c.qr+4:] parses.
+func (c *conn) readHeader(size int32, start time.Time) (framing.RequestHeader, bool) {
+	total := 4 + int(size)
+	limit := min(total, len(c.qbuf))
 	for {
-		n, err := c.client.Read(chunk[got:limit])
-		got += n
-		h, perr := framing.ParseRequestHeader(chunk[:got], size, c.s.opts.Policy.MaxClientIDBytes())
+		avail := min(c.qw-c.qr, total)
+		h, perr := framing.ParseRequestHeader(c.qbuf[c.qr+4:c.qr+avail], size, c.s.opts.Policy.MaxClientIDBytes())
 		if perr == nil {
-			c.in.Add(int64(got))
-			return h, got, true
+			return h, true
 		}
 		if !errors.Is(perr, framing.ErrIncomplete) {
 			reason := reasonMalformed
 			switch {
 			case errors.Is(perr, framing.ErrClientIDTooLong):
 				reason = reasonClientIDTooBig
-			case got >= 4 && badVersion(h.APIKey, h.APIVersion):
+			case avail >= 8 && badVersion(h.APIKey, h.APIVersion):
 				// A version kafkaguard does not know may also change the
 				// header's shape; name the version, not the symptom.
 				reason = string(limits.ReasonBadVersion)
 			}
 			c.offence(reason, framing.APIName(h.APIKey), c.s.opts.Weights.Closed, perr)
-			return h, got, false
+			return h, false
 		}
-		if got == limit {
+		if avail == limit {
 			c.offence(reasonMalformed, apiNone, c.s.opts.Weights.Closed,
-				fmt.Errorf("%w: header longer than %d bytes", framing.ErrMalformedHeader, limit))
-			return h, got, false
+				fmt.Errorf("%w: header longer than %d bytes", framing.ErrMalformedHeader, limit-4))
+			return h, false
 		}
-		if err != nil {
-			c.readFailed(err, reasonHeaderTimeout, apiNone)
-			return h, got, false
+		if !c.fillReq(avail+1, start.Add(c.s.opts.HeaderTimeout), reasonHeaderTimeout, apiNone) {
+			return h, false
 		}
 	}
 }
@@ -255,31 +296,25 @@ func (c *conn) putChunks() {
 
 // forward sends one allowed request upstream. Frames up to CutThroughBytes
 // (all of them by default) are stored whole before the broker sees their
-// length prefix; larger ones are written chunk by chunk as they arrive.
-func (c *conn) forward(h framing.RequestHeader, size int32, got int, start time.Time) bool {
-	c.client.SetReadDeadline(start.Add(c.s.opts.FrameTimeout))
+// length prefix; larger ones are written chunk by chunk as they arrive. The
+// upstream is dialled, and the request queued for its response, only once
+// the frame is whole (or, cut through, its first chunk is full).
+func (c *conn) forward(h framing.RequestHeader, size int32, start time.Time) bool {
+	deadline := start.Add(c.s.opts.FrameTimeout)
+	api := framing.APIName(h.APIKey)
+	total := 4 + int(size)
 	cut := c.s.opts.CutThroughBytes
 	cutThrough := cut > 0 && size > cut
 	expect := true
-	if h.APIKey == 0 { // Produce with acks=0 gets no response
-		// The acks field is near the start of the body; make sure the
-		// first chunk holds it.
-		acks, ok, err := c.fillUntilAcks(h, size, &got)
-		if err != nil {
-			return false
-		}
+	if h.APIKey == keyProduce { // Produce with acks=0 gets no response
+		acks, ok := c.peekAcks(h, total, deadline)
 		if !ok {
-			c.offence(reasonMalformedBody, "Produce", c.s.opts.Weights.Closed,
-				errors.New("produce acks not within the first chunk"))
 			return false
 		}
 		expect = acks != 0
 	}
 	queued := false
-	// send writes what the chunks hold; the first call dials the upstream
-	// if needed and queues the request, so both happen only once the frame
-	// is whole (or, cut through, its first chunk is full).
-	send := func(withPrefix bool, filled int) bool {
+	send := func(bufs [][]byte) bool {
 		if !queued {
 			if !c.ensureUpstream() {
 				return false
@@ -290,85 +325,101 @@ func (c *conn) forward(h framing.RequestHeader, size int32, got int, start time.
 			}
 			queued = true
 		}
-		return c.writeUpstream(withPrefix, filled)
+		return c.writeUpstream(bufs)
 	}
-	remaining := int(size) - got
-	filled := got
-	sentPrefix := false
+
+	if total <= len(c.qbuf) {
+		// The frame fits the chunk: complete it there and send it in one write.
+		if !c.fillReq(total, deadline, reasonFrameTimeout, api) {
+			return false
+		}
+		c.bufs = append(c.bufs[:0], c.qbuf[c.qr:c.qr+total])
+		if !send(c.bufs) {
+			return false
+		}
+		c.qr += total
+		c.s.metrics.forward(h.APIKey, total)
+		return true
+	}
+
+	// Larger than a chunk: everything buffered belongs to this frame. Fill
+	// the chunk to its end, then further chunks, reading only the frame.
+	remaining := total - (c.qw - c.qr)
+	segStart, cur, filled := c.qr, c.qbuf, c.qw
+	c.bufs = c.bufs[:0]
 	for remaining > 0 {
-		cur := c.chunks[len(c.chunks)-1]
 		if filled == len(cur) {
+			c.bufs = append(c.bufs, cur[segStart:filled])
 			if cutThrough {
-				if !send(!sentPrefix, filled) {
+				if !send(c.bufs) {
 					return false
 				}
-				sentPrefix = true
-				c.chunks = c.chunks[:1]
+				c.bufs = c.bufs[:0]
 			} else {
 				next, ok := c.getChunk()
 				if !ok {
 					return false
 				}
 				c.chunks = append(c.chunks, next)
+				cur = next
 			}
-			cur, filled = c.chunks[len(c.chunks)-1], 0
+			segStart, filled = 0, 0
 		}
+		c.setReadDeadline(deadline)
 		n, err := c.client.Read(cur[filled:min(len(cur), filled+remaining)])
 		filled += n
 		remaining -= n
 		c.in.Add(int64(n))
 		if err != nil && remaining > 0 {
-			c.readFailed(err, reasonFrameTimeout, framing.APIName(h.APIKey))
+			c.readFailed(err, reasonFrameTimeout, api)
 			return false
 		}
 	}
-	if !send(!sentPrefix, filled) {
+	c.bufs = append(c.bufs, cur[segStart:filled])
+	if !send(c.bufs) {
 		return false
 	}
-	c.s.metrics.forward(h.APIKey, int(size)+4)
+	c.qr, c.qw = 0, 0 // every buffered byte was this frame's
+	c.putChunks()
+	c.s.metrics.forward(h.APIKey, total)
 	return true
 }
 
-// fillUntilAcks reads more of a Produce frame into the first chunk until
-// the acks field is there, and returns it.
-func (c *conn) fillUntilAcks(h framing.RequestHeader, size int32, got *int) (acks int16, ok bool, err error) {
-	chunk := c.chunks[0]
-	limit := min(int(size), len(chunk))
+// peekAcks reads until the acks field of a Produce frame is in c.qbuf and
+// returns it. It must lie within the first chunk.
+func (c *conn) peekAcks(h framing.RequestHeader, total int, deadline time.Time) (int16, bool) {
+	limit := min(total, len(c.qbuf))
 	for {
-		acks, ok, perr := peekProduceAcks(chunk[h.Len:*got], h.APIVersion)
-		if perr != nil {
-			c.offence(reasonMalformedBody, "Produce", c.s.opts.Weights.Closed, perr)
-			return 0, false, perr
+		avail := min(c.qw-c.qr, total)
+		acks, ok, err := peekProduceAcks(c.qbuf[c.qr+4+h.Len:c.qr+avail], h.APIVersion)
+		switch {
+		case err != nil:
+			c.offence(reasonMalformedBody, "Produce", c.s.opts.Weights.Closed, err)
+			return 0, false
+		case ok:
+			return acks, true
+		case avail == limit:
+			c.offence(reasonMalformedBody, "Produce", c.s.opts.Weights.Closed,
+				errors.New("produce acks not within the first chunk (transactional id longer than pool.chunk_bytes?)"))
+			return 0, false
 		}
-		if ok || *got == limit {
-			return acks, ok, nil
-		}
-		n, rerr := c.client.Read(chunk[*got:limit])
-		*got += n
-		c.in.Add(int64(n))
-		if rerr != nil && n == 0 {
-			c.readFailed(rerr, reasonFrameTimeout, "Produce")
-			return 0, false, rerr
+		if !c.fillReq(avail+1, deadline, reasonFrameTimeout, "Produce") {
+			return 0, false
 		}
 	}
 }
 
-// writeUpstream writes the stored chunks (the last one filled to
-// lastFilled), led by the length prefix when withPrefix, in one writev.
-func (c *conn) writeUpstream(withPrefix bool, lastFilled int) bool {
-	c.bufs = c.bufs[:0]
-	if withPrefix {
-		c.bufs = append(c.bufs, c.size[:])
-	}
-	for i, ch := range c.chunks {
-		if i == len(c.chunks)-1 {
-			ch = ch[:lastFilled]
-		}
-		c.bufs = append(c.bufs, ch)
-	}
-	c.wbufs = c.bufs
+// writeUpstream writes bufs, the frame's segments, in one writev.
+func (c *conn) writeUpstream(bufs [][]byte) bool {
 	c.upstream.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
-	if _, err := c.wbufs.WriteTo(c.upstream); err != nil {
+	var err error
+	if len(bufs) == 1 {
+		_, err = c.upstream.Write(bufs[0])
+	} else {
+		c.wbufs = bufs
+		_, err = c.wbufs.WriteTo(c.upstream)
+	}
+	if err != nil {
 		c.setReason(reasonUpstreamError, fmt.Errorf("write upstream: %w", err))
 		return false
 	}

@@ -20,9 +20,13 @@ var (
 // responseLoop is the broker->client pump. Responses come back in request
 // order; each pending entry either names the upstream response to relay or
 // carries a local response to write in its turn.
+//
+// Upstream bytes are read into one pooled chunk as they come, several
+// responses at a time when the broker has sent several; the chunk is held
+// only while responses are owed, so an idle connection holds none.
 func (c *conn) responseLoop() {
 	defer close(c.respDone)
-	hdr := c.rhdr[:]
+	defer c.releaseResp()
 	for p := range c.inflight {
 		if p.local != nil {
 			if !c.writeClient(p.local) {
@@ -30,68 +34,112 @@ func (c *conn) responseLoop() {
 			}
 			continue
 		}
-		if _, err := io.ReadFull(c.upstream, hdr); err != nil {
-			c.upstreamFailed(err)
+		if !c.relayNext(p) {
 			return
 		}
-		size := int32(binary.BigEndian.Uint32(hdr[:4]))
-		corr := int32(binary.BigEndian.Uint32(hdr[4:]))
-		if size < 4 {
-			c.responseFailed(fmt.Errorf("%w: %d", errResponseSize, size))
-			return
-		}
-		if corr != p.corr {
-			c.responseFailed(fmt.Errorf("%w: got %d, want %d (%s)", errCorrelation, corr, p.corr, framing.APIName(p.key)))
-			return
-		}
-		var ok bool
-		if c.s.rw.handles(p.key) {
-			ok = c.relayRewritten(p, size)
-		} else {
-			ok = c.relay(int(size) - 4)
-		}
-		if !ok {
-			return
+		if c.rr == c.rw && len(c.inflight) == 0 {
+			c.releaseResp()
 		}
 	}
 }
 
-// relay copies one response whose first 8 bytes are in c.rhdr. A response that
-// fits a chunk goes out in one write; a larger one is spliced between the
-// sockets by the kernel when both are TCP, else copied through one chunk.
-func (c *conn) relay(rest int) bool {
-	hdr := c.rhdr[:]
-	pool := c.s.opts.Pool
-	chunk, err := pool.Get(c.s.opts.PoolWait, c.s.done)
-	if err != nil {
-		c.setReason(reasonPoolExhausted, err)
-		c.client.Close()
-		return false
-	}
-	defer pool.Put(chunk)
-	c.client.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
-	if rest <= len(chunk)-8 {
-		copy(chunk, hdr)
-		if _, err := io.ReadFull(c.upstream, chunk[8:8+rest]); err != nil {
-			c.upstreamFailed(err)
+// relayNext relays the upstream response to p.
+func (c *conn) relayNext(p pending) bool {
+	if c.rbuf == nil {
+		chunk, err := c.s.opts.Pool.Get(c.s.opts.PoolWait, c.s.done)
+		if err != nil {
+			c.setReason(reasonPoolExhausted, err)
+			c.client.Close()
 			return false
 		}
-		return c.writeClient(chunk[:8+rest])
+		c.rbuf, c.rr, c.rw = chunk, 0, 0
 	}
-	if !c.writeClient(hdr) {
+	if !c.fillResp(8) {
 		return false
 	}
+	head := c.rbuf[c.rr:]
+	size := int32(binary.BigEndian.Uint32(head))
+	corr := int32(binary.BigEndian.Uint32(head[4:]))
+	if size < 4 {
+		c.responseFailed(fmt.Errorf("%w: %d", errResponseSize, size))
+		return false
+	}
+	if corr != p.corr {
+		c.responseFailed(fmt.Errorf("%w: got %d, want %d (%s)", errCorrelation, corr, p.corr, framing.APIName(p.key)))
+		return false
+	}
+	total := 4 + int(size)
+	switch {
+	case c.s.rw.handles(p.key):
+		return c.relayRewritten(p, total)
+	case total <= len(c.rbuf):
+		// The common case: the whole response fits the chunk; one write.
+		if !c.fillResp(total) {
+			return false
+		}
+		ok := c.writeClient(c.rbuf[c.rr : c.rr+total])
+		c.consumeResp(total)
+		return ok
+	default:
+		return c.relayLarge(total)
+	}
+}
+
+// fillResp reads from the upstream until the chunk holds at least n unread
+// bytes (n <= chunk size), moving unread bytes to the front when needed.
+func (c *conn) fillResp(n int) bool {
+	if c.rw-c.rr >= n {
+		return true
+	}
+	if c.rr+n > len(c.rbuf) {
+		c.rw = copy(c.rbuf, c.rbuf[c.rr:c.rw])
+		c.rr = 0
+	}
+	got, err := io.ReadAtLeast(c.upstream, c.rbuf[c.rw:], n-(c.rw-c.rr))
+	c.rw += got
+	if err != nil {
+		c.upstreamFailed(err)
+		return false
+	}
+	return true
+}
+
+func (c *conn) consumeResp(n int) {
+	c.rr += n
+	if c.rr == c.rw {
+		c.rr, c.rw = 0, 0
+	}
+}
+
+func (c *conn) releaseResp() {
+	if c.rbuf != nil {
+		c.s.opts.Pool.Put(c.rbuf)
+		c.rbuf, c.rr, c.rw = nil, 0, 0
+	}
+}
+
+// relayLarge relays a response larger than the chunk: what is buffered (all
+// of it belongs to this response), then the rest, spliced between the
+// sockets by the kernel when both are TCP, else copied through the chunk.
+func (c *conn) relayLarge(total int) bool {
+	buffered := c.rw - c.rr
+	if !c.writeClient(c.rbuf[c.rr:c.rw]) {
+		return false
+	}
+	c.rr, c.rw = 0, 0
+	rest := int64(total - buffered)
 	src, dst := c.upstream, c.client
 	var n int64
+	var err error
 	if dtc, ok := dst.(*net.TCPConn); ok && isTCP(src) {
-		c.rlim = io.LimitedReader{R: src, N: int64(rest)}
+		c.rlim = io.LimitedReader{R: src, N: rest}
 		n, err = dtc.ReadFrom(&c.rlim)
 	} else {
-		n, err = io.CopyBuffer(onlyWriter{dst}, io.LimitReader(src, int64(rest)), chunk)
+		n, err = io.CopyBuffer(onlyWriter{dst}, io.LimitReader(src, rest), c.rbuf)
 	}
 	c.out.Add(n)
 	c.s.metrics.sent(int(n))
-	if err == nil && n < int64(rest) {
+	if err == nil && n < rest {
 		err = io.ErrUnexpectedEOF
 	}
 	if err != nil {
@@ -103,18 +151,19 @@ func (c *conn) relay(rest int) bool {
 	return true
 }
 
-// relayRewritten reads a whole Metadata, FindCoordinator or DescribeCluster
-// response, rewrites broker addresses and writes the result.
-func (c *conn) relayRewritten(p pending, size int32) bool {
-	if size > c.s.opts.MaxRewriteBytes {
-		c.responseFailed(fmt.Errorf("%w: %d bytes", errRewriteTooBig, size))
+// relayRewritten reads a whole Metadata, FindCoordinator, DescribeCluster
+// or ApiVersions response, rewrites it and writes the result.
+func (c *conn) relayRewritten(p pending, total int) bool {
+	if total-4 > int(c.s.opts.MaxRewriteBytes) {
+		c.responseFailed(fmt.Errorf("%w: %d bytes", errRewriteTooBig, total-4))
 		return false
 	}
 	// The broker is trusted and the size bounded: one buffer per rewritten
 	// response (these APIs are rare next to Produce and Fetch).
-	buf := make([]byte, 4+int(size))
-	copy(buf, c.rhdr[:])
-	if _, err := io.ReadFull(c.upstream, buf[8:]); err != nil {
+	buf := make([]byte, total)
+	n := copy(buf, c.rbuf[c.rr:c.rw])
+	c.consumeResp(n)
+	if _, err := io.ReadFull(c.upstream, buf[n:]); err != nil {
 		c.upstreamFailed(err)
 		return false
 	}
@@ -132,6 +181,9 @@ func (c *conn) relayRewritten(p pending, size int32) bool {
 }
 
 func (c *conn) writeClient(b []byte) bool {
+	if len(b) == 0 {
+		return true
+	}
 	c.client.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
 	n, err := c.client.Write(b)
 	c.out.Add(int64(n))

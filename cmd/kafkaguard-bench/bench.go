@@ -16,10 +16,11 @@ const (
 	pathA = iota // direct
 	pathB        // kafkaguard
 	pathC        // plain relay
+	pathD        // splice store-and-forward relay prototype (--splice-sf)
 	nPaths
 )
 
-var pathNames = [nPaths]string{"A direct", "B kafkaguard", "C relay"}
+var pathNames = [nPaths]string{"A direct", "B kafkaguard", "C relay", "D splice s&f"}
 
 // row is one measured figure on every path, one value per round.
 type row struct {
@@ -37,7 +38,8 @@ type hostile struct {
 	conns              int
 	closed             int           // attacking connections closed by kafkaguard before the attack ended
 	medianClose        time.Duration // median time from first byte to being closed
-	attempts           int           // flood: connections opened
+	attempts           int           // flood: connections tried
+	dialFailed         int           // flood: dials that failed (backlog full, timeouts)
 	baseRSS, peakRSS   float64       // MiB
 	poolHighWater      float64       // MiB
 	cpu                float64
@@ -59,7 +61,7 @@ type bench struct {
 	upstream  string
 	synthetic bool
 	kg, relay *child
-	targets   [nPaths]target
+	targets   []target // A, B, C and, with --splice-sf, D
 	payload   payload
 
 	rows     []*row
@@ -112,10 +114,18 @@ func (b *bench) run(ctx context.Context, w io.Writer) error {
 		return err
 	}
 	defer b.relay.stop()
-	b.targets = [nPaths]target{
+	b.targets = []target{
 		{name: "A", seed: b.upstream},
 		{name: "B", seed: b.kg.addr, proc: b.kg},
 		{name: "C", seed: b.relay.addr, proc: b.relay, relay: true},
+	}
+	if s.spliceSF {
+		sf, err := startChild(modeSFRelay, b.upstream, filepath.Join(s.out, "sfrelay.log"))
+		if err != nil {
+			return err
+		}
+		defer sf.stop()
+		b.targets = append(b.targets, target{name: "D", seed: sf.addr, proc: sf, relay: true})
 	}
 	if !b.synthetic && contains(s.workloads, wFetch) {
 		if err := b.preload(ctx); err != nil {

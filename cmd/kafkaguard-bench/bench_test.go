@@ -37,9 +37,12 @@ func TestQuickProduce(t *testing.T) {
 		t.Fatalf("got %d result rows, want 1", len(b.rows))
 	}
 	r := b.rows[0]
-	for p, name := range pathNames {
+	if len(b.targets) != 3 {
+		t.Fatalf("measured %d paths, want A, B, C", len(b.targets))
+	}
+	for p := range b.targets {
 		if len(r.vals[p]) != 1 || !(r.vals[p][0] > 0) {
-			t.Errorf("%s: throughput %v, want one positive figure", name, r.vals[p])
+			t.Errorf("%s: throughput %v, want one positive figure", pathNames[p], r.vals[p])
 		}
 	}
 	if !(median(r.cpu[pathB]) > 0) {

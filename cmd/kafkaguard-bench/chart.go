@@ -14,6 +14,7 @@ var pathColors = [nPaths]color.Color{
 	color.RGBA{R: 0x4c, G: 0x72, B: 0xb0, A: 0xff}, // A blue
 	color.RGBA{R: 0xdd, G: 0x84, B: 0x52, A: 0xff}, // B orange
 	color.RGBA{R: 0x55, G: 0xa8, B: 0x68, A: 0xff}, // C green
+	color.RGBA{R: 0x81, G: 0x72, B: 0xb3, A: 0xff}, // D purple
 }
 
 var seriesColors = []color.Color{
@@ -43,7 +44,7 @@ func (b *bench) throughputChart() error {
 			continue
 		}
 		names = append(names, r.workload)
-		for p := range nPaths {
+		for p := range b.targets {
 			vals[p] = append(vals[p], median(r.vals[p]))
 		}
 	}
@@ -54,20 +55,27 @@ func (b *bench) throughputChart() error {
 	pl.Title.Text = "Throughput (median of rounds)"
 	pl.Y.Label.Text = "MiB/s of record values"
 	w := vg.Points(22)
-	for p := range nPaths {
+	for p := range b.targets {
 		bars, err := plotter.NewBarChart(vals[p], w)
 		if err != nil {
 			return err
 		}
 		bars.Color = pathColors[p]
 		bars.LineStyle.Width = 0
-		bars.Offset = vg.Length(p-1) * w
+		bars.Offset = (vg.Length(p) - vg.Length(len(b.targets)-1)/2) * w
 		pl.Add(bars)
 		pl.Legend.Add(pathNames[p], bars)
 	}
 	pl.Legend.Top = true
 	pl.NominalX(names...)
-	pl.Y.Min = 0
+	pl.X.Min, pl.X.Max = -0.6, float64(len(names))-0.4
+	top := 0.0
+	for _, v := range vals {
+		for _, x := range v {
+			top = max(top, x)
+		}
+	}
+	pl.Y.Min, pl.Y.Max = 0, top*1.35 // headroom for the legend
 	return pl.Save(7*vg.Inch, 4*vg.Inch, filepath.Join(b.s.out, "throughput.png"))
 }
 
@@ -81,7 +89,7 @@ func (b *bench) latencyChart() error {
 	pl.Y.Label.Text = "fraction of records"
 	pl.X.Scale = plot.LogScale{}
 	pl.X.Tick.Marker = plot.LogTicks{Prec: -1}
-	for p := range nPaths {
+	for p := range b.targets {
 		s := b.latency[p]
 		if len(s) == 0 {
 			continue

@@ -31,6 +31,7 @@ const (
 	childUpstreamEnv = "KAFKAGUARD_BENCH_UPSTREAM"
 	modeProxy        = "proxy"
 	modeRelay        = "relay"
+	modeSFRelay      = "sfrelay"
 )
 
 // child is a running subprocess seen from the parent. It prints its listen
@@ -145,6 +146,9 @@ func runChild(mode string) int {
 		addr, stats, cleanup, err = startProxy(upstream)
 	case modeRelay:
 		addr, cleanup, err = startRelay(upstream)
+		stats = func() string { return "ok" }
+	case modeSFRelay:
+		addr, cleanup, err = startSFRelay(upstream)
 		stats = func() string { return "ok" }
 	default:
 		err = fmt.Errorf("unknown child mode %q", mode)

@@ -247,7 +247,7 @@ func (b *bench) flood(ctx context.Context) error {
 	h := &hostile{name: wFlood, what: fmt.Sprintf("reconnect flood from %d IPs, %d dialers, 50 MiB declared", b.s.floodIPs, b.s.floodConns)}
 	return b.underAttack(ctx, h, func(deadline time.Time) {
 		first := produceStart(50<<20, "bench-flood")
-		var attempts, closed atomic.Int64
+		var attempts, closed, failed atomic.Int64
 		var wg sync.WaitGroup
 		for w := range b.s.floodConns {
 			wg.Add(1)
@@ -261,6 +261,7 @@ func (b *bench) flood(ctx context.Context) error {
 					k := (w + j*b.s.floodConns) % b.s.floodIPs
 					c, err := dialFrom(sourceIP(blockFlood, k), b.kg.addr, time.Second)
 					if err != nil {
+						failed.Add(1)
 						time.Sleep(time.Millisecond)
 						continue
 					}
@@ -278,6 +279,7 @@ func (b *bench) flood(ctx context.Context) error {
 		h.attempts = int(min(attempts.Load(), 200_000))
 		h.closed = int(closed.Load())
 		h.conns = h.attempts
+		h.dialFailed = int(failed.Load())
 	})
 }
 

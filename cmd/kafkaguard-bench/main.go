@@ -13,6 +13,11 @@
 //	go run ./cmd/kafkaguard-bench                 # full run, about 6 minutes on 2 cores
 //	go run ./cmd/kafkaguard-bench --quick         # 1-2 minute smoke run
 //	go run ./cmd/kafkaguard-bench --workloads produce-1k,produce-64k --cpuprofile bench-out/prof
+//	go run ./cmd/kafkaguard-bench --splice-sf --workloads produce-1k,produce-64k,fetch
+//
+// --splice-sf adds path D, a prototype store-and-forward relay that keeps
+// frame bodies in the kernel (splice through a pipe): a yardstick for what
+// kafkaguard's store-and-forward could reach, not part of kafkaguard.
 package main
 
 import (
@@ -56,6 +61,7 @@ type settings struct {
 	goodRate   int // records/s of the well-behaved client during attacks
 	floodIPs   int
 	floodConns int // concurrent flood dialers
+	spliceSF   bool
 }
 
 func main() {
@@ -92,6 +98,7 @@ func parseFlags(args []string) (settings, error) {
 	fs.IntVar(&s.goodRate, "good-rate", 1000, "records/s of the well-behaved client measured during attacks")
 	fs.IntVar(&s.floodIPs, "flood-ips", 64, "source addresses (127.3.0.0/16) the reconnect flood cycles through")
 	fs.IntVar(&s.floodConns, "flood-workers", 32, "concurrent dialers of the reconnect flood")
+	fs.BoolVar(&s.spliceSF, "splice-sf", false, "also measure path D, a prototype store-and-forward relay that keeps bodies in the kernel (splice via a pipe)")
 	if err := fs.Parse(args); err != nil {
 		return s, err
 	}

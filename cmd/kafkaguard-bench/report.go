@@ -14,20 +14,34 @@ const poolBudgetMiB = 64
 
 func (b *bench) report(w io.Writer, took time.Duration) {
 	fmt.Fprintf(w, "## kafkaguard-bench\n\n")
-	fmt.Fprintf(w, "%s, %s/%s, %d CPUs, %s; upstream %s; %d rounds × %v per path, alternating A,B,C; took %v.\n",
+	order := "A,B,C"
+	if len(b.targets) > pathD {
+		order = "A,B,C,D"
+	}
+	fmt.Fprintf(w, "%s, %s/%s, %d CPUs, %s; upstream %s; %d rounds × %v per path, alternating %s; took %v.\n",
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(),
-		b.upstreamDesc(), b.s.rounds, b.s.duration, took.Round(time.Second))
-	fmt.Fprintf(w, "Medians over rounds. kafkaguard (default config: 1 MiB limit, 64 MiB pool of 32 KiB chunks, gate on) and the relay "+
+		b.upstreamDesc(), b.s.rounds, b.s.duration, order, took.Round(time.Second))
+	fmt.Fprintf(w, "Medians over rounds; ratios are medians of the per-round ratios (each round runs the paths back to back, so drift cancels). kafkaguard (default config: 1 MiB limit, 64 MiB pool of 32 KiB chunks, gate on) and the relay "+
 		"run as child processes; their CPU and RSS come from /proc. Clients and kfake share the parent process.\n\n")
 
 	if len(b.rows) > 0 {
-		fmt.Fprintln(w, "| workload | metric | A direct | B kafkaguard | C relay | B/A | B/C | kafkaguard CPU s/round | relay CPU s/round | kafkaguard peak RSS MiB | errors A/B/C |")
-		fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+		sf := len(b.targets) > pathD
+		dHead, dSep := "", ""
+		if sf {
+			dHead, dSep = " D splice s&f | D/C | D CPU s/round |", "---:|---:|---:|"
+		}
+		fmt.Fprintln(w, "| workload | metric | A direct | B kafkaguard | C relay | B/A | B/C | B/C range | kafkaguard CPU s/round | relay CPU s/round | kafkaguard peak RSS MiB | errors A/B/C |"+dHead)
+		fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"+dSep)
 		for _, r := range b.rows {
 			a, bb, c := median(r.vals[pathA]), median(r.vals[pathB]), median(r.vals[pathC])
-			fmt.Fprintf(w, "| %s | %s (%s) | %s | %s | %s | %s | %s | %s | %s | %.0f | %d/%d/%d |\n",
-				r.workload, r.metric, r.unit, f2(a), f2(bb), f2(c), f3(bb/a), f3(bb/c),
-				f2(median(r.cpu[pathB])), f2(median(r.cpu[pathC])), r.peakMiB, r.errs[pathA], r.errs[pathB], r.errs[pathC])
+			lo, hi := minMax(r.ratios(pathB, pathC))
+			d := ""
+			if sf {
+				d = fmt.Sprintf(" %s | %s | %s |", f2(median(r.vals[pathD])), f3(median(r.ratios(pathD, pathC))), f2(median(r.cpu[pathD])))
+			}
+			fmt.Fprintf(w, "| %s | %s (%s) | %s | %s | %s | %s | %s | %s–%s | %s | %s | %.0f | %d/%d/%d |%s\n",
+				r.workload, r.metric, r.unit, f2(a), f2(bb), f2(c), f3(median(r.ratios(pathB, pathA))), f3(median(r.ratios(pathB, pathC))),
+				f3(lo), f3(hi), f2(median(r.cpu[pathB])), f2(median(r.cpu[pathC])), r.peakMiB, r.errs[pathA], r.errs[pathB], r.errs[pathC], d)
 		}
 		fmt.Fprintln(w)
 	}
@@ -36,11 +50,15 @@ func (b *bench) report(w io.Writer, took time.Duration) {
 		fmt.Fprintf(w, "Attacks on kafkaguard (B) only; attackers bind distinct 127.x.y.z source addresses so the per-IP gate does not simply refuse them. "+
 			"A well-behaved client produces %d rec/s × %d B through kafkaguard throughout; its quiet p99 is %.2f ms.\n\n",
 			b.s.goodRate, b.s.latBytes, ms(percentile(b.quiet.samples, 0.99)))
-		fmt.Fprintln(w, "| attack | what | conns | closed by kafkaguard | median time to close | RSS before → peak MiB | pool high water MiB | kafkaguard CPU s | good p99 ms (quiet → attack) | p99 ratio | good errors / sent |")
+		fmt.Fprintln(w, "| attack | what | conns (flood: dials tried / failed) | closed by kafkaguard | median time to close | RSS before → peak MiB | pool high water MiB | kafkaguard CPU s | good p99 ms (quiet → attack) | p99 ratio | good errors / sent |")
 		fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 		for _, h := range b.hostiles {
-			fmt.Fprintf(w, "| %s | %s | %d | %d | %v | %.0f → %.0f | %.0f | %.2f | %.2f → %.2f | %s | %d / %d |\n",
-				h.name, h.what, h.conns, h.closed, h.medianClose.Round(time.Millisecond), h.baseRSS, h.peakRSS, h.poolHighWater, h.cpu,
+			conns := fmt.Sprint(h.conns)
+			if h.name == wFlood {
+				conns = fmt.Sprintf("%d / %d", h.attempts, h.dialFailed)
+			}
+			fmt.Fprintf(w, "| %s | %s | %s | %d | %v | %.0f → %.0f | %.0f | %.2f | %.2f → %.2f | %s | %d / %d |\n",
+				h.name, h.what, conns, h.closed, h.medianClose.Round(time.Millisecond), h.baseRSS, h.peakRSS, h.poolHighWater, h.cpu,
 				ms(h.quietP99), ms(h.goodP99), f2(ms(h.goodP99)/ms(h.quietP99)), h.goodErrs, h.goodSent)
 		}
 		fmt.Fprintln(w)
@@ -82,7 +100,7 @@ func (b *bench) targetsTable(w io.Writer) {
 	}
 	for _, r := range b.rows {
 		if r.metric == "throughput" {
-			x := median(r.vals[pathB]) / median(r.vals[pathC])
+			x := median(r.ratios(pathB, pathC))
 			ts = append(ts, tgt{r.workload + " B/C ≥ 0.95", f3(x), verdict(x >= 0.95)})
 		}
 		if r.metric == "p99" {
@@ -113,6 +131,26 @@ func (b *bench) targetsTable(w io.Writer) {
 		fmt.Fprintf(w, "| %s | %s | %s |\n", t.name, t.figure, t.verdict)
 	}
 	fmt.Fprintln(w)
+}
+
+// ratios returns vals[num][i] / vals[den][i] for every round i.
+func (r *row) ratios(num, den int) []float64 {
+	var out []float64
+	for i := range min(len(r.vals[num]), len(r.vals[den])) {
+		out = append(out, r.vals[num][i]/r.vals[den][i])
+	}
+	return out
+}
+
+func minMax(vs []float64) (float64, float64) {
+	if len(vs) == 0 {
+		return math.NaN(), math.NaN()
+	}
+	lo, hi := vs[0], vs[0]
+	for _, v := range vs {
+		lo, hi = min(lo, v), max(hi, v)
+	}
+	return lo, hi
 }
 
 func f2(v float64) string {

@@ -204,7 +204,6 @@ func produceLatency(ctx context.Context, t target, p payload, size, rate int, d 
 		if w := time.Until(due); w > 0 {
 			time.Sleep(w)
 		}
-		i := i
 		t0 := time.Now()
 		behind = t0.Sub(due)
 		wg.Add(1)
