@@ -43,13 +43,17 @@ type conn struct {
 	// frameBusy is set while a frame is being read, so a drain interrupt
 	// lets it finish instead of cutting it.
 	frameBusy atomic.Bool
+	// holdSince is when the frame being read, which holds pool chunks,
+	// started (unix ns); 0 between frames. Read by evictSlowest.
+	holdSince atomic.Int64
 
 	reasonMu  sync.Mutex
 	reason    string
 	reasonErr error
 
 	// Scratch reused across frames so forwarding allocates nothing.
-	rbuf   []byte           // pooled chunk of upstream bytes read but not yet relayed; nil when none are owed
+	rlead  [512]byte        // the first read of a response when nothing is carried over
+	rbuf   []byte           // pooled chunk of upstream bytes read but not yet relayed; nil when none are
 	rr, rw int              // rbuf[rr:rw] is unread
 	rlim   io.LimitedReader // bounds a spliced response body
 	lead   [256]byte        // the first read of a frame when nothing is carried over
@@ -83,12 +87,16 @@ func (s *Server) newConn(r *route, nc net.Conn, ip netip.Addr) *conn {
 }
 
 // setReason records why the connection ends; the first reason wins.
-func (c *conn) setReason(reason string, err error) {
+// It reports whether this was the first, so a connection ending for one
+// reason is counted once, whatever fails after.
+func (c *conn) setReason(reason string, err error) bool {
 	c.reasonMu.Lock()
-	if c.reason == "" {
-		c.reason, c.reasonErr = reason, err
+	defer c.reasonMu.Unlock()
+	if c.reason != "" {
+		return false
 	}
-	c.reasonMu.Unlock()
+	c.reason, c.reasonErr = reason, err
+	return true
 }
 
 // closeReason returns the reason recorded first.

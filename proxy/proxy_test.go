@@ -236,6 +236,13 @@ func TestSlowDeclarationsStayWithinPoolBudget(t *testing.T) {
 	binary.BigEndian.PutUint32(hdr, (1<<20)-64)                        // just under the 1 MiB limit
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+	}()
 	for i := range conns {
 		wg.Add(1)
 		go func(i int) {
@@ -261,6 +268,13 @@ func TestSlowDeclarationsStayWithinPoolBudget(t *testing.T) {
 			}
 		}(i)
 	}
+	// While they hold the pool, a well-behaved client is still served: its
+	// chunk requests evict the slowest unfinished frames.
+	waitFor(t, 5*time.Second, "slow frames to fill the pool", func() bool { return h.pool.InUse() >= budget-2*chunk })
+	if n := h.dials.Load(); n != 0 {
+		t.Errorf("kafkaguard dialled the broker %d times for frames that never completed", n)
+	}
+	produceConsume(t, h, "beside-slow", 5, 100)
 	wg.Wait()
 	close(stop)
 
@@ -268,9 +282,6 @@ func TestSlowDeclarationsStayWithinPoolBudget(t *testing.T) {
 		t.Errorf("pool high water %d > budget %d", hw, budget)
 	}
 	t.Logf("pool high-water mark under %d slow declarations: %d KiB of %d KiB budget", conns, h.pool.HighWater()>>10, budget>>10)
-	if n := h.dials.Load(); n != 0 {
-		t.Errorf("kafkaguard dialled the broker %d times for frames that never completed", n)
-	}
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
 	if grew := int64(after.HeapInuse) - int64(before.HeapInuse); grew > budget+32<<20 {
@@ -279,9 +290,13 @@ func TestSlowDeclarationsStayWithinPoolBudget(t *testing.T) {
 	waitFor(t, 5*time.Second, "pool drained", func() bool { return h.pool.InUse() == 0 })
 	exhausted := h.counter("kafkaguard_frames_rejected_total", map[string]string{"reason": "pool_exhausted"})
 	timedOut := h.counter("kafkaguard_frames_rejected_total", map[string]string{"reason": "frame_timeout"})
-	t.Logf("closed: %v pool_exhausted, %v frame_timeout", exhausted, timedOut)
-	if exhausted+timedOut != conns {
-		t.Errorf("pool_exhausted %v + frame_timeout %v != %d connections", exhausted, timedOut, conns)
+	evicted := h.counter("kafkaguard_frames_rejected_total", map[string]string{"reason": "slow_frame"})
+	t.Logf("closed: %v pool_exhausted, %v frame_timeout, %v slow_frame", exhausted, timedOut, evicted)
+	if exhausted+timedOut+evicted != conns {
+		t.Errorf("pool_exhausted %v + frame_timeout %v + slow_frame %v != %d connections", exhausted, timedOut, evicted, conns)
+	}
+	if evicted == 0 {
+		t.Error("no slow frame was evicted for the well-behaved client")
 	}
 	// And the proxy still serves a real client.
 	produceConsume(t, h, "after-slow", 10, 10)

@@ -33,6 +33,7 @@ const (
 	reasonTLS            = "tls_on_plaintext"
 	reasonHeaderTimeout  = "header_timeout"
 	reasonFrameTimeout   = "frame_timeout"
+	reasonSlowFrame      = "slow_frame"
 	reasonMalformed      = "malformed_header"
 	reasonMalformedBody  = "malformed_produce"
 	reasonClientIDTooBig = string(limits.ReasonClientIDTooLong)
@@ -57,6 +58,7 @@ func (c *conn) requestLoop() (clean bool) {
 			reason, _ := c.closeReason()
 			return reason == reasonClientClosed || reason == reasonShutdown || reason == reasonBanned
 		}
+		c.holdSince.Store(0)
 		c.frameBusy.Store(false)
 		c.frames++
 	}
@@ -106,6 +108,7 @@ func (c *conn) readSize() (int32, time.Time, bool) {
 		c.frameBusy.Store(true)
 	}
 	start := time.Now()
+	c.holdSince.Store(start.UnixNano())
 	if !c.fillReq(4, start.Add(c.s.opts.HeaderTimeout), reasonHeaderTimeout, apiNone) {
 		return 0, start, false
 	}
@@ -274,16 +277,84 @@ func (c *conn) readHeader(size int32, start time.Time) (framing.RequestHeader, b
 	}
 }
 
-// getChunk takes a chunk from the pool, waiting at most PoolWait.
+// getChunk takes a chunk from the pool, waiting at most PoolWait. While it
+// waits it evicts, one at a time, the connections whose unfinished frames
+// have held chunks longest: a few hundred slow clients declaring frames just
+// under the limit would otherwise hold the whole pool and starve everyone.
 func (c *conn) getChunk() ([]byte, bool) {
-	chunk, err := c.s.opts.Pool.Get(c.s.opts.PoolWait, c.s.done)
+	chunk, err := c.takeChunk()
 	if err != nil {
-		c.s.metrics.reject(reasonPoolExhausted, apiNone)
-		c.setReason(reasonPoolExhausted, err)
-		c.warn(reasonPoolExhausted, apiNone, err)
+		if c.setReason(reasonPoolExhausted, err) {
+			c.s.metrics.reject(reasonPoolExhausted, apiNone)
+			c.warn(reasonPoolExhausted, apiNone, err)
+		}
 		return nil, false
 	}
 	return chunk, true
+}
+
+// takeChunk is getChunk without the bookkeeping of a failure.
+func (c *conn) takeChunk() ([]byte, error) {
+	pool := c.s.opts.Pool
+	deadline := time.Now().Add(c.s.opts.PoolWait)
+	for {
+		step := min(time.Until(deadline), evictAfter)
+		chunk, err := pool.Get(step, c.s.done)
+		if err == nil {
+			return chunk, nil
+		}
+		if errors.Is(err, limits.ErrPoolClosed) || !time.Now().Before(deadline) || !c.s.evictSlowest(c) {
+			return nil, err
+		}
+	}
+}
+
+// evictAfter is how long a chunk request waits before it evicts a slow frame.
+const evictAfter = 200 * time.Millisecond
+
+// evictSlowest closes the connection, other than requester, whose unfinished
+// frame started first, if it started before the requester's own frame and
+// at least evictAfter ago. It reports whether it evicted one.
+func (s *Server) evictSlowest(requester *conn) bool {
+	limit := time.Now().Add(-evictAfter).UnixNano()
+	if own := requester.holdSince.Load(); own != 0 && own < limit {
+		limit = own
+	}
+	var victim *conn
+	oldest := limit
+	s.mu.Lock()
+	for c := range s.conns {
+		if h := c.holdSince.Load(); c != requester && h != 0 && h < oldest {
+			victim, oldest = c, h
+		}
+	}
+	s.mu.Unlock()
+	if victim == nil {
+		return false
+	}
+	victim.evict(time.Duration(time.Now().UnixNano() - oldest))
+	return true
+}
+
+// evict ends a connection whose frame held pool chunks too long while others
+// waited for them. It runs on another connection's goroutine, so it touches
+// only what is safe to share, and closing the socket wakes the victim's read.
+func (c *conn) evict(age time.Duration) {
+	if h := c.holdSince.Load(); h == 0 || !c.holdSince.CompareAndSwap(h, 0) {
+		return
+	}
+	err := fmt.Errorf("frame unfinished after %v while the chunk pool was spent", age.Round(time.Millisecond))
+	if !c.setReason(reasonSlowFrame, err) {
+		return
+	}
+	c.s.metrics.reject(reasonSlowFrame, apiNone)
+	if ok, n := c.s.warnLog.allow(); ok {
+		c.log.Warn().Str("reason", reasonSlowFrame).Err(err).Int("suppressed", n).Msg("refused client request")
+	}
+	if g := c.s.opts.Gate; g != nil && c.ip.IsValid() && c.s.opts.Weights.Closed > 0 {
+		g.Offence(c.ip, "", reasonSlowFrame, c.s.opts.Weights.Closed)
+	}
+	c.client.Close()
 }
 
 func (c *conn) putChunks() {
@@ -429,8 +500,10 @@ func (c *conn) writeUpstream(bufs [][]byte) bool {
 // offence records a refused frame or connection: the metric, a rate-limited
 // warning, the close reason, and the offence against the client's address.
 func (c *conn) offence(reason, api string, weight float64, err error) {
+	if !c.setReason(reason, err) {
+		return // already ending (evicted, shut down): counted once, there
+	}
 	c.s.metrics.reject(reason, api)
-	c.setReason(reason, err)
 	c.warn(reason, api, err)
 	if g := c.s.opts.Gate; g != nil && c.ip.IsValid() && weight > 0 {
 		g.Offence(c.ip, c.clientID, reason, weight)

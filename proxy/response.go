@@ -22,8 +22,10 @@ var (
 // carries a local response to write in its turn.
 //
 // Upstream bytes are read into one pooled chunk as they come, several
-// responses at a time when the broker has sent several; the chunk is held
-// only while responses are owed, so an idle connection holds none.
+// responses at a time when the broker has sent several. The chunk is taken
+// when the broker's first bytes arrive and returned once nothing read is
+// left over, so a connection waiting on the broker (a consumer's long poll)
+// or idle holds none.
 func (c *conn) responseLoop() {
 	defer close(c.respDone)
 	defer c.releaseResp()
@@ -37,7 +39,7 @@ func (c *conn) responseLoop() {
 		if !c.relayNext(p) {
 			return
 		}
-		if c.rr == c.rw && len(c.inflight) == 0 {
+		if c.rr == c.rw {
 			c.releaseResp()
 		}
 	}
@@ -46,13 +48,22 @@ func (c *conn) responseLoop() {
 // relayNext relays the upstream response to p.
 func (c *conn) relayNext(p pending) bool {
 	if c.rbuf == nil {
-		chunk, err := c.s.opts.Pool.Get(c.s.opts.PoolWait, c.s.done)
+		// Wait for the broker without holding a chunk: a consumer's long
+		// poll would otherwise hold one for as long as the broker waits.
+		n, err := c.upstream.Read(c.rlead[:])
+		if n == 0 {
+			c.upstreamFailed(err)
+			return false
+		}
+		chunk, err := c.takeChunk()
 		if err != nil {
-			c.setReason(reasonPoolExhausted, err)
+			if c.setReason(reasonPoolExhausted, err) {
+				c.s.metrics.reject(reasonPoolExhausted, apiNone)
+			}
 			c.client.Close()
 			return false
 		}
-		c.rbuf, c.rr, c.rw = chunk, 0, 0
+		c.rbuf, c.rr, c.rw = chunk, 0, copy(chunk, c.rlead[:n])
 	}
 	if !c.fillResp(8) {
 		return false

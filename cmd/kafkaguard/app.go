@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -60,12 +61,22 @@ func apiKeys() map[string]int16 {
 	return m
 }
 
+// memoryHeadroom is the Go memory limit above the pool budget.
+const memoryHeadroom = 64 << 20
+
 // build turns a validated config into an app; nothing is bound yet.
 func build(cfg config.Config, log zerolog.Logger) (*app, error) {
 	a := &app{cfg: cfg, log: log, reg: prometheus.NewRegistry(), stopc: make(chan struct{})}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := proxy.NewMetrics(a.reg)
 
+	// Pool chunks live on the Go heap; without a limit the collector lets
+	// garbage grow to about another pool's worth before it runs. A soft
+	// limit of the pool budget plus room for everything else keeps RSS near
+	// the budget. GOMEMLIMIT, when set, wins.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(int64(cfg.Pool.TotalBytes) + memoryHeadroom)
+	}
 	pool, err := limits.NewPool(limits.PoolOptions{
 		ChunkBytes: int(cfg.Pool.ChunkBytes),
 		TotalBytes: int64(cfg.Pool.TotalBytes),
