@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -16,12 +15,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/kafkaguard/kafkaguard/cmd/internal/app"
 	"github.com/kafkaguard/kafkaguard/config"
-	"github.com/kafkaguard/kafkaguard/limits"
-	"github.com/kafkaguard/kafkaguard/proxy"
 )
 
 // The bench re-executes itself with childModeEnv set to run kafkaguard or
@@ -223,97 +220,34 @@ func writeAllocs(path string) error {
 	return pprof.Lookup("allocs").WriteTo(f, 0)
 }
 
-// startProxy wires kafkaguard the way cmd/kafkaguard does for the default
-// configuration (config.Default): 1 MiB requests, a 64 MiB pool of 32 KiB
-// chunks, the abuse gate on, info logs (rate limited) to stderr.
+// startProxy runs kafkaguard exactly as `kafkaguard run` does (app.Build
+// from config.Default: 1 MiB requests, a 64 MiB pool of 32 KiB chunks, the
+// abuse gate on, info logs rate-limited to stderr), with one listener in
+// front of upstream and no admin server.
 func startProxy(upstream string) (addr string, stats func() string, cleanup func(), err error) {
 	cfg := config.Default()
+	cfg.Listeners = []config.Listener{{Address: "127.0.0.1:0", Upstream: upstream}}
+	cfg.Admin.Address = ""
+	if err := cfg.Validate(); err != nil {
+		return "", nil, nil, err
+	}
 	log := zerolog.New(os.Stderr).Level(zerolog.InfoLevel).With().Timestamp().Logger()
-	reg := prometheus.NewRegistry()
-	m := proxy.NewMetrics(reg)
-	pool, err := limits.NewPool(limits.PoolOptions{
-		ChunkBytes: int(cfg.Pool.ChunkBytes),
-		TotalBytes: int64(cfg.Pool.TotalBytes),
-		OnWait:     func(d time.Duration) { m.PoolWait(d.Seconds()) },
-	})
+	a, err := app.Build(cfg, log)
 	if err != nil {
 		return "", nil, nil, err
 	}
-	pol, err := limits.NewPolicy(limits.PolicyOptions{
-		MaxRequestBytes:  int32(cfg.Limits.MaxRequestBytes),
-		MaxClientIDBytes: cfg.Limits.MaxClientIDBytes,
-		MaxDrainBytes:    int64(cfg.EffectiveMaxDrain()),
-	})
-	if err != nil {
+	if err := a.Start(); err != nil {
 		return "", nil, nil, err
 	}
-	ab := cfg.Abuse
-	gate := limits.NewGate(limits.GateOptions{
-		OffencesBeforeBan: ab.OffencesBeforeBan,
-		OffenceWindow:     ab.OffenceWindow,
-		BanMin:            ab.BanMin,
-		BanMax:            ab.BanMax,
-		ForgetAfter:       ab.ForgetAfter,
-		MaxConnsPerIP:     ab.MaxConnectionsPerIP,
-		RatePerSecond:     ab.ConnectionRatePerIP.PerSecond(),
-		RateBurst:         ab.ConnectionRatePerIP.Count,
-		Allow:             ab.Allow,
-		MaxTracked:        ab.MaxTrackedSources,
-		OnBan:             func(limits.Ban) { m.Banned() },
-	})
-	srv, err := proxy.New(proxy.Options{
-		Routes:          []proxy.Route{{Listen: "127.0.0.1:0", Upstream: upstream}},
-		Policy:          pol,
-		Pool:            pool,
-		PoolWait:        cfg.Pool.Wait,
-		Gate:            gate,
-		Weights:         proxy.Weights{Closed: ab.Weights.Closed, RejectedProduce: ab.Weights.RejectedProduce},
-		HeaderTimeout:   cfg.Timeouts.Header,
-		FrameTimeout:    cfg.Timeouts.Frame,
-		IdleTimeout:     cfg.Timeouts.Idle,
-		DialTimeout:     cfg.Timeouts.Dial,
-		WriteTimeout:    cfg.Timeouts.Write,
-		CutThroughBytes: int32(cfg.Proxy.CutThroughBytes),
-		MaxInflight:     cfg.Proxy.MaxInflight,
-		MaxRewriteBytes: int32(cfg.Proxy.MaxRewriteBytes),
-		Logger:          log,
-		Metrics:         m,
-	})
-	if err != nil {
-		return "", nil, nil, err
-	}
-	if err := srv.Listen(); err != nil {
-		return "", nil, nil, err
-	}
-	served := make(chan struct{})
-	go func() { srv.Serve(); close(served) }()
-	sweepStop := make(chan struct{})
-	go func() {
-		t := time.NewTicker(5 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				gate.Sweep()
-			case <-sweepStop:
-				return
-			}
-		}
-	}()
+	pool, gate := a.Pool(), a.Gate()
 	stats = func() string {
 		s := fmt.Sprintf("pool_in_use=%d pool_high_water=%d pool_capacity=%d bans=%d",
 			pool.InUse(), pool.HighWater(), pool.Capacity(), gate.ActiveBans())
 		pool.ResetHighWater()
 		return s
 	}
-	cleanup = func() {
-		close(sweepStop)
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		<-served
-	}
-	return srv.Addrs()[0].String(), stats, cleanup, nil
+	cleanup = func() { a.Stop() }
+	return a.Server().Addrs()[0].String(), stats, cleanup, nil
 }
 
 // startRelay runs the plain relay: every accepted connection is joined to a

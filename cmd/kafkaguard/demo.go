@@ -7,6 +7,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/kafkaguard/kafkaguard/cmd/internal/app"
 	"github.com/kafkaguard/kafkaguard/config"
 )
 
@@ -27,11 +28,11 @@ func runDemo(stdout io.Writer) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("demo config: %w", err)
 	}
-	log, err := newLogger(cfg.Log, os.Stderr)
+	log, err := app.NewLogger(cfg.Log, os.Stderr)
 	if err != nil {
 		return err
 	}
-	a, err := build(cfg, log)
+	a, err := app.Build(cfg, log)
 	if err != nil {
 		return err
 	}

@@ -14,10 +14,14 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+
+	"github.com/kafkaguard/kafkaguard/cmd/internal/app"
 )
 
 // version is set with -ldflags "-X main.version=...".
 var version = "dev"
+
+func init() { app.Version = version }
 
 // exitCode lets a subcommand choose the exit status with its error.
 type exitCode struct {

@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/kafkaguard/kafkaguard/cmd/internal/app"
 	"github.com/kafkaguard/kafkaguard/config"
 )
 
@@ -140,21 +141,21 @@ log: {level: warn, format: json}
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := build(cfg, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel))
+	a, err := app.Build(cfg, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a.start(); err != nil {
+	if err := a.Start(); err != nil {
 		t.Fatal(err)
 	}
 	stopped := false
 	defer func() {
 		if !stopped {
-			a.stop()
+			a.Stop()
 		}
 	}()
 	var addrs []string
-	for _, ad := range a.srv.Addrs() {
+	for _, ad := range a.Server().Addrs() {
 		_, port, _ := net.SplitHostPort(ad.String())
 		addrs = append(addrs, "127.0.0.1:"+port)
 	}
@@ -209,7 +210,7 @@ log: {level: warn, format: json}
 	httpGet(t, "http://"+admin+"/readyz", 503)
 
 	stopped = true
-	if err := a.stop(); err != nil {
+	if err := a.Stop(); err != nil {
 		t.Errorf("stop: %v", err)
 	}
 	if _, err := net.DialTimeout("tcp", addrs[0], time.Second); err == nil {

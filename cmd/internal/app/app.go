@@ -1,4 +1,15 @@
-package main
+// Package app wires a kafkaguard from a validated config: the chunk pool,
+// the policy, the abuse gate, the proxy server, its metrics and the admin
+// HTTP server. Start starts their goroutines (accept loops, admin server,
+// gate sweeper); Stop drains connections and waits for all of them. Both
+// cmd/kafkaguard and cmd/kafkaguard-bench run kafkaguard through it, so the
+// bench measures exactly what ships.
+//
+//	a, err := app.Build(cfg, log)
+//	if err != nil { ... }
+//	if err := a.Start(); err != nil { ... }
+//	defer a.Stop()
+package app
 
 import (
 	"context"
@@ -8,11 +19,8 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"runtime/debug"
-	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,13 +33,14 @@ import (
 	"github.com/kafkaguard/kafkaguard/proxy"
 )
 
-// app is a running kafkaguard: the proxy, its admin HTTP server and the
+// App is a running kafkaguard: the proxy, its admin HTTP server and the
 // goroutines that tend the gate. start/stop own all of them.
-type app struct {
+type App struct {
 	cfg   config.Config
 	log   zerolog.Logger
 	srv   *proxy.Server
 	gate  *limits.Gate
+	pool  *limits.Pool
 	reg   *prometheus.Registry
 	admin *http.Server
 	adLn  net.Listener
@@ -39,7 +48,8 @@ type app struct {
 	stopc chan struct{}
 }
 
-func newLogger(c config.Log, w io.Writer) (zerolog.Logger, error) {
+// NewLogger builds the zerolog logger log configures.
+func NewLogger(c config.Log, w io.Writer) (zerolog.Logger, error) {
 	lvl, err := zerolog.ParseLevel(c.Level)
 	if err != nil {
 		return zerolog.Nop(), fmt.Errorf("log.level: %w", err)
@@ -64,9 +74,9 @@ func apiKeys() map[string]int16 {
 // memoryHeadroom is the Go memory limit above the pool budget.
 const memoryHeadroom = 64 << 20
 
-// build turns a validated config into an app; nothing is bound yet.
-func build(cfg config.Config, log zerolog.Logger) (*app, error) {
-	a := &app{cfg: cfg, log: log, reg: prometheus.NewRegistry(), stopc: make(chan struct{})}
+// Build turns a validated config into an App; nothing is bound yet.
+func Build(cfg config.Config, log zerolog.Logger) (*App, error) {
+	a := &App{cfg: cfg, log: log, reg: prometheus.NewRegistry(), stopc: make(chan struct{})}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := proxy.NewMetrics(a.reg)
 
@@ -176,11 +186,12 @@ func build(cfg config.Config, log zerolog.Logger) (*app, error) {
 		return nil, err
 	}
 	a.srv = srv
+	a.pool = pool
 	return a, nil
 }
 
-// start binds every listener and the admin address and starts serving.
-func (a *app) start() error {
+// Start binds every listener and the admin address and starts serving.
+func (a *App) Start() error {
 	if err := a.srv.Listen(); err != nil {
 		return err
 	}
@@ -227,13 +238,13 @@ func (a *app) start() error {
 	for _, ad := range a.srv.Addrs() {
 		addrs = append(addrs, ad.String())
 	}
-	a.log.Info().Strs("listeners", addrs).Str("admin", a.cfg.Admin.Address).Str("version", version).Msg("kafkaguard started")
+	a.log.Info().Strs("listeners", addrs).Str("admin", a.cfg.Admin.Address).Str("version", Version).Msg("kafkaguard started")
 	return nil
 }
 
-// stop drains connections (up to timeouts.shutdown) and stops everything
-// start started.
-func (a *app) stop() error {
+// Stop drains connections (up to timeouts.shutdown) and stops everything
+// Start started.
+func (a *App) Stop() error {
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.Timeouts.Shutdown)
 	defer cancel()
 	err := a.srv.Shutdown(ctx)
@@ -246,55 +257,17 @@ func (a *app) stop() error {
 	return err
 }
 
-func loadConfig(path string) (config.Config, error) {
-	cfg, loadErr := config.Load(path, os.Environ())
-	if loadErr != nil && errors.Is(loadErr, os.ErrNotExist) {
-		return cfg, &exitCode{2, loadErr}
-	}
-	// Load returns what it could decode with its error, so Validate can
-	// add the problems of the rest: every problem is listed at once.
-	if err := errors.Join(loadErr, cfg.Validate()); err != nil {
-		return cfg, &exitCode{2, fmt.Errorf("invalid config %s:\n%s", path, indent(err))}
-	}
-	return cfg, nil
-}
+// Server returns the proxy server.
+func (a *App) Server() *proxy.Server { return a.srv }
 
-func indent(err error) string {
-	return "  " + strings.ReplaceAll(err.Error(), "\n", "\n  ")
-}
+// Pool returns the chunk pool.
+func (a *App) Pool() *limits.Pool { return a.pool }
 
-func validate(path string, stdout io.Writer) error {
-	if _, err := loadConfig(path); err != nil {
-		return err
-	}
-	fmt.Fprintln(stdout, path+": ok")
-	return nil
-}
+// Gate returns the abuse gate, or nil when abuse.enabled is false.
+func (a *App) Gate() *limits.Gate { return a.gate }
 
-func runProxy(path string) error {
-	cfg, err := loadConfig(path)
-	if err != nil {
-		return err
-	}
-	log, err := newLogger(cfg.Log, os.Stderr)
-	if err != nil {
-		return err
-	}
-	a, err := build(cfg, log)
-	if err != nil {
-		return err
-	}
-	return serveUntilSignal(a)
-}
+// Log returns the app's logger.
+func (a *App) Log() zerolog.Logger { return a.log }
 
-// serveUntilSignal starts a and stops it on SIGINT or SIGTERM.
-func serveUntilSignal(a *app) error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := a.start(); err != nil {
-		return err
-	}
-	<-ctx.Done()
-	a.log.Info().Msg("signal received, draining")
-	return a.stop()
-}
+// Version is the version kafkaguard reports; cmd/kafkaguard sets it.
+var Version = "dev"
