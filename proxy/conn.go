@@ -29,9 +29,8 @@ type conn struct {
 	log    zerolog.Logger
 	opened time.Time
 
-	upstream net.Conn     // nil until the first request is allowed
-	inflight chan pending // requests owed a response, in order; nil until the response pump starts
-	respDone chan struct{}
+	upstream net.Conn // nil until the first request is allowed
+	owed     inflight // responses owed, and the response pump that delivers them
 
 	prod    *framing.ProduceReader // reads rejected Produce bodies; made on first use
 	prodReq framing.ProduceRequest
@@ -65,21 +64,10 @@ type conn struct {
 	bufs   [][]byte
 }
 
-// pending is a request the client is owed a response to.
-type pending struct {
-	corr    int32
-	key     int16
-	version int16
-	// local, when non-nil, is a complete response frame kafkaguard built
-	// itself; it is written in its turn instead of reading the upstream.
-	local []byte
-}
-
 func (s *Server) newConn(r *route, nc net.Conn, ip netip.Addr) *conn {
 	id := s.nextID.Add(1)
 	c := &conn{
 		s: s, r: r, client: nc, ip: ip, id: id, opened: time.Now(),
-		respDone: make(chan struct{}),
 	}
 	c.log = s.log.With().Uint64("conn", id).Str("client", nc.RemoteAddr().String()).
 		Str("listener", r.listenAddr).Str("upstream", r.Upstream).Logger()
@@ -115,8 +103,7 @@ func (c *conn) serve() {
 		c.log.Info().Int("suppressed", n).Msg("connection opened")
 	}
 	clean := c.requestLoop()
-	if c.inflight != nil {
-		close(c.inflight)
+	if c.owed.owing() {
 		switch {
 		case c.upstream == nil:
 		case clean:
@@ -129,8 +116,9 @@ func (c *conn) serve() {
 			c.upstream.Close()
 			c.client.Close()
 		}
-		<-c.respDone
 	}
+	c.owed.finish()
+	c.releaseResp()
 	if c.upstream != nil {
 		c.upstream.Close()
 	}
@@ -169,7 +157,7 @@ func (c *conn) upstreamConn() net.Conn {
 	return c.upstream
 }
 
-// dial connects the upstream and starts the response pump. It runs on the
+// dial connects the upstream. It runs on the
 // first allowed request, so a connection that never sends a valid Kafka
 // header never reaches the broker.
 func (c *conn) dial() error {
@@ -183,29 +171,7 @@ func (c *conn) dial() error {
 	c.s.mu.Lock()
 	c.upstream = up
 	c.s.mu.Unlock()
-	c.startPump()
 	return nil
-}
-
-// startPump starts the response pump once. It reads the upstream only for
-// entries enqueued after dial, so it may start before the upstream exists
-// (a first request answered locally).
-func (c *conn) startPump() {
-	if c.inflight == nil {
-		c.inflight = make(chan pending, c.s.opts.MaxInflight)
-		go c.responseLoop()
-	}
-}
-
-// enqueue records a request owed a response. It blocks while MaxInflight
-// requests are outstanding and fails once the response pump has ended.
-func (c *conn) enqueue(p pending) bool {
-	select {
-	case c.inflight <- p:
-		return true
-	case <-c.respDone:
-		return false
-	}
 }
 
 // classifyIO names an I/O failure for the close reason.

@@ -115,7 +115,6 @@ func (c *conn) reject(h framing.RequestHeader, size int32, start time.Time) bool
 	c.s.metrics.reject(reasonTooLarge, "Produce")
 	c.s.metrics.local("Produce", "MESSAGE_TOO_LARGE")
 	c.warn(reasonTooLarge, "Produce", fmt.Errorf("%w; answered MESSAGE_TOO_LARGE", limitErr))
-	c.startPump()
 	banned := false
 	if g := c.s.opts.Gate; g != nil && c.ip.IsValid() && c.s.opts.Weights.RejectedProduce > 0 {
 		_, banned = g.Offence(c.ip, c.clientID, reasonTooLarge, c.s.opts.Weights.RejectedProduce)

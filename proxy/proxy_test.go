@@ -437,3 +437,39 @@ func TestHalfCloseDeliversOwedResponses(t *testing.T) {
 	}
 	expectClosed(t, c, 5*time.Second)
 }
+
+// The response pump runs only while responses are owed: after pumpLinger
+// with nothing owed its goroutine ends, so an idle connection runs one
+// goroutine and holds no chunk; the next request starts it again.
+func TestResponsePumpEndsWhenIdle(t *testing.T) {
+	h := newHarness(t, harnessOpts{brokers: 1})
+	c, err := net.Dial("tcp", h.addrs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	roundTripOn(t, c, kmsg.NewPtrApiVersionsRequest(), 1)
+	pumping := func() bool {
+		h.srv.mu.Lock()
+		defer h.srv.mu.Unlock()
+		for sc := range h.srv.conns {
+			sc.owed.mu.Lock()
+			p := sc.owed.pumping
+			sc.owed.mu.Unlock()
+			if p {
+				return true
+			}
+		}
+		return false
+	}
+	if !pumping() {
+		t.Fatal("no response pump right after a response: it should linger")
+	}
+	waitFor(t, 5*pumpLinger, "the pump to end", func() bool { return !pumping() })
+	if n := h.pool.InUse(); n != 0 {
+		t.Errorf("idle connection holds %d pool bytes", n)
+	}
+	for corr := int32(2); corr < 5; corr++ {
+		roundTripOn(t, c, kmsg.NewPtrMetadataRequest(), corr)
+	}
+}

@@ -26,21 +26,31 @@ var (
 // when the broker's first bytes arrive and returned once nothing read is
 // left over, so a connection waiting on the broker (a consumer's long poll)
 // or idle holds none.
+//
+// The pump runs only while responses are owed (see inflight): its goroutine
+// ends after pumpLinger with nothing owed, and the next request starts it
+// again. On failure it closes both sockets and refuses further requests.
 func (c *conn) responseLoop() {
-	defer close(c.respDone)
-	defer c.releaseResp()
-	for p := range c.inflight {
-		if p.local != nil {
-			if !c.writeClient(p.local) {
-				return
-			}
-			continue
-		}
-		if !c.relayNext(p) {
+	q := &c.owed
+	defer q.wg.Done()
+	var timer *time.Timer
+	for {
+		p, ok := q.next(&timer)
+		if !ok {
 			return
 		}
-		if c.rr == c.rw {
-			c.releaseResp()
+		if p.local != nil {
+			ok = c.writeClient(p.local)
+		} else {
+			ok = c.relayNext(p)
+			if c.rr == c.rw {
+				c.releaseResp()
+			}
+		}
+		<-q.slots
+		if !ok {
+			q.failNow()
+			return
 		}
 	}
 }

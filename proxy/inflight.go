@@ -1,0 +1,152 @@
+package proxy
+
+import (
+	"sync"
+	"time"
+)
+
+// pending is a request the client is owed a response to.
+type pending struct {
+	corr    int32
+	key     int16
+	version int16
+	// local, when non-nil, is a complete response frame kafkaguard built
+	// itself; it is written in its turn instead of reading the upstream.
+	local []byte
+}
+
+// pumpLinger is how long a response pump with nothing owed waits for more
+// before its goroutine ends. An idle connection then runs one goroutine (the
+// request pump, blocked in a read), not two; a busy one keeps its pump.
+const pumpLinger = time.Second
+
+// inflight is the queue of responses a connection owes, in request order,
+// and the lifecycle of the response pump that delivers them: the pump is
+// started by the first entry, lingers a while when the queue runs dry, and
+// ends; the next entry starts it again.
+type inflight struct {
+	mu      sync.Mutex
+	queue   []pending // queue[head:] is owed, oldest first
+	head    int
+	pumping bool // a response pump goroutine is running
+	ended   bool // the request side is done: the pump ends once the queue is empty
+
+	slots  chan struct{} // one per owed response, so at most MaxInflight are owed
+	wake   chan struct{} // cap 1: tells a lingering pump of a new entry or the end
+	failed chan struct{} // closed when the response side fails
+	fail   sync.Once
+	wg     sync.WaitGroup // the running pump
+}
+
+// enqueue records a request owed a response and makes sure a pump runs. It
+// blocks while MaxInflight responses are owed, and fails once the response
+// side has failed.
+func (c *conn) enqueue(p pending) bool {
+	q := &c.owed
+	if q.slots == nil {
+		q.slots = make(chan struct{}, c.s.opts.MaxInflight)
+		q.wake = make(chan struct{}, 1)
+		q.failed = make(chan struct{})
+	}
+	select {
+	case q.slots <- struct{}{}:
+	case <-q.failed:
+		return false
+	}
+	select {
+	case <-q.failed:
+		<-q.slots
+		return false
+	default:
+	}
+	q.mu.Lock()
+	q.queue = append(q.queue, p)
+	start := !q.pumping
+	if start {
+		q.pumping = true
+		q.wg.Add(1)
+	}
+	q.mu.Unlock()
+	if start {
+		go c.responseLoop()
+	} else {
+		q.notify()
+	}
+	return true
+}
+
+func (q *inflight) notify() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// next returns the oldest owed response, waiting up to pumpLinger for one.
+// ok is false when the pump should end: the queue stayed empty, or the
+// request side is done and nothing is owed.
+func (q *inflight) next(timer **time.Timer) (p pending, ok bool) {
+	for {
+		q.mu.Lock()
+		if q.head < len(q.queue) {
+			p = q.queue[q.head]
+			q.queue[q.head] = pending{} // drop the local response's bytes
+			q.head++
+			if q.head == len(q.queue) {
+				q.queue, q.head = q.queue[:0], 0
+			}
+			q.mu.Unlock()
+			return p, true
+		}
+		if q.ended {
+			q.pumping = false
+			q.mu.Unlock()
+			return p, false
+		}
+		q.mu.Unlock()
+		if *timer == nil {
+			*timer = time.NewTimer(pumpLinger)
+		} else {
+			(*timer).Reset(pumpLinger)
+		}
+		select {
+		case <-q.wake:
+			(*timer).Stop()
+		case <-(*timer).C:
+			q.mu.Lock()
+			if q.head == len(q.queue) {
+				q.pumping = false
+				q.mu.Unlock()
+				return p, false
+			}
+			q.mu.Unlock()
+		}
+	}
+}
+
+// finish tells the pump the request side is done and waits for it: it ends
+// once every owed response is delivered (or the sockets are closed).
+func (q *inflight) finish() {
+	q.mu.Lock()
+	q.ended = true
+	q.mu.Unlock()
+	if q.wake != nil {
+		q.notify()
+	}
+	q.wg.Wait()
+}
+
+// owing reports whether responses are owed or a pump runs.
+func (q *inflight) owing() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.pumping || q.head < len(q.queue)
+}
+
+// failNow marks the response side failed: enqueue refuses from now on.
+func (q *inflight) failNow() {
+	q.fail.Do(func() { close(q.failed) })
+	q.mu.Lock()
+	q.pumping = false
+	q.mu.Unlock()
+}
