@@ -65,6 +65,9 @@ func (c *conn) relayNext(p pending) bool {
 			c.upstreamFailed(err)
 			return false
 		}
+		if done, ok := c.relayFromLead(p, n); done {
+			return ok
+		}
 		chunk, err := c.takeChunk()
 		if err != nil {
 			if c.setReason(reasonPoolExhausted, err) {
@@ -102,7 +105,9 @@ func (c *conn) relayNext(p pending) bool {
 		c.consumeResp(total)
 		return ok
 	default:
-		return c.relayLarge(total)
+		buffered := c.rbuf[c.rr:c.rw] // all of it this response's: it is larger than the chunk
+		c.rr, c.rw = 0, 0
+		return c.relayLarge(buffered, total)
 	}
 }
 
@@ -139,16 +144,31 @@ func (c *conn) releaseResp() {
 	}
 }
 
-// relayLarge relays a response larger than the chunk: what is buffered (all
-// of it belongs to this response), then the rest, spliced between the
-// sockets by the kernel when both are TCP, else copied through the chunk.
-func (c *conn) relayLarge(total int) bool {
-	buffered := c.rw - c.rr
-	if !c.writeClient(c.rbuf[c.rr:c.rw]) {
+// relayFromLead relays a response larger than a chunk whose header the
+// first read put in c.rlead[:n] without taking a chunk at all: the lead
+// bytes, then the rest spliced. Anything else (a small response, one to
+// rewrite, a bad header) is left to the general path (done is false).
+func (c *conn) relayFromLead(p pending, n int) (done, ok bool) {
+	if n < 8 || c.s.rw.handles(p.key) {
+		return false, false
+	}
+	size := int32(binary.BigEndian.Uint32(c.rlead[:]))
+	corr := int32(binary.BigEndian.Uint32(c.rlead[4:]))
+	total := 4 + int(size)
+	if size < 4 || corr != p.corr || total <= c.s.opts.Pool.ChunkBytes() {
+		return false, false
+	}
+	return true, c.relayLarge(c.rlead[:n], total)
+}
+
+// relayLarge relays a response larger than a chunk: buffered, its first
+// bytes already read, then the rest, spliced between the sockets by the
+// kernel when both are TCP, else copied through a chunk.
+func (c *conn) relayLarge(buffered []byte, total int) bool {
+	if !c.writeClient(buffered) {
 		return false
 	}
-	c.rr, c.rw = 0, 0
-	rest := int64(total - buffered)
+	rest := int64(total - len(buffered))
 	src, dst := c.upstream, c.client
 	var n int64
 	var err error
@@ -156,6 +176,15 @@ func (c *conn) relayLarge(total int) bool {
 		c.rlim = io.LimitedReader{R: src, N: rest}
 		n, err = dtc.ReadFrom(&c.rlim)
 	} else {
+		if c.rbuf == nil {
+			chunk, terr := c.takeChunk()
+			if terr != nil {
+				c.setReason(reasonPoolExhausted, terr)
+				c.client.Close()
+				return false
+			}
+			c.rbuf, c.rr, c.rw = chunk, 0, 0
+		}
 		n, err = io.CopyBuffer(onlyWriter{dst}, io.LimitReader(src, rest), c.rbuf)
 	}
 	c.out.Add(n)

@@ -362,7 +362,9 @@ func (b *bench) idleOn(t target, block byte) (idleResult, error) {
 	if ok == 0 {
 		return idleResult{}, fmt.Errorf("idle %s: no connection completed ApiVersions", t.name)
 	}
-	time.Sleep(time.Second)
+	// Idle means idle for a while: past kafkaguard's response-pump linger
+	// (1 s), after which an idle connection runs one goroutine.
+	time.Sleep(2500 * time.Millisecond)
 	raw, err := readProc(proc.pid)
 	if err != nil {
 		return idleResult{}, err
