@@ -18,8 +18,9 @@ import (
 
 // conn is one client connection and, once its first request is allowed, the
 // upstream connection behind it. The goroutine that runs serve reads
-// requests (the request pump); a second goroutine, started with the
-// upstream, writes responses back (the response pump). serve waits for it.
+// requests (the request pump); a second goroutine writes responses back
+// (the response pump) while any are owed, and ends when none have been for
+// a second (see inflight). serve waits for it.
 type conn struct {
 	s      *Server
 	r      *route
@@ -32,7 +33,7 @@ type conn struct {
 	upstream net.Conn // nil until the first request is allowed
 	owed     inflight // responses owed, and the response pump that delivers them
 
-	prod    *framing.ProduceReader // reads rejected Produce bodies; made on first use
+	prod    *framing.ProduceReader // reads the body of the rejected Produce being drained
 	prodReq framing.ProduceRequest
 
 	clientID string // client id of the last request header, for offences and logs

@@ -6,13 +6,14 @@
 // running the request pump: it reads the 4-byte size and the request header,
 // asks the limits.Policy, and either forwards the frame through chunks of the
 // limits.Pool, answers it locally (an oversized Produce gets
-// MESSAGE_TOO_LARGE), or closes the connection. The upstream is dialled on
-// the first allowed request, which starts the second goroutine, the response
-// pump: it relays responses in request order, writes local responses in
-// their turn, and rewrites broker addresses in Metadata, FindCoordinator and
-// DescribeCluster responses. Shutdown stops accepting, lets each connection
-// finish its frame and receive what it is owed, and waits for every
-// goroutine it started.
+// MESSAGE_TOO_LARGE), or closes the connection. The upstream is dialled when
+// the first allowed frame is complete. A second goroutine, the response
+// pump, runs while responses are owed (and a second after): it relays them
+// in request order, writes local responses in their turn, rewrites broker
+// addresses in Metadata, FindCoordinator and DescribeCluster responses, and
+// clamps ApiVersions. Shutdown stops accepting, lets each connection finish
+// its frame and receive what it is owed, and waits for every goroutine it
+// started.
 //
 //	srv, err := proxy.New(proxy.Options{Routes: routes, Policy: pol, Pool: pool, Logger: log})
 //	if err != nil { ... }
