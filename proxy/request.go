@@ -277,9 +277,10 @@ func (c *conn) readHeader(size int32, start time.Time) (framing.RequestHeader, b
 	}
 }
 
-// getChunk takes a chunk from the pool, waiting at most PoolWait. While it
-// waits it evicts, one at a time, the connections whose unfinished frames
-// have held chunks longest: a few hundred slow clients declaring frames just
+// getChunk takes a chunk from the pool, waiting at most PoolWait. When the
+// pool is spent it evicts, one at a time, the connections whose unfinished
+// frames have held chunks longest (at once for a frame a second old, else
+// after 200 ms of waiting): a few hundred slow clients declaring frames just
 // under the limit would otherwise hold the whole pool and starve everyone.
 func (c *conn) getChunk() ([]byte, bool) {
 	chunk, err := c.takeChunk()
@@ -296,27 +297,39 @@ func (c *conn) getChunk() ([]byte, bool) {
 // takeChunk is getChunk without the bookkeeping of a failure.
 func (c *conn) takeChunk() ([]byte, error) {
 	pool := c.s.opts.Pool
+	if chunk, ok := pool.TryGet(); ok {
+		return chunk, nil
+	}
+	// The pool is spent. A frame unfinished for evictStale is evicted at
+	// once; younger ones only after evictAfter of waiting.
+	c.s.evictSlowest(c, evictStale)
 	deadline := time.Now().Add(c.s.opts.PoolWait)
 	for {
-		step := min(time.Until(deadline), evictAfter)
-		chunk, err := pool.Get(step, c.s.done)
+		chunk, err := pool.Get(min(time.Until(deadline), evictAfter), c.s.done)
 		if err == nil {
 			return chunk, nil
 		}
-		if errors.Is(err, limits.ErrPoolClosed) || !time.Now().Before(deadline) || !c.s.evictSlowest(c) {
+		if errors.Is(err, limits.ErrPoolClosed) || !time.Now().Before(deadline) {
 			return nil, err
 		}
+		c.s.evictSlowest(c, evictAfter)
 	}
 }
 
-// evictAfter is how long a chunk request waits before it evicts a slow frame.
-const evictAfter = 200 * time.Millisecond
+const (
+	// evictAfter is how long a chunk request waits before it evicts a
+	// slow frame at least that old.
+	evictAfter = 200 * time.Millisecond
+	// evictStale is the age from which a frame still holding chunks is
+	// evicted as soon as the pool is spent.
+	evictStale = time.Second
+)
 
 // evictSlowest closes the connection, other than requester, whose unfinished
 // frame started first, if it started before the requester's own frame and
-// at least evictAfter ago. It reports whether it evicted one.
-func (s *Server) evictSlowest(requester *conn) bool {
-	limit := time.Now().Add(-evictAfter).UnixNano()
+// at least minAge ago. It reports whether it evicted one.
+func (s *Server) evictSlowest(requester *conn, minAge time.Duration) bool {
+	limit := time.Now().Add(-minAge).UnixNano()
 	if own := requester.holdSince.Load(); own != 0 && own < limit {
 		limit = own
 	}
