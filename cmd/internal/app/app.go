@@ -28,7 +28,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/kafkaguard/kafkaguard/config"
-	"github.com/kafkaguard/kafkaguard/framing"
 	"github.com/kafkaguard/kafkaguard/limits"
 	"github.com/kafkaguard/kafkaguard/proxy"
 )
@@ -58,17 +57,6 @@ func NewLogger(c config.Log, w io.Writer) (zerolog.Logger, error) {
 		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
 	}
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
-}
-
-// apiKeys maps kmsg API names to keys.
-func apiKeys() map[string]int16 {
-	m := make(map[string]int16)
-	for k := int16(0); k <= framing.MaxKnownKey; k++ {
-		if n := framing.APIName(k); n != "unknown" {
-			m[n] = k
-		}
-	}
-	return m
 }
 
 // memoryHeadroom is the Go memory limit above the pool budget.
@@ -104,14 +92,16 @@ func Build(cfg config.Config, log zerolog.Logger) (*App, error) {
 			Help: "The pool's memory budget (pool.total_bytes)."}, func() float64 { return float64(pool.Capacity()) }),
 	)
 
-	keys := apiKeys()
+	// Names were checked by Validate, so every lookup succeeds.
 	per := make(map[int16]int32)
 	for name, size := range cfg.Limits.API {
-		per[keys[name]] = int32(size)
+		key, _ := config.APIKey(name)
+		per[key] = int32(size)
 	}
 	var deny []int16
 	for _, name := range cfg.Limits.DenyAPI {
-		deny = append(deny, keys[name])
+		key, _ := config.APIKey(name)
+		deny = append(deny, key)
 	}
 	pol, err := limits.NewPolicy(limits.PolicyOptions{
 		MaxRequestBytes:  int32(cfg.Limits.MaxRequestBytes),
