@@ -258,19 +258,7 @@ func startRelay(upstream string) (string, func(), error) {
 	if err != nil {
 		return "", nil, err
 	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				if errors.Is(err, net.ErrClosed) {
-					return
-				}
-				time.Sleep(5 * time.Millisecond)
-				continue
-			}
-			go relayConn(c, upstream)
-		}
-	}()
+	go acceptLoop(ln, func(c net.Conn) { relayConn(c, upstream) })
 	return ln.Addr().String(), func() { ln.Close() }, nil
 }
 
@@ -294,4 +282,20 @@ func relayConn(c net.Conn, upstream string) {
 		tc.CloseWrite()
 	}
 	<-done
+}
+
+// acceptLoop runs handle in a goroutine for every connection ln accepts,
+// until ln is closed.
+func acceptLoop(ln net.Listener, handle func(net.Conn)) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+			continue
+		}
+		go handle(c)
+	}
 }

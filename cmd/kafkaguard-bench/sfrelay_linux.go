@@ -32,19 +32,7 @@ func startSFRelay(upstream string) (string, func(), error) {
 	if err != nil {
 		return "", nil, err
 	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				if errors.Is(err, net.ErrClosed) {
-					return
-				}
-				time.Sleep(5 * time.Millisecond)
-				continue
-			}
-			go sfConn(c.(*net.TCPConn), upstream)
-		}
-	}()
+	go acceptLoop(ln, func(c net.Conn) { sfConn(c.(*net.TCPConn), upstream) })
 	return ln.Addr().String(), func() { ln.Close() }, nil
 }
 
