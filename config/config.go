@@ -81,6 +81,11 @@ type Timeouts struct {
 	Write time.Duration `koanf:"write"`
 	// Shutdown bounds the graceful drain on exit. Default 30s.
 	Shutdown time.Duration `koanf:"shutdown"`
+	// Request bounds how long the broker may owe the oldest response on a
+	// connection (and, inside a response, go without sending a byte); past
+	// it the connection is closed as request_timeout. Generous by default
+	// (5m): a JoinGroup or a long-poll Fetch legitimately waits a while.
+	Request time.Duration `koanf:"request"`
 }
 
 // Pool sizes the one chunk pool all frames move through: the proxy's memory
@@ -187,6 +192,7 @@ func Default() Config {
 			Dial:     5 * time.Second,
 			Write:    30 * time.Second,
 			Shutdown: 30 * time.Second,
+			Request:  5 * time.Minute,
 		},
 		Pool: Pool{ChunkBytes: 32 * KiB, TotalBytes: 64 * MiB, Wait: 5 * time.Second},
 		Proxy: Proxy{

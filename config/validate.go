@@ -218,6 +218,7 @@ func (c Config) validateTimeouts(p *problems) {
 		{"timeouts.dial", c.Timeouts.Dial},
 		{"timeouts.write", c.Timeouts.Write},
 		{"timeouts.shutdown", c.Timeouts.Shutdown},
+		{"timeouts.request", c.Timeouts.Request},
 	} {
 		if t.d <= 0 {
 			p.addf(t.key, "must be positive, got %s", t.d)

@@ -68,6 +68,7 @@ func TestValidateErrors(t *testing.T) {
 		{"unknown_api bad", func(c *Config) { c.Limits.UnknownAPI = "drop" }, "limits.unknown_api", `must be close or forward, got "drop"`},
 		{"timeout zero", func(c *Config) { c.Timeouts.Dial = 0 }, "timeouts.dial", "positive"},
 		{"timeout negative", func(c *Config) { c.Timeouts.Shutdown = -time.Second }, "timeouts.shutdown", "positive"},
+		{"request timeout zero", func(c *Config) { c.Timeouts.Request = 0 }, "timeouts.request", "positive"},
 		{"chunk too small", func(c *Config) { c.Pool.ChunkBytes = 512 }, "pool.chunk_bytes", "between 1KiB and 16MiB"},
 		{"chunk too big", func(c *Config) { c.Pool.ChunkBytes = 32 * MiB; c.Pool.TotalBytes = GiB }, "pool.chunk_bytes", "between 1KiB and 16MiB"},
 		{"total below chunk", func(c *Config) { c.Pool.ChunkBytes = 16 * MiB; c.Pool.TotalBytes = 8 * MiB }, "pool.total_bytes", "at least pool.chunk_bytes"},

@@ -58,7 +58,12 @@ type Options struct {
 	FrameTimeout  time.Duration // first byte of a frame to its end (default 30s)
 	IdleTimeout   time.Duration // silence between frames (default 10m)
 	DialTimeout   time.Duration // upstream dial (default 5s)
-	WriteTimeout  time.Duration // one write to either side (default 30s)
+	WriteTimeout  time.Duration // no write progress to either side (default 30s)
+	// RequestTimeout bounds how long the oldest owed response may be owed,
+	// and how long a response under way may go without a byte from the
+	// broker (default 5m). Past it the connection closes as
+	// request_timeout: the broker's fault, not the client's.
+	RequestTimeout time.Duration
 
 	// CutThroughBytes: frames larger than this are forwarded chunk by chunk
 	// as they arrive; zero stores and forwards every frame whole, so the
@@ -103,6 +108,7 @@ func (o *Options) setDefaults() error {
 	def(&o.IdleTimeout, 10*time.Minute)
 	def(&o.DialTimeout, 5*time.Second)
 	def(&o.WriteTimeout, 30*time.Second)
+	def(&o.RequestTimeout, 5*time.Minute)
 	if o.MaxInflight <= 0 {
 		o.MaxInflight = 128
 	}

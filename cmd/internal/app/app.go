@@ -165,6 +165,7 @@ func Build(cfg config.Config, log zerolog.Logger) (*App, error) {
 		IdleTimeout:     cfg.Timeouts.Idle,
 		DialTimeout:     cfg.Timeouts.Dial,
 		WriteTimeout:    cfg.Timeouts.Write,
+		RequestTimeout:  cfg.Timeouts.Request,
 		CutThroughBytes: int32(cfg.Proxy.CutThroughBytes),
 		MaxInflight:     cfg.Proxy.MaxInflight,
 		MaxRewriteBytes: int32(cfg.Proxy.MaxRewriteBytes),
