@@ -30,8 +30,18 @@ type conn struct {
 	log    zerolog.Logger
 	opened time.Time
 
-	upstream net.Conn // nil until the first request is allowed
-	owed     inflight // responses owed, and the response pump that delivers them
+	// upstream is nil until the first request is allowed. The request
+	// pump sets it once (under upMu) before the first enqueue, so the
+	// response pump reads it freely; any other goroutine (Shutdown, the
+	// upstream watcher) reads it through upstreamConn.
+	upstream net.Conn
+	upMu     sync.Mutex // guards the publication of upstream and aborted; never held across I/O
+	aborted  bool       // abort ran: a dial completing later closes what it dialled
+	owed     inflight   // responses owed, and the response pump that delivers them
+	// drainBy, when non-zero, is the unix-ns deadline after which the
+	// response pump stops waiting for the broker (the client ended cleanly
+	// and is owed responses); it caps the pump's own read deadlines.
+	drainBy atomic.Int64
 
 	prod    *framing.ProduceReader // reads the body of the rejected Produce being drained
 	prodReq framing.ProduceRequest
@@ -56,6 +66,7 @@ type conn struct {
 	rbuf   []byte           // pooled chunk of upstream bytes read but not yet relayed; nil when none are
 	rr, rw int              // rbuf[rr:rw] is unread
 	rlim   io.LimitedReader // bounds a spliced response body
+	rkey   int16            // api key of the response being relayed, for logs
 	lead   [256]byte        // the first read of a frame when nothing is carried over
 	qbuf   []byte           // pooled chunk of request bytes; nil between frames when nothing is carried
 	qr, qw int              // qbuf[qr:qw] is read and not yet handled
@@ -112,7 +123,9 @@ func (c *conn) serve() {
 			// a write timeout) before closing. The client's end of stream
 			// is not passed on as a half-close: a broker closes on EOF and
 			// may drop the responses the client is waiting for.
-			c.upstream.SetReadDeadline(time.Now().Add(c.s.opts.WriteTimeout))
+			by := time.Now().Add(c.s.opts.WriteTimeout)
+			c.drainBy.Store(by.UnixNano())
+			c.upstream.SetReadDeadline(by)
 		default:
 			c.upstream.Close()
 			c.client.Close()
@@ -143,37 +156,60 @@ func (c *conn) interrupt() {
 	}
 }
 
-// abort closes both sides now.
+// abort closes both sides now. It runs on Shutdown's goroutine and takes
+// only the connection's own upMu, never the server's lock: Shutdown may
+// call it with nothing held, and a dial still under way closes what it
+// dials (see dial).
 func (c *conn) abort() {
-	c.setReason("shutdown", nil)
+	c.setReason(reasonShutdown, nil)
 	c.client.Close()
-	if up := c.upstreamConn(); up != nil {
+	c.upMu.Lock()
+	c.aborted = true
+	up := c.upstream
+	c.upMu.Unlock()
+	if up != nil {
 		up.Close()
 	}
 }
 
+// upstreamConn returns the upstream for goroutines other than the pumps.
 func (c *conn) upstreamConn() net.Conn {
-	c.s.mu.Lock()
-	defer c.s.mu.Unlock()
+	c.upMu.Lock()
+	defer c.upMu.Unlock()
 	return c.upstream
 }
 
 // dial connects the upstream. It runs on the
 // first allowed request, so a connection that never sends a valid Kafka
 // header never reaches the broker.
+//
+// The dial ends early when Shutdown gives up on draining (s.kill), so a
+// broker that does not accept cannot hold the process past its shutdown
+// timeout.
 func (c *conn) dial() error {
-	ctx, cancel := context.WithTimeout(context.Background(), c.s.opts.DialTimeout)
+	ctx, cancel := context.WithTimeout(c.s.kill, c.s.opts.DialTimeout)
 	defer cancel()
 	up, err := c.s.opts.Dial(ctx, "tcp", c.r.Upstream)
 	if err != nil {
-		c.s.metrics.dialError()
+		if c.s.kill.Err() == nil {
+			c.s.metrics.dialError()
+		}
 		return err
 	}
-	c.s.mu.Lock()
-	c.upstream = up
-	c.s.mu.Unlock()
+	c.upMu.Lock()
+	aborted := c.aborted
+	if !aborted {
+		c.upstream = up
+	}
+	c.upMu.Unlock()
+	if aborted {
+		up.Close()
+		return errAborted
+	}
 	return nil
 }
+
+var errAborted = errors.New("connection aborted by shutdown")
 
 // classifyIO names an I/O failure for the close reason.
 func classifyIO(err error) (timeout, eof bool) {

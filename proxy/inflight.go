@@ -10,6 +10,8 @@ type pending struct {
 	corr    int32
 	key     int16
 	version int16
+	// due is when the broker's response is overdue (queued + RequestTimeout).
+	due time.Time
 	// local, when non-nil, is a complete response frame kafkaguard built
 	// itself; it is written in its turn instead of reading the upstream.
 	local []byte
@@ -29,6 +31,7 @@ type inflight struct {
 	queue   []pending // queue[head:] is owed, oldest first
 	head    int
 	pumping bool // a response pump goroutine is running
+	busy    bool // the pump is delivering an entry it took off the queue
 	ended   bool // the request side is done: the pump ends once the queue is empty
 
 	slots  chan struct{} // one per owed response, so at most MaxInflight are owed
@@ -59,6 +62,7 @@ func (c *conn) enqueue(p pending) bool {
 		return false
 	default:
 	}
+	p.due = time.Now().Add(c.s.opts.RequestTimeout)
 	q.mu.Lock()
 	q.queue = append(q.queue, p)
 	start := !q.pumping
@@ -88,7 +92,9 @@ func (q *inflight) notify() {
 func (q *inflight) next(timer **time.Timer) (p pending, ok bool) {
 	for {
 		q.mu.Lock()
+		q.busy = false // the entry taken last time is delivered
 		if q.head < len(q.queue) {
+			q.busy = true
 			p = q.queue[q.head]
 			q.queue[q.head] = pending{} // drop the local response's bytes
 			q.head++
@@ -143,10 +149,20 @@ func (q *inflight) owing() bool {
 	return q.pumping || q.head < len(q.queue)
 }
 
+// owes reports whether a response is owed: queued, or being delivered. A
+// lingering pump with nothing to deliver owes nothing and reads nothing
+// from the broker.
+func (q *inflight) owes() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.busy || q.head < len(q.queue)
+}
+
 // failNow marks the response side failed: enqueue refuses from now on.
 func (q *inflight) failNow() {
 	q.fail.Do(func() { close(q.failed) })
 	q.mu.Lock()
 	q.pumping = false
+	q.busy = false
 	q.mu.Unlock()
 }

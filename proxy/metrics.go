@@ -26,6 +26,7 @@ type Metrics struct {
 	rewriteUnmapped prometheus.Counter
 	localResponses  *prometheus.CounterVec
 	bans            prometheus.Counter
+	upstreamCloses  *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them with reg. Gauges whose
@@ -78,6 +79,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		bans: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kafkaguard_bans_total", Help: "Bans imposed on source addresses.",
 		}),
+		upstreamCloses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kafkaguard_upstream_closes_total",
+			Help: "Client connections closed because of the broker side (not an offence of the client), by reason.",
+		}, []string{"reason"}),
 	}
 	forwarded := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kafkaguard_frames_forwarded_total", Help: "Requests forwarded upstream, by API.",
@@ -91,9 +96,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{"banned", "per_ip_cap", "rate"} {
 		m.connsRefused.WithLabelValues(r)
 	}
+	for _, r := range []string{reasonRequestTimeout, reasonUpstreamClosed, reasonUpstreamError} {
+		m.upstreamCloses.WithLabelValues(r)
+	}
 	if reg != nil {
 		reg.MustRegister(m.rejected, forwarded, m.bytesIn, m.bytesOut, m.connsActive, m.connsTotal,
-			m.connsRefused, m.poolWait, m.dialErrors, m.rewritten, m.rewriteUnmapped, m.localResponses, m.bans)
+			m.connsRefused, m.poolWait, m.dialErrors, m.rewritten, m.rewriteUnmapped, m.localResponses, m.bans, m.upstreamCloses)
 	}
 	return m
 }
@@ -176,5 +184,13 @@ func (m *Metrics) Banned() {
 func (m *Metrics) PoolWait(seconds float64) {
 	if m != nil {
 		m.poolWait.Observe(seconds)
+	}
+}
+
+// upstreamClose counts a connection closed because of its broker; reason is
+// one of request_timeout, upstream_closed, upstream_error.
+func (m *Metrics) upstreamClose(reason string) {
+	if m != nil {
+		m.upstreamCloses.WithLabelValues(reason).Inc()
 	}
 }

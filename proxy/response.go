@@ -11,6 +11,10 @@ import (
 	"github.com/kafkaguard/kafkaguard/framing"
 )
 
+// reasonRequestTimeout closes a connection whose broker owed a response
+// longer than Options.RequestTimeout: the broker's fault, not an offence.
+const reasonRequestTimeout = "request_timeout"
+
 var (
 	errCorrelation   = errors.New("response correlation id does not match the oldest request")
 	errResponseSize  = errors.New("response size smaller than its header")
@@ -55,8 +59,13 @@ func (c *conn) responseLoop() {
 	}
 }
 
-// relayNext relays the upstream response to p.
+// relayNext relays the upstream response to p. The broker has until p.due
+// to send it (timeouts.request from when it was queued): the oldest owed
+// response is always the one being read, so a hung broker closes the
+// connection as request_timeout instead of pinning it for ever.
 func (c *conn) relayNext(p pending) bool {
+	c.rkey = p.key
+	c.upstreamDeadline(p.due)
 	if c.rbuf == nil {
 		// Wait for the broker without holding a chunk: a consumer's long
 		// poll would otherwise hold one for as long as the broker waits.
@@ -161,42 +170,70 @@ func (c *conn) relayFromLead(p pending, n int) (done, ok bool) {
 	return true, c.relayLarge(c.rlead[:n], total)
 }
 
+// spliceStep is how much of a large response is relayed under one pair of
+// deadlines. A step that makes no progress on the client for WriteTimeout,
+// or on the broker for RequestTimeout, ends the connection; each step that
+// completes refreshes both. So the deadline measures a lack of progress,
+// not the whole response: a consumer reading a 50 MiB fetch slowly but
+// steadily is served, one taking less than a step per WriteTimeout is cut.
+// The step is small because a step cut short loses the bytes the kernel
+// pipe holds, so a timed-out step cannot be resumed.
+const spliceStep = 256 << 10
+
 // relayLarge relays a response larger than a chunk: buffered, its first
 // bytes already read, then the rest, spliced between the sockets by the
-// kernel when both are TCP, else copied through a chunk.
+// kernel when both are TCP, else copied through a chunk, in steps that each
+// refresh the deadlines.
 func (c *conn) relayLarge(buffered []byte, total int) bool {
 	if !c.writeClient(buffered) {
 		return false
 	}
 	rest := int64(total - len(buffered))
 	src, dst := c.upstream, c.client
-	var n int64
-	var err error
-	if dtc, ok := dst.(*net.TCPConn); ok && isTCP(src) {
-		c.rlim = io.LimitedReader{R: src, N: rest}
-		n, err = dtc.ReadFrom(&c.rlim)
-	} else {
-		if c.rbuf == nil {
-			chunk, terr := c.takeChunk()
-			if terr != nil {
-				c.setReason(reasonPoolExhausted, terr)
-				c.client.Close()
+	dtc, splice := dst.(*net.TCPConn)
+	splice = splice && isTCP(src)
+	if !splice && c.rbuf == nil {
+		chunk, terr := c.takeChunk()
+		if terr != nil {
+			if c.setReason(reasonPoolExhausted, terr) {
+				c.s.metrics.reject(reasonPoolExhausted, apiNone)
+			}
+			c.client.Close()
+			return false
+		}
+		c.rbuf, c.rr, c.rw = chunk, 0, 0
+	}
+	for rest > 0 {
+		var n int64
+		var err error
+		c.upstreamDeadline(time.Now().Add(c.s.opts.RequestTimeout))
+		if splice {
+			wdl := time.Now().Add(c.s.opts.WriteTimeout)
+			dst.SetWriteDeadline(wdl)
+			c.rlim = io.LimitedReader{R: src, N: min(rest, spliceStep)}
+			n, err = dtc.ReadFrom(&c.rlim)
+			if err == nil && c.rlim.N > 0 {
+				err = io.ErrUnexpectedEOF // the broker closed mid-response
+			}
+			c.out.Add(n)
+			c.s.metrics.sent(int(n))
+			if err != nil && rest-n > 0 && c.clientSideFailed(err, wdl) {
+				c.clientWriteFailed(fmt.Errorf("relay response: %w", err))
 				return false
 			}
-			c.rbuf, c.rr, c.rw = chunk, 0, 0
+		} else {
+			var m int
+			m, err = src.Read(c.rbuf[:min(int64(len(c.rbuf)), rest)])
+			n = int64(m)
+			if m > 0 && !c.writeClient(c.rbuf[:m]) {
+				return false
+			}
 		}
-		n, err = io.CopyBuffer(onlyWriter{dst}, io.LimitReader(src, rest), c.rbuf)
-	}
-	c.out.Add(n)
-	c.s.metrics.sent(int(n))
-	if err == nil && n < rest {
-		err = io.ErrUnexpectedEOF
-	}
-	if err != nil {
-		c.setReason(reasonUpstreamError, fmt.Errorf("relay response: %w", err))
-		c.client.Close()
-		c.upstream.Close()
-		return false
+		rest -= n
+		if err != nil && rest > 0 {
+			c.upstreamFailed(fmt.Errorf("relay response: %w", err))
+			return false
+		}
 	}
 	return true
 }
@@ -230,40 +267,97 @@ func (c *conn) relayRewritten(p pending, total int) bool {
 	return c.writeClient(out)
 }
 
-func (c *conn) writeClient(b []byte) bool {
-	if len(b) == 0 {
-		return true
+// clientSideFailed tells which socket failed a splice step, which reports
+// both sides' errors alike: the client when the write deadline passed (it
+// took less than a step in a whole WriteTimeout) or, for an error that is
+// not a timeout, when the broker's side is still open.
+func (c *conn) clientSideFailed(err error, wdl time.Time) bool {
+	if timeout, _ := classifyIO(err); timeout {
+		return !time.Now().Before(wdl)
 	}
-	c.client.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
-	n, err := c.client.Write(b)
-	c.out.Add(int64(n))
-	c.s.metrics.sent(n)
-	if err != nil {
-		c.setReason(reasonClientError, fmt.Errorf("write client: %w", err))
-		c.client.Close()
-		if up := c.upstreamConn(); up != nil {
-			up.Close()
+	gone, _ := peerClosed(c.upstream)
+	return !gone
+}
+
+// writeClient writes b to the client. The write deadline measures a lack
+// of progress: each write that moved some bytes before WriteTimeout ran out
+// earns another WriteTimeout, so a slow reader of a large response is
+// served and only a stalled one is cut.
+func (c *conn) writeClient(b []byte) bool {
+	for len(b) > 0 {
+		c.client.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
+		n, err := c.client.Write(b)
+		c.out.Add(int64(n))
+		c.s.metrics.sent(n)
+		b = b[n:]
+		if err != nil {
+			if timeout, _ := classifyIO(err); timeout && n > 0 {
+				continue
+			}
+			c.clientWriteFailed(fmt.Errorf("write client: %w", err))
+			return false
 		}
-		return false
 	}
 	return true
 }
 
+// clientWriteFailed ends the connection after a write to the client failed
+// or made no progress for WriteTimeout.
+func (c *conn) clientWriteFailed(err error) {
+	c.setReason(reasonClientError, err)
+	c.client.Close()
+	if up := c.upstreamConn(); up != nil {
+		up.Close()
+	}
+}
+
+// upstreamDeadline sets the broker read deadline to t, or to the drain
+// deadline serve set when that is earlier. serve may set drainBy at any
+// moment, so it is read again after the set: whichever of the two sets
+// runs last, the earlier deadline holds.
+func (c *conn) upstreamDeadline(t time.Time) {
+	if by := c.drainBy.Load(); by != 0 && by < t.UnixNano() {
+		t = time.Unix(0, by)
+	}
+	c.upstream.SetReadDeadline(t)
+	if by := c.drainBy.Load(); by != 0 && by < t.UnixNano() {
+		c.upstream.SetReadDeadline(time.Unix(0, by))
+	}
+}
+
 // upstreamFailed ends the connection after the broker closed or failed while
 // a response was owed.
+// A read deadline passing means the broker owed the response (or went
+// silent inside one) longer than RequestTimeout: request_timeout, unless
+// the connection already ends for another reason (a drain after the
+// client's end of stream).
 func (c *conn) upstreamFailed(err error) {
-	_, eof := classifyIO(err)
-	if eof {
-		c.setReason(reasonUpstreamClosed, err)
-	} else {
-		c.setReason(reasonUpstreamError, err)
+	timeout, eof := classifyIO(err)
+	reason := reasonUpstreamError
+	switch {
+	case timeout:
+		reason = reasonRequestTimeout
+	case eof:
+		reason = reasonUpstreamClosed
+	}
+	if c.setReason(reason, err) {
+		c.s.metrics.upstreamClose(reason)
+		if reason == reasonRequestTimeout {
+			if ok, n := c.s.warnLog.allow(); ok {
+				c.log.Warn().Str("reason", reason).Str("api", framing.APIName(c.rkey)).
+					Dur("request_timeout", c.s.opts.RequestTimeout).Int("suppressed", n).
+					Msg("broker owed a response longer than timeouts.request; closing the client's connection")
+			}
+		}
 	}
 	c.client.Close()
 	c.upstream.Close()
 }
 
 func (c *conn) responseFailed(err error) {
-	c.setReason(reasonUpstreamError, err)
+	if c.setReason(reasonUpstreamError, err) {
+		c.s.metrics.upstreamClose(reasonUpstreamError)
+	}
 	if ok, n := c.s.warnLog.allow(); ok {
 		c.log.Warn().Err(err).Int("suppressed", n).Msg("bad upstream response")
 	}

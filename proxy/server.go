@@ -34,12 +34,19 @@ type Server struct {
 	warnLog *logLimiter
 	connLog *logLimiter
 
+	// mu guards conns and nothing else; it is never held while a
+	// connection is closed or any other lock is taken.
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
 	draining atomic.Bool
-	done     chan struct{} // closed by Shutdown: pool waits and accept loops stop
-	wg       sync.WaitGroup
+	done     chan struct{}  // closed by Shutdown: pool waits, accept loops and the watcher stop
+	wg       sync.WaitGroup // one per connection
+	bg       sync.WaitGroup // the upstream watcher
 	nextID   atomic.Uint64
+	// kill ends when Shutdown stops waiting for the drain: upstream dials
+	// under way give up with it.
+	kill    context.Context
+	killNow context.CancelFunc
 }
 
 // route is a Route with its bound listener.
@@ -67,6 +74,7 @@ func New(opts Options) (*Server, error) {
 		conns:   make(map[*conn]struct{}),
 		done:    make(chan struct{}),
 	}
+	s.kill, s.killNow = context.WithCancel(context.Background())
 	for _, r := range opts.Routes {
 		host, port, _ := net.SplitHostPort(r.Upstream)
 		p, err := strconv.ParseInt(port, 10, 32)
@@ -143,6 +151,14 @@ func (s *Server) Serve() error {
 		}
 		go func(r *route) { errc <- s.acceptLoop(r) }(r)
 	}
+	// Under s.mu, as admit adds connections: Shutdown's Wait then either
+	// sees the watcher or no watcher starts.
+	s.mu.Lock()
+	if !s.draining.Load() {
+		s.bg.Add(1)
+		go s.watchUpstreams()
+	}
+	s.mu.Unlock()
 	var first error
 	for range s.routes {
 		if err := <-errc; err != nil && first == nil {
@@ -255,35 +271,63 @@ func (s *Server) closeListeners() {
 
 // Shutdown stops accepting, lets every connection finish the frame it is
 // reading and receive the responses it is owed, then returns. When ctx ends
-// first, the remaining connections are closed and ctx's error returned.
+// first, the remaining connections are closed (and dials under way
+// cancelled) and ctx's error returned, at most abortGrace later: Shutdown
+// returns within ctx's deadline whatever the brokers and clients do.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if !s.draining.Swap(true) {
 		close(s.done)
 	}
-	conns := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
+	conns := s.snapshot()
 	s.mu.Unlock()
 	s.closeListeners()
 	for _, c := range conns {
 		c.interrupt()
 	}
 	idle := make(chan struct{})
-	go func() { s.wg.Wait(); close(idle) }()
+	go func() { s.wg.Wait(); s.bg.Wait(); close(idle) }()
 	select {
 	case <-idle:
 		return nil
 	case <-ctx.Done():
-		s.mu.Lock()
-		for c := range s.conns {
-			c.abort()
-		}
-		s.mu.Unlock()
-		<-idle
-		return ctx.Err()
 	}
+	// Abort with s.mu released: abort takes each connection's own lock,
+	// and the connections' goroutines take s.mu as they end.
+	s.killNow()
+	s.mu.Lock()
+	conns = s.snapshot()
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.abort()
+	}
+	select {
+	case <-idle:
+	case <-time.After(abortGrace):
+		s.log.Error().Int("connections", s.connCountLocked()).Dur("after", abortGrace).
+			Msg("connections still running after shutdown closed their sockets")
+	}
+	return ctx.Err()
+}
+
+// abortGrace is how long Shutdown waits for connections it has closed to
+// end. Closing both sockets ends every wait a connection makes, so they end
+// in microseconds; the bound keeps a bug from hanging the process's exit.
+const abortGrace = 500 * time.Millisecond
+
+// snapshot lists the connections; s.mu must be held.
+func (s *Server) snapshot() []*conn {
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	return conns
+}
+
+func (s *Server) connCountLocked() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
 }
 
 // Ready reports whether every upstream accepts a TCP connection now.

@@ -1,0 +1,413 @@
+package proxy
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/kafkaguard/kafkaguard/limits"
+)
+
+// Tests of how connections end when the broker misbehaves: it never
+// answers, answers hugely, or closes; and of Shutdown in each case. The
+// brokers here are a few lines of Go on 127.0.0.1:0, not kfake, because
+// kfake always answers promptly.
+
+// fakeBroker accepts connections and hands each to serve. Close ends the
+// listener and every connection it accepted.
+type fakeBroker struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+	got   chan struct{} // a token per request frame read (buffered)
+	wg    sync.WaitGroup
+}
+
+// brokerReply says what a fakeBroker does with one request: the response
+// to write (nil: none), and whether to close the connection after it.
+type brokerReply func(key int16, corr int32) (resp []byte, closeAfter bool)
+
+func newFakeBroker(t *testing.T, reply brokerReply) *fakeBroker {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &fakeBroker{ln: ln, got: make(chan struct{}, 64)}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			b.mu.Lock()
+			b.conns = append(b.conns, c)
+			b.mu.Unlock()
+			b.wg.Add(1)
+			go func() { defer b.wg.Done(); b.serve(c, reply) }()
+		}
+	}()
+	t.Cleanup(b.Close)
+	return b
+}
+
+func (b *fakeBroker) serve(c net.Conn, reply brokerReply) {
+	defer c.Close()
+	var hdr [12]byte
+	for {
+		if _, err := io.ReadFull(c, hdr[:]); err != nil {
+			return
+		}
+		size := int64(binary.BigEndian.Uint32(hdr[:]))
+		if _, err := io.CopyN(io.Discard, c, size-8); err != nil {
+			return
+		}
+		select {
+		case b.got <- struct{}{}:
+		default:
+		}
+		resp, closeAfter := reply(int16(binary.BigEndian.Uint16(hdr[4:])), int32(binary.BigEndian.Uint32(hdr[8:])))
+		if resp != nil {
+			if _, err := c.Write(resp); err != nil {
+				return
+			}
+		}
+		if closeAfter {
+			return
+		}
+	}
+}
+
+func (b *fakeBroker) Close() {
+	b.ln.Close()
+	b.mu.Lock()
+	for _, c := range b.conns {
+		c.Close()
+	}
+	b.mu.Unlock()
+	b.wg.Wait()
+}
+
+func (b *fakeBroker) addr() string { return b.ln.Addr().String() }
+
+// waitRequest waits until the broker has read a request frame.
+func (b *fakeBroker) waitRequest(t *testing.T) {
+	t.Helper()
+	select {
+	case <-b.got:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the broker never received the request")
+	}
+}
+
+// neverAnswers reads requests and never replies.
+func neverAnswers(int16, int32) ([]byte, bool) { return nil, false }
+
+// response builds a response frame of total bytes (size prefix included)
+// with correlation id corr and a zero body.
+func response(corr int32, total int) []byte {
+	b := make([]byte, total)
+	binary.BigEndian.PutUint32(b, uint32(total-4))
+	binary.BigEndian.PutUint32(b[4:], uint32(corr))
+	return b
+}
+
+// lifecycleServer runs a Server with one route to upstream. Its cleanup
+// shuts it down but gives up (failing the test) rather than hang.
+func lifecycleServer(t *testing.T, upstream string, mutate func(*Options)) (*Server, *prometheus.Registry, string) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	pool, err := limits.NewPool(limits.PoolOptions{ChunkBytes: 32 << 10, TotalBytes: 16 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, err := limits.NewPolicy(limits.PolicyOptions{MaxRequestBytes: 1 << 20, MaxClientIDBytes: 256, MaxDrainBytes: 4 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := Options{
+		Routes: []Route{{Listen: "127.0.0.1:0", Upstream: upstream}},
+		Policy: pol, Pool: pool, Metrics: NewMetrics(reg),
+		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+	}
+	if mutate != nil {
+		mutate(&o)
+	}
+	s, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() { s.Serve(); close(served) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		done := make(chan struct{})
+		go func() { s.Shutdown(ctx); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Error("Shutdown did not return 3s after its deadline")
+			return
+		}
+		select {
+		case <-served:
+		case <-time.After(time.Second):
+			t.Error("Serve did not return after Shutdown")
+		}
+		if n := pool.InUse(); n != 0 {
+			t.Errorf("pool holds %d bytes after shutdown", n)
+		}
+	})
+	return s, reg, s.Addrs()[0].String()
+}
+
+func gauge(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	h := &harness{t: t, reg: reg}
+	return h.counter(name, labels)
+}
+
+func (s *Server) connCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// heartbeat is a request frame kafkaguard forwards without rewriting its
+// response (the body is not parsed).
+func heartbeat(corr int32) []byte { return rawRequest(12, 0, corr, "lifecycle", make([]byte, 12)) }
+
+// Shutdown returns within its deadline plus a little whatever the broker or
+// the client does: the connections left are closed, nothing deadlocks.
+func TestShutdownDeadlineWhateverThePeers(t *testing.T) {
+	const deadline = 300 * time.Millisecond
+	cases := []struct {
+		name  string
+		setup func(t *testing.T) (upstream string, mutate func(*Options), send []byte, wait func(*testing.T))
+	}{
+		{"broker never answers", func(t *testing.T) (string, func(*Options), []byte, func(*testing.T)) {
+			b := newFakeBroker(t, neverAnswers)
+			return b.addr(), nil, heartbeat(1), b.waitRequest
+		}},
+		{"upstream dial never completes", func(t *testing.T) (string, func(*Options), []byte, func(*testing.T)) {
+			dialing := make(chan struct{}, 1)
+			mutate := func(o *Options) {
+				o.DialTimeout = time.Minute
+				o.Dial = func(ctx context.Context, _, _ string) (net.Conn, error) {
+					dialing <- struct{}{}
+					<-ctx.Done()
+					return nil, ctx.Err()
+				}
+			}
+			wait := func(t *testing.T) {
+				select {
+				case <-dialing:
+				case <-time.After(5 * time.Second):
+					t.Fatal("no dial")
+				}
+			}
+			return closedAddr(t), mutate, heartbeat(1), wait
+		}},
+		{"client never finishes its frame", func(t *testing.T) (string, func(*Options), []byte, func(*testing.T)) {
+			b := newFakeBroker(t, neverAnswers)
+			return b.addr(), nil, heartbeat(1)[:10], func(*testing.T) { time.Sleep(100 * time.Millisecond) }
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			upstream, mutate, send, wait := tc.setup(t)
+			s, reg, addr := lifecycleServer(t, upstream, mutate)
+			c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := c.Write(send); err != nil {
+				t.Fatal(err)
+			}
+			wait(t)
+			ctx, cancel := context.WithTimeout(context.Background(), deadline)
+			defer cancel()
+			start := time.Now()
+			errc := make(chan error, 1)
+			go func() { errc <- s.Shutdown(ctx) }()
+			select {
+			case err := <-errc:
+				if !errors.Is(err, context.DeadlineExceeded) {
+					t.Errorf("Shutdown = %v, want the context's deadline error", err)
+				}
+			case <-time.After(deadline + time.Second):
+				t.Fatalf("Shutdown still running %v after a %v deadline", time.Since(start).Round(time.Millisecond), deadline)
+			}
+			expectClosed(t, c, time.Second)
+			if n := gauge(t, reg, "kafkaguard_connections_active", nil); n != 0 {
+				t.Errorf("connections_active = %v after Shutdown", n)
+			}
+		})
+	}
+}
+
+// A broker that owes a response longer than timeouts.request gets the
+// connection closed as request_timeout, counted against the broker, not as
+// an offence of the client.
+func TestRequestTimeoutClosesConnection(t *testing.T) {
+	b := newFakeBroker(t, neverAnswers)
+	s, reg, addr := lifecycleServer(t, b.addr(), func(o *Options) { o.RequestTimeout = 300 * time.Millisecond })
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	c.Write(heartbeat(1))
+	b.waitRequest(t)
+	expectClosed(t, c, 3*time.Second)
+	if el := time.Since(start); el < 300*time.Millisecond {
+		t.Errorf("closed after %v, before the request timeout", el)
+	}
+	waitFor(t, 2*time.Second, "connection forgotten", func() bool { return s.connCount() == 0 })
+	if got := gauge(t, reg, "kafkaguard_upstream_closes_total", map[string]string{"reason": reasonRequestTimeout}); got != 1 {
+		t.Errorf("upstream_closes_total{reason=request_timeout} = %v, want 1", got)
+	}
+	if got := gauge(t, reg, "kafkaguard_frames_rejected_total", nil); got != 0 {
+		t.Errorf("frames_rejected_total = %v: a broker's timeout is not the client's offence", got)
+	}
+}
+
+// A broker that closes a connection on which nothing is owed gets the
+// client's connection closed promptly, so the client reconnects at once
+// instead of failing its next request; a broker that stays open does not.
+func TestBrokerCloseNoticedPromptly(t *testing.T) {
+	cases := []struct {
+		name       string
+		closeAfter time.Duration // after the response; <0: never
+	}{
+		{"closes right after answering", 0},
+		{"closes once the pump is gone", 2 * pumpLinger},
+		{"stays open", -1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := newFakeBroker(t, func(_ int16, corr int32) ([]byte, bool) {
+				return response(corr, 10), tc.closeAfter == 0
+			})
+			s, reg, addr := lifecycleServer(t, b.addr(), nil)
+			c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.Write(heartbeat(7))
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if err := readCorr(c, 7, make([]byte, 64)); err != nil {
+				t.Fatalf("response: %v", err)
+			}
+			if tc.closeAfter > 0 {
+				time.Sleep(tc.closeAfter)
+				b.Close()
+			}
+			if tc.closeAfter < 0 {
+				c.SetReadDeadline(time.Now().Add(3 * time.Second))
+				if _, err := c.Read(make([]byte, 1)); !isTimeout(err) {
+					t.Fatalf("idle connection to a live broker ended: %v", err)
+				}
+				if s.connCount() != 1 {
+					t.Errorf("%d connections, want 1", s.connCount())
+				}
+				return
+			}
+			start := time.Now()
+			expectClosed(t, c, 3*time.Second)
+			t.Logf("client closed %v after the broker", time.Since(start).Round(time.Millisecond))
+			waitFor(t, 2*time.Second, "connection forgotten", func() bool { return s.connCount() == 0 })
+			if got := gauge(t, reg, "kafkaguard_upstream_closes_total", map[string]string{"reason": reasonUpstreamClosed}); got != 1 {
+				t.Errorf("upstream_closes_total{reason=upstream_closed} = %v, want 1", got)
+			}
+		})
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// The write timeout measures a lack of progress, not a whole response: a
+// consumer that reads a large response steadily but slowly receives all of
+// it, though it takes several times timeouts.write; one that stops reading
+// is cut after about timeouts.write.
+//
+// The kernel makes "progress" coarse: a socket whose send buffer (up to
+// 4 MiB autotuned on loopback) is full becomes writable again only once a
+// third of it has drained, so a reader must take about 1.3 MB per
+// timeouts.write to count as moving. The reader here takes about 7 MB/s
+// with a 500ms timeout, and the response is bigger than the kernel buffers
+// plus a timeout's worth, so the old whole-response deadline cut it.
+func TestWriteTimeoutMeasuresProgress(t *testing.T) {
+	const (
+		writeTimeout = 500 * time.Millisecond
+		total        = 16 << 20
+		step         = 32 << 10             // read this much ...
+		pause        = 4 * time.Millisecond // ... then pause this long
+	)
+	b := newFakeBroker(t, func(_ int16, corr int32) ([]byte, bool) { return response(corr, total), false })
+	s, _, addr := lifecycleServer(t, b.addr(), func(o *Options) { o.WriteTimeout = writeTimeout })
+
+	t.Run("slow steady reader", func(t *testing.T) {
+		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.(*net.TCPConn).SetReadBuffer(step)
+		c.Write(rawRequest(1, 4, 3, "slow", make([]byte, 32))) // Fetch: relayed, not rewritten
+		start := time.Now()
+		buf := make([]byte, step)
+		got := 0
+		c.SetReadDeadline(time.Now().Add(60 * time.Second))
+		for got < total {
+			n, err := io.ReadFull(c, buf[:min(step, total-got)])
+			got += n
+			if err != nil {
+				t.Fatalf("read %d of %d bytes in %v: %v", got, total, time.Since(start).Round(time.Millisecond), err)
+			}
+			time.Sleep(pause)
+		}
+		el := time.Since(start)
+		t.Logf("%d MiB read in %v (%.1f MB/s); timeouts.write %v", total>>20, el.Round(time.Millisecond),
+			float64(total)/el.Seconds()/1e6, writeTimeout)
+		if el < 2*writeTimeout {
+			t.Errorf("read in %v: too fast to test anything", el)
+		}
+	})
+
+	t.Run("reader that stops", func(t *testing.T) {
+		waitFor(t, 2*time.Second, "the previous connection gone", func() bool { return s.connCount() == 0 })
+		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.(*net.TCPConn).SetReadBuffer(step)
+		c.Write(rawRequest(1, 4, 3, "stalled", make([]byte, 32)))
+		waitFor(t, 2*time.Second, "connection open", func() bool { return s.connCount() == 1 })
+		start := time.Now()
+		waitFor(t, 4*writeTimeout+2*time.Second, "stalled reader cut", func() bool { return s.connCount() == 0 })
+		t.Logf("cut %v after the request", time.Since(start).Round(time.Millisecond))
+	})
+}
