@@ -51,7 +51,7 @@ try it with kcat:
 
 Ctrl-C stops it.
 `, cluster.ListenAddrs(), cfg.Admin.Address, cfg.Limits.MaxRequestBytes, cfg.Limits.MaxClientIDBytes)
-	return serveUntilSignal(a)
+	return serveUntilSignal(a, cfg.Timeouts.Shutdown)
 }
 
 func demoConfig(upstreams []string) config.Config {

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/kafkaguard/kafkaguard/cmd/internal/app"
 	"github.com/kafkaguard/kafkaguard/config"
@@ -52,18 +53,51 @@ func runProxy(path string) error {
 	if err != nil {
 		return err
 	}
-	return serveUntilSignal(a)
+	return serveUntilSignal(a, cfg.Timeouts.Shutdown)
 }
 
-// serveUntilSignal starts a and stops it on SIGINT or SIGTERM.
-func serveUntilSignal(a *app.App) error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+// exitGrace is how long past timeouts.shutdown the process waits for the
+// drain to finish before it exits anyway.
+const exitGrace = 500 * time.Millisecond
+
+// serveUntilSignal starts a and stops it on SIGINT or SIGTERM. A second
+// signal during the drain exits at once (status 128+signal, as a shell
+// reports a killed process), and the drain is never waited for longer than
+// shutdown plus exitGrace: an operator's or Kubernetes' stop always ends the
+// process, whatever the brokers and clients do.
+func serveUntilSignal(a *app.App, shutdown time.Duration) error {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 	if err := a.Start(); err != nil {
 		return err
 	}
-	<-ctx.Done()
+	sig := <-sigs
 	log := a.Log()
-	log.Info().Msg("signal received, draining")
-	return a.Stop()
+	log.Info().Str("signal", sig.String()).Dur("timeout", shutdown).
+		Msg("signal received, draining; send it again to exit at once")
+	stopped := make(chan error, 1)
+	go func() { stopped <- a.Stop() }()
+	timer := time.NewTimer(shutdown + exitGrace)
+	defer timer.Stop()
+	select {
+	case err := <-stopped:
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("drain cut short after timeouts.shutdown (%v): the connections left were closed", shutdown)
+		}
+		return err
+	case sig := <-sigs:
+		log.Warn().Str("signal", sig.String()).Msg("second signal: exiting without waiting for the drain")
+		return &exitCode{128 + signalNumber(sig), fmt.Errorf("second %v during the drain", sig)}
+	case <-timer.C:
+		log.Error().Dur("timeout", shutdown).Msg("drain did not end within timeouts.shutdown; exiting")
+		return &exitCode{1, fmt.Errorf("drain still running %v after timeouts.shutdown (%v)", exitGrace, shutdown)}
+	}
+}
+
+func signalNumber(sig os.Signal) int {
+	if s, ok := sig.(syscall.Signal); ok {
+		return int(s)
+	}
+	return 1
 }

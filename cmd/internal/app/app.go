@@ -239,8 +239,8 @@ func (a *App) Stop() error {
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.Timeouts.Shutdown)
 	defer cancel()
 	err := a.srv.Shutdown(ctx)
-	if a.admin != nil {
-		a.admin.Shutdown(ctx)
+	if a.admin != nil && a.admin.Shutdown(ctx) != nil {
+		a.admin.Close() // the drain used the whole timeout: close admin connections too
 	}
 	close(a.stopc)
 	a.wg.Wait()
