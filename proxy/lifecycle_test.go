@@ -365,8 +365,19 @@ func TestWriteTimeoutMeasuresProgress(t *testing.T) {
 		step         = 32 << 10             // read this much ...
 		pause        = 4 * time.Millisecond // ... then pause this long
 	)
-	b := newFakeBroker(t, func(_ int16, corr int32) ([]byte, bool) { return response(corr, total), false })
-	s, _, addr := lifecycleServer(t, b.addr(), func(o *Options) { o.WriteTimeout = writeTimeout })
+	b := newFakeBroker(t, func(_ int16, corr int32) ([]byte, bool) {
+		if corr == 4 {
+			return response(corr, 100), false
+		}
+		return response(corr, total), false
+	})
+	// A request timeout shorter than the slow read: the response queued
+	// behind the large one arrives in time but is read late, through no
+	// fault of the broker, and must not be judged overdue.
+	s, reg, addr := lifecycleServer(t, b.addr(), func(o *Options) {
+		o.WriteTimeout = writeTimeout
+		o.RequestTimeout = writeTimeout
+	})
 
 	t.Run("slow steady reader", func(t *testing.T) {
 		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
@@ -375,7 +386,8 @@ func TestWriteTimeoutMeasuresProgress(t *testing.T) {
 		}
 		defer c.Close()
 		c.(*net.TCPConn).SetReadBuffer(step)
-		c.Write(rawRequest(1, 4, 3, "slow", make([]byte, 32))) // Fetch: relayed, not rewritten
+		c.Write(append(rawRequest(1, 4, 3, "slow", make([]byte, 32)), // Fetch: relayed, not rewritten
+			rawRequest(1, 4, 4, "slow", make([]byte, 32))...))
 		start := time.Now()
 		buf := make([]byte, step)
 		got := 0
@@ -388,7 +400,13 @@ func TestWriteTimeoutMeasuresProgress(t *testing.T) {
 			}
 			time.Sleep(pause)
 		}
+		if err := readCorr(c, 4, make([]byte, 128)); err != nil {
+			t.Fatalf("the response pipelined behind the large one: %v", err)
+		}
 		el := time.Since(start)
+		if n := gauge(t, reg, "kafkaguard_upstream_closes_total", nil); n != 0 {
+			t.Errorf("upstream_closes_total = %v, want 0", n)
+		}
 		t.Logf("%d MiB read in %v (%.1f MB/s); timeouts.write %v", total>>20, el.Round(time.Millisecond),
 			float64(total)/el.Seconds()/1e6, writeTimeout)
 		if el < 2*writeTimeout {

@@ -63,9 +63,14 @@ func (c *conn) responseLoop() {
 // to send it (timeouts.request from when it was queued): the oldest owed
 // response is always the one being read, so a hung broker closes the
 // connection as request_timeout instead of pinning it for ever.
+//
+// A pump that reaches p only after p.due (it spent the time writing earlier
+// responses to a slow client, and the broker, unread, could not send) gives
+// the broker lateGrace (at most RequestTimeout) more: a response already in the socket is read, not
+// judged late, and a broker that is really hung is still cut.
 func (c *conn) relayNext(p pending) bool {
 	c.rkey = p.key
-	c.upstreamDeadline(p.due)
+	c.upstreamDeadline(later(p.due, time.Now().Add(min(lateGrace, c.s.opts.RequestTimeout))))
 	if c.rbuf == nil {
 		// Wait for the broker without holding a chunk: a consumer's long
 		// poll would otherwise hold one for as long as the broker waits.
@@ -170,6 +175,17 @@ func (c *conn) relayFromLead(p pending, n int) (done, ok bool) {
 	return true, c.relayLarge(c.rlead[:n], total)
 }
 
+// lateGrace is the least time the broker gets to send a response the pump
+// starts reading (see relayNext).
+const lateGrace = time.Second
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
 // spliceStep is how much of a large response is relayed under one pair of
 // deadlines. A step that makes no progress on the client for WriteTimeout,
 // or on the broker for RequestTimeout, ends the connection; each step that
@@ -212,12 +228,11 @@ func (c *conn) relayLarge(buffered []byte, total int) bool {
 			dst.SetWriteDeadline(wdl)
 			c.rlim = io.LimitedReader{R: src, N: min(rest, spliceStep)}
 			n, err = dtc.ReadFrom(&c.rlim)
-			if err == nil && c.rlim.N > 0 {
-				err = io.ErrUnexpectedEOF // the broker closed mid-response
-			}
 			c.out.Add(n)
 			c.s.metrics.sent(int(n))
-			if err != nil && rest-n > 0 && c.clientSideFailed(err, wdl) {
+			if err == nil && c.rlim.N > 0 {
+				err = io.ErrUnexpectedEOF // the broker closed mid-response
+			} else if err != nil && rest-n > 0 && c.clientSideFailed(err, wdl) {
 				c.clientWriteFailed(fmt.Errorf("relay response: %w", err))
 				return false
 			}
