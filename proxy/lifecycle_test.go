@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -35,7 +36,7 @@ type fakeBroker struct {
 // to write (nil: none), and whether to close the connection after it.
 type brokerReply func(key int16, corr int32) (resp []byte, closeAfter bool)
 
-func newFakeBroker(t *testing.T, reply brokerReply) *fakeBroker {
+func newFakeBroker(t testing.TB, reply brokerReply) *fakeBroker {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -124,7 +125,7 @@ func response(corr int32, total int) []byte {
 
 // lifecycleServer runs a Server with one route to upstream. Its cleanup
 // shuts it down but gives up (failing the test) rather than hang.
-func lifecycleServer(t *testing.T, upstream string, mutate func(*Options)) (*Server, *prometheus.Registry, string) {
+func lifecycleServer(t testing.TB, upstream string, mutate func(*Options)) (*Server, *prometheus.Registry, string) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	pool, err := limits.NewPool(limits.PoolOptions{ChunkBytes: 32 << 10, TotalBytes: 16 << 20})
@@ -428,4 +429,46 @@ func TestWriteTimeoutMeasuresProgress(t *testing.T) {
 		waitFor(t, 4*writeTimeout+2*time.Second, "stalled reader cut", func() bool { return s.connCount() == 0 })
 		t.Logf("cut %v after the request", time.Since(start).Round(time.Millisecond))
 	})
+}
+
+// BenchmarkIdleConnections measures what an idle connection costs once its
+// upstream is dialled and its response pump has ended: goroutines and heap
+// plus stack bytes per connection, the in-process fake broker's side
+// included (one goroutine and a small buffer per connection).
+//
+//	go test -run '^$' -bench IdleConnections -benchtime 1x ./proxy/
+func BenchmarkIdleConnections(b *testing.B) {
+	const n = 1000
+	br := newFakeBroker(b, func(_ int16, corr int32) ([]byte, bool) { return response(corr, 10), false })
+	_, _, addr := lifecycleServer(b, br.addr(), nil)
+	buf := make([]byte, 64)
+	for range b.N {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		g0 := runtime.NumGoroutine()
+		conns := make([]net.Conn, 0, n)
+		for i := range n {
+			c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+			if err != nil {
+				b.Fatalf("dial %d: %v", i, err)
+			}
+			conns = append(conns, c)
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			c.Write(heartbeat(1))
+			if err := readCorr(c, 1, buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+		time.Sleep(pumpLinger + 500*time.Millisecond) // every response pump ends
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		g1 := runtime.NumGoroutine()
+		mem := int64(after.HeapInuse+after.StackInuse) - int64(before.HeapInuse+before.StackInuse)
+		b.ReportMetric(float64(mem)/n/1024, "KiB/conn")
+		b.ReportMetric(float64(g1-g0)/n, "goroutines/conn")
+		for _, c := range conns {
+			c.Close()
+		}
+	}
 }
