@@ -216,6 +216,7 @@ func offend(t *testing.T, h *harness, src string) {
 	t.Helper()
 	label := map[string]string{"reason": "too_large", "api": "none"}
 	before := h.counter("kafkaguard_frames_rejected_total", label)
+	active := h.counter("kafkaguard_connections_active", nil)
 	c, err := dialFrom(src, h.addrs[0])
 	if err != nil {
 		t.Fatalf("dial from %s: %v", src, err)
@@ -231,6 +232,12 @@ func offend(t *testing.T, h *harness, src string) {
 		t.Fatalf("50 MiB declaration from %s: frames_rejected_total{too_large} %v -> %v, want +1 (refused at accept?)",
 			src, before, got)
 	}
+	// The client sees the close before kafkaguard releases the connection's
+	// place under the per-IP cap; wait for that, so the next connection from
+	// src is not refused by a cap of 1.
+	waitFor(t, 2*time.Second, "the offending connection released", func() bool {
+		return h.counter("kafkaguard_connections_active", nil) <= active
+	})
 }
 
 // adminBans lists the bans through GET /bans.

@@ -117,7 +117,9 @@ func newHarness(t *testing.T, ho harnessOpts) *harness {
 	done := make(chan struct{})
 	go func() { srv.Serve(); close(done) }()
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		// Longer than franz-go's 5s fetch wait: a consumer closed just
+		// before is still owed its long poll, and the drain delivers it.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := srv.Shutdown(ctx); err != nil {
 			t.Errorf("shutdown: %v", err)

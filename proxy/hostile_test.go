@@ -117,6 +117,7 @@ func TestThousandsOfIdleConnections(t *testing.T) {
 		mutate:  func(o *Options) { o.IdleTimeout = 1500 * time.Millisecond },
 	})
 	base := h.counter("kafkaguard_connections_active", nil)
+	total := h.counter("kafkaguard_connections_total", nil)
 	var cs []net.Conn
 	defer func() {
 		for _, c := range cs {
@@ -130,8 +131,10 @@ func TestThousandsOfIdleConnections(t *testing.T) {
 		}
 		cs = append(cs, c)
 	}
+	// Accepted, not open: on a loaded machine the first may reach their
+	// idle timeout before the last is dialled.
 	waitFor(t, 10*time.Second, "all idle connections accepted", func() bool {
-		return h.counter("kafkaguard_connections_active", nil) == base+n
+		return h.counter("kafkaguard_connections_total", nil) >= total+n
 	})
 	if h.pool.InUse() != 0 || h.dials.Load() != 0 {
 		t.Errorf("idle connections hold %d pool bytes and %d upstream dials; want none", h.pool.InUse(), h.dials.Load())

@@ -187,7 +187,6 @@ func TestOverLimitClosesOnlyItsConnection(t *testing.T) {
 	if err := cl.ProduceSync(ctx, kgo.StringRecord("before")).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	conns0 := h.counter("kafkaguard_connections_total", nil)
 
 	bad, err := net.Dial("tcp", h.addrs[0])
 	if err != nil {
@@ -207,8 +206,15 @@ func TestOverLimitClosesOnlyItsConnection(t *testing.T) {
 	if err := cl.ProduceSync(ctx, kgo.StringRecord("after")).FirstErr(); err != nil {
 		t.Fatalf("neighbour produce after the bad frame: %v", err)
 	}
-	if got := h.counter("kafkaguard_connections_total", nil); got != conns0+1 {
-		t.Errorf("connections_total = %v, want %v: the neighbour reconnected", got, conns0+1)
+	// The neighbour may open a connection to another broker (a new
+	// partition leader), but none of its connections may close: only the
+	// bad one ends.
+	closed := func() float64 {
+		return h.counter("kafkaguard_connections_total", nil) - h.counter("kafkaguard_connections_active", nil)
+	}
+	waitFor(t, 2*time.Second, "the bad connection forgotten", func() bool { return closed() >= 1 })
+	if got := closed(); got != 1 {
+		t.Errorf("%v connections closed, want 1 (the bad one): the neighbour lost a connection", got)
 	}
 }
 
@@ -292,8 +298,12 @@ func TestSlowDeclarationsStayWithinPoolBudget(t *testing.T) {
 	timedOut := h.counter("kafkaguard_frames_rejected_total", map[string]string{"reason": "frame_timeout"})
 	evicted := h.counter("kafkaguard_frames_rejected_total", map[string]string{"reason": "slow_frame"})
 	t.Logf("closed: %v pool_exhausted, %v frame_timeout, %v slow_frame", exhausted, timedOut, evicted)
-	if exhausted+timedOut+evicted != conns {
-		t.Errorf("pool_exhausted %v + frame_timeout %v + slow_frame %v != %d connections", exhausted, timedOut, evicted, conns)
+	// Every slow connection ended for one of these reasons. A few more are
+	// the well-behaved client's: under load a chunk wait of PoolWait can run
+	// out before an evicted frame's goroutine frees its chunks, and the
+	// client retries.
+	if sum := exhausted + timedOut + evicted; sum < conns || sum > conns+3 {
+		t.Errorf("pool_exhausted %v + frame_timeout %v + slow_frame %v: want %d connections (+3 at most)", exhausted, timedOut, evicted, conns)
 	}
 	if evicted == 0 {
 		t.Error("no slow frame was evicted for the well-behaved client")
