@@ -182,12 +182,6 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string, labels map[strin
 	return h.counter(name, labels)
 }
 
-func (s *Server) connCount() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.conns)
-}
-
 // heartbeat is a request frame kafkaguard forwards without rewriting its
 // response (the body is not parsed).
 func heartbeat(corr int32) []byte { return rawRequest(12, 0, corr, "lifecycle", make([]byte, 12)) }

@@ -66,8 +66,8 @@ func (c *conn) responseLoop() {
 //
 // A pump that reaches p only after p.due (it spent the time writing earlier
 // responses to a slow client, and the broker, unread, could not send) gives
-// the broker lateGrace (at most RequestTimeout) more: a response already in the socket is read, not
-// judged late, and a broker that is really hung is still cut.
+// the broker lateGrace (at most RequestTimeout) more: a response already in
+// the socket is read, not judged late, and a hung broker is still cut.
 func (c *conn) relayNext(p pending) bool {
 	c.rkey = p.key
 	c.upstreamDeadline(later(p.due, time.Now().Add(min(lateGrace, c.s.opts.RequestTimeout))))

@@ -34,8 +34,8 @@ type Server struct {
 	warnLog *logLimiter
 	connLog *logLimiter
 
-	// mu guards conns and nothing else; it is never held while a
-	// connection is closed or any other lock is taken.
+	// mu guards conns and nothing else; it is never held while a socket
+	// is closed or a connection's own lock is taken.
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
 	draining atomic.Bool
@@ -304,7 +304,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-idle:
 	case <-time.After(abortGrace):
-		s.log.Error().Int("connections", s.connCountLocked()).Dur("after", abortGrace).
+		s.log.Error().Int("connections", s.connCount()).Dur("after", abortGrace).
 			Msg("connections still running after shutdown closed their sockets")
 	}
 	return ctx.Err()
@@ -324,7 +324,8 @@ func (s *Server) snapshot() []*conn {
 	return conns
 }
 
-func (s *Server) connCountLocked() int {
+// connCount returns how many connections are open.
+func (s *Server) connCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.conns)
