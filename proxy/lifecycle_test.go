@@ -466,3 +466,34 @@ func BenchmarkIdleConnections(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLargeResponse relays 16 MiB responses to a client that reads as
+// fast as it can: the cost of splicing in steps that refresh deadlines.
+//
+//	go test -run '^$' -bench LargeResponse ./proxy/
+func BenchmarkLargeResponse(b *testing.B) {
+	const total = 16 << 20
+	resp := response(0, total)
+	br := newFakeBroker(b, func(_ int16, corr int32) ([]byte, bool) {
+		binary.BigEndian.PutUint32(resp[4:], uint32(corr))
+		return resp, false
+	})
+	_, _, addr := lifecycleServer(b, br.addr(), nil)
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Minute))
+	b.SetBytes(total)
+	corr := int32(0)
+	for b.Loop() {
+		corr++
+		if _, err := c.Write(rawRequest(1, 4, corr, "bench", make([]byte, 32))); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.CopyN(io.Discard, c, total); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
