@@ -77,7 +77,9 @@ type Timeouts struct {
 	Idle time.Duration `koanf:"idle"`
 	// Dial bounds connecting to the upstream broker. Default 5s.
 	Dial time.Duration `koanf:"dial"`
-	// Write bounds one write to either peer. Default 30s.
+	// Write bounds a write to either peer that makes no progress: a client
+	// reading a large response slowly but steadily is served, one that
+	// stops reading is cut after about this long. Default 30s.
 	Write time.Duration `koanf:"write"`
 	// Shutdown bounds the graceful drain on exit. Default 30s.
 	Shutdown time.Duration `koanf:"shutdown"`
