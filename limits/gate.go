@@ -259,10 +259,11 @@ func (g *Gate) Release(addr netip.Addr) {
 }
 
 // Offence records an offence of addr with a weight (a frame over the limit may weigh more than a timeout);
-// clientID may be "". It returns the ban if this offence earned one. Offences from allow-listed addresses,
-// with a weight that is not positive, or from a source already banned are ignored (the last can only come
-// from a connection admitted before the ban), as are those of a new source while its shard is full of
-// pinned entries (see Gate).
+// clientID may be "". It returns the source's ban and true when the source is banned now, whether this
+// offence earned the ban or an earlier one did: an offence can come from a connection admitted before the
+// ban, and the caller ends that connection too, or a source keeps every connection it opened before its
+// ban. OnBan runs only for a new ban. An offence of a source already banned adds nothing to its count.
+// Offences from allow-listed addresses or with a weight that is not positive are ignored.
 func (g *Gate) Offence(addr netip.Addr, clientID string, reason string, weight float64) (Ban, bool) {
 	addr = normalize(addr)
 	if g.allowed(addr) || !(weight > 0) {
@@ -290,7 +291,7 @@ func (g *Gate) Offence(addr netip.Addr, clientID string, reason string, weight f
 	defer s.touch(e, now)
 	if e.banned {
 		if now < e.until {
-			return Ban{}, false
+			return g.banOf(e), true
 		}
 		n.unban, n.hasUnban = g.endBan(s, e, e.until), true
 	}

@@ -178,9 +178,13 @@ func TestGateBanLifecycle(t *testing.T) {
 	if g.ActiveBans() != 1 {
 		t.Fatalf("ActiveBans = %d", g.ActiveBans())
 	}
-	// Offences during a ban neither extend it nor count toward the next.
-	if _, again := offend(g, c, addrA, 5); again {
-		t.Fatal("banned again while banned")
+	// Offences during a ban neither extend it nor count toward the next, but
+	// each reports the ban in force, so the caller ends the connection.
+	if b, still := offend(g, c, addrA, 5); !still || b != want {
+		t.Fatalf("offence while banned = %+v, %v; want the ban in force, true", b, still)
+	}
+	if bans, _ := r.counts(); bans != 1 {
+		t.Fatalf("OnBan called %d times, want once", bans)
 	}
 	c.Advance(time.Minute - 5*time.Second) // one second before Until
 	if ok, reason := g.Admit(addrA); ok || reason != ReasonBanned {
