@@ -288,10 +288,10 @@ func (g *Gate) Release(addr netip.Addr) {
 	}
 }
 
-// Offence records an offence of addr's source with a weight (a frame over the limit may weigh more than a timeout);
-// clientID may be "". It returns the source's ban and true when the source is banned now, whether this
-// offence earned the ban or an earlier one did: an offence can come from a connection admitted before the
-// ban, and the caller ends that connection too, or a source keeps every connection it opened before its
+// Offence records an offence of addr's source with a weight (a frame over the limit may weigh more than a
+// timeout); clientID may be "". It returns the source's ban and true when the source is banned now, whether
+// this offence earned the ban or an earlier one did: an offence can come from a connection admitted before
+// the ban, and the caller ends that connection too, or a source keeps every connection it opened before its
 // ban. OnBan runs only for a new ban. An offence of a source already banned adds nothing to its count.
 // Offences from allow-listed addresses or with a weight that is not positive are ignored.
 func (g *Gate) Offence(addr netip.Addr, clientID string, reason string, weight float64) (Ban, bool) {
@@ -381,7 +381,7 @@ func SourceString(p netip.Prefix) string {
 }
 
 // ClientOffences returns the weighted offences of a client id within the offence window. Client ids are
-// the client's own claim, so this informs logs and decisions by the caller; bans stay per address.
+// the client's own claim, so this informs logs and decisions by the caller; bans stay per source.
 func (g *Gate) ClientOffences(clientID string) float64 {
 	return g.clients.score(clipClientID(clientID), g.slot(g.now()))
 }
