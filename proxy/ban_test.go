@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -47,5 +48,37 @@ func TestBanReachesOlderConnections(t *testing.T) {
 	expectClosed(t, older, 5*time.Second)
 	if got := h.counter("kafkaguard_bans_total", nil); got != 1 {
 		t.Errorf("bans_total = %v, want 1 (an offence of a banned source is no new ban)", got)
+	}
+}
+
+// A source table filled by an attacker does not lock anyone out, over real connections: 64 sources
+// holding connections, then 64 banned sources, fill a table of 64, and a client from yet another address
+// is still served each time.
+func TestFullSourceTableServesNewcomers(t *testing.T) {
+	const maxTracked = 64
+	h, _ := newAbuseHarness(t, limits.GateOptions{OffencesBeforeBan: 1, BanMin: time.Minute, MaxConnsPerIP: 1,
+		MaxTracked: maxTracked}, harnessOpts{})
+	gate := h.srv.Gate()
+	src := func(block, i int) string { return fmt.Sprintf("127.%d.0.%d", 20+block, i+1) }
+	for i := range maxTracked {
+		served(t, h, src(0, i)) // held open until the test ends
+	}
+	if gate.Tracked() != maxTracked {
+		t.Fatalf("Tracked = %d, want the table full (%d)", gate.Tracked(), maxTracked)
+	}
+	served(t, h, "127.30.0.1").Close()
+	if conn, _ := gate.EvictedPinned(); conn != 1 {
+		t.Errorf("connected sources forgotten = %d, want 1", conn)
+	}
+	buf := make([]byte, 64)
+	for i := range maxTracked {
+		if err := badSizeFrom(src(1, i), h.addrs[0], buf); err != nil {
+			t.Fatalf("offender %d: %v", i, err)
+		}
+	}
+	waitFor(t, 5*time.Second, "a table of bans", func() bool { return gate.ActiveBans() == maxTracked })
+	served(t, h, "127.30.0.2").Close()
+	if _, ban := gate.EvictedPinned(); ban != 1 {
+		t.Errorf("bans forgotten = %d, want 1", ban)
 	}
 }
