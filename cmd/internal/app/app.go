@@ -63,6 +63,10 @@ func NewLogger(c config.Log, w io.Writer) (zerolog.Logger, error) {
 // banLogBurst is how many ban and unban lines a second reach the log.
 const banLogBurst = 10
 
+// evictedHelp describes kafkaguard_abuse_sources_evicted_total, one help for both states.
+const evictedHelp = "Sources forgotten to make room in a full source table (abuse.max_tracked_sources) " +
+	"while they had connections open (state connected) or a ban in force (state banned)."
+
 // memoryHeadroom is the Go memory limit above the pool budget.
 const memoryHeadroom = 64 << 20
 
@@ -151,14 +155,14 @@ func Build(cfg config.Config, log zerolog.Logger) (*App, error) {
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kafkaguard_bans_active",
 				Help: "Source addresses banned now."}, func() float64 { return float64(gate.ActiveBans()) }),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kafkaguard_abuse_tracked_sources",
-				Help: "Source addresses the abuse tracker remembers (bounded by abuse.max_tracked_sources)."},
+				Help: "Sources (addresses or prefixes) the abuse tracker remembers (bounded by abuse.max_tracked_sources)."},
 				func() float64 { return float64(gate.Tracked()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kafkaguard_abuse_sources_evicted_total",
-				Help:        "Sources forgotten to make room in a full table while they had connections open (abuse.max_tracked_sources reached).",
+				Help:        evictedHelp,
 				ConstLabels: prometheus.Labels{"state": "connected"}},
 				func() float64 { c, _ := gate.EvictedPinned(); return float64(c) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kafkaguard_abuse_sources_evicted_total",
-				Help:        "Sources forgotten to make room in a full table while they had connections open (abuse.max_tracked_sources reached).",
+				Help:        evictedHelp,
 				ConstLabels: prometheus.Labels{"state": "banned"}},
 				func() float64 { _, b := gate.EvictedPinned(); return float64(b) }),
 		)

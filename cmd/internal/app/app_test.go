@@ -84,6 +84,15 @@ func TestBanLogRateLimited(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	evicted := 0
+	for _, mf := range mfs {
+		if mf.GetName() == "kafkaguard_abuse_sources_evicted_total" {
+			evicted = len(mf.GetMetric())
+		}
+	}
+	if evicted != 2 {
+		t.Errorf("kafkaguard_abuse_sources_evicted_total has %d series, want 2 (connected, banned)", evicted)
+	}
 	for _, mf := range mfs {
 		if mf.GetName() == "kafkaguard_bans_total" {
 			if got := mf.GetMetric()[0].GetCounter().GetValue(); got != sources {
