@@ -38,8 +38,13 @@ type Listener struct {
 // Admin configures the admin HTTP server (/metrics, /healthz, /readyz).
 type Admin struct {
 	// Address is the host:port to serve on. Default "127.0.0.1:9644"; the empty
-	// string disables the admin server.
+	// string disables the admin server. It serves DELETE /bans/, which lifts
+	// bans without authentication, so keep it on loopback.
 	Address string `koanf:"address"`
+	// MetricsAddress, when set, is a second host:port serving only the
+	// read-only /metrics, /healthz and /readyz, for Prometheus and probes
+	// from outside the pod while Address stays on loopback. Default "" (off).
+	MetricsAddress string `koanf:"metrics_address"`
 }
 
 // Limits are the size policy applied to every request frame.
@@ -143,10 +148,11 @@ type Abuse struct {
 	// ForgetAfter is the clean stretch after which a source's ban history is
 	// forgotten. Default 1h.
 	ForgetAfter time.Duration `koanf:"forget_after"`
-	// MaxConnectionsPerIP caps concurrent connections from one IP. Default
+	// MaxConnectionsPerIP caps concurrent connections from one source (an
+	// address, or a prefix: see IPv4Prefix and IPv6Prefix). Default
 	// 1000; 0 means no cap.
 	MaxConnectionsPerIP int `koanf:"max_connections_per_ip"`
-	// ConnectionRatePerIP caps new connections per IP; the burst is Count.
+	// ConnectionRatePerIP caps new connections per source; the burst is Count.
 	// Default 50/s; the zero Rate means no cap.
 	ConnectionRatePerIP Rate `koanf:"connection_rate_per_ip"`
 	// Allow lists sources never banned or capped. A bare IP means /32 or /128.
@@ -157,6 +163,14 @@ type Abuse struct {
 	MaxTrackedSources int `koanf:"max_tracked_sources"`
 	// Weights price each kind of offence.
 	Weights Weights `koanf:"weights"`
+	// IPv4Prefix is how many leading bits of an IPv4 address make one source:
+	// its addresses share one offence count, ban, connection cap and rate.
+	// Default 32 (each address alone); 8..32.
+	IPv4Prefix int `koanf:"ipv4_prefix"`
+	// IPv6Prefix is the same for IPv6. Default 64: one host commonly holds a
+	// whole /64, and judging its 2^64 addresses one by one would let it dodge
+	// every ban and fill max_tracked_sources. 16..128.
+	IPv6Prefix int `koanf:"ipv6_prefix"`
 }
 
 // Weights are what each kind of offence adds to a source's count. A weight of
@@ -212,6 +226,8 @@ func Default() Config {
 			ConnectionRatePerIP: Rate{Count: 50, Per: time.Second},
 			MaxTrackedSources:   100000,
 			Weights:             Weights{Closed: 1, RejectedProduce: 0.25},
+			IPv4Prefix:          32,
+			IPv6Prefix:          64,
 		},
 		Log: Log{Level: "info", Format: "json"},
 	}

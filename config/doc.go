@@ -22,10 +22,7 @@
 //
 // Usage:
 //
-//	cfg, err := config.Load(path, os.Environ())
-//	if err == nil {
-//		err = cfg.Validate()
-//	}
+//	cfg, err := config.LoadValid(path, os.Environ()) // Load, then Validate
 //	if err != nil {
 //		return fmt.Errorf("config %s:\n%w", path, err)
 //	}

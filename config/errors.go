@@ -3,7 +3,8 @@ package config
 import "errors"
 
 // Sentinel errors for errors.Is. Every problem Load and Validate report is a
-// *KeyError whose Err wraps one of these or a more specific parse error.
+// *KeyError whose Err wraps one of these or a more specific parse error, except
+// a file Load cannot read or parse, which wraps ErrFile.
 var (
 	// ErrUnknownKey marks a YAML or environment key that names no setting.
 	// It is always an error: a misspelt key would otherwise leave a limit at its
@@ -18,6 +19,10 @@ var (
 	// ErrInvalid marks a value that parses but is out of range or inconsistent
 	// with another setting.
 	ErrInvalid = errors.New("invalid value")
+	// ErrFile marks a config file that cannot be read or parsed, or
+	// environment overrides that cannot be applied: nothing was decoded, so
+	// there is nothing to validate either.
+	ErrFile = errors.New("config file unusable")
 )
 
 // KeyError is one configuration problem, tied to the key that causes it.
@@ -59,3 +64,9 @@ type detailError struct {
 
 func (e *detailError) Error() string { return e.msg }
 func (e *detailError) Unwrap() error { return e.sentinel }
+
+// fileError is a file that cannot be read or parsed: its message, matching ErrFile.
+type fileError struct{ err error }
+
+func (e *fileError) Error() string   { return e.err.Error() }
+func (e *fileError) Unwrap() []error { return []error{ErrFile, e.err} }

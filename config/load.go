@@ -18,7 +18,8 @@ import (
 // overrides from environ (in os.Environ form, see doc.go) and returns the
 // result without validating it; call Validate next.
 //
-// A missing or malformed file is reported with its name. Every other problem
+// A missing, unreadable or malformed file is reported with its name, as one
+// error matching ErrFile, and the zero Config. Every other problem
 // (unknown keys in the file or the environment, values of the wrong type, bad
 // sizes, durations, rates or CIDRs) is a *KeyError naming its key, all of them
 // joined with errors.Join. Keys left unset keep their Default values. Alongside
@@ -30,16 +31,16 @@ func Load(path string, environ []string) (Config, error) {
 		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
 			var pe *fs.PathError
 			if errors.As(err, &pe) {
-				return Config{}, fmt.Errorf("read config: %w", err)
+				return Config{}, &fileError{fmt.Errorf("read config: %w", err)}
 			}
-			return Config{}, fmt.Errorf("parse config %s: %w", path, err)
+			return Config{}, &fileError{fmt.Errorf("parse config %s: %w", path, err)}
 		}
 	}
 
 	tree, origins, problems := fromEnv(environ)
 	if len(tree) > 0 {
 		if err := k.Load(mapProvider(tree), nil); err != nil {
-			return Config{}, fmt.Errorf("apply environment: %w", err)
+			return Config{}, &fileError{fmt.Errorf("apply environment: %w", err)}
 		}
 	}
 
@@ -66,6 +67,47 @@ func Load(path string, environ []string) (Config, error) {
 		errs[i] = p
 	}
 	return cfg, errors.Join(errs...)
+}
+
+// LoadValid is Load followed by Validate, reporting every problem once: a file
+// that cannot be read or parsed (ErrFile) stops there, since validating the
+// empty config left behind would only add bogus problems; and a key Load
+// already reported (a value that does not decode, such as a bad CIDR) is not
+// reported again by Validate for the placeholder left in its place.
+func LoadValid(path string, environ []string) (Config, error) {
+	cfg, err := Load(path, environ)
+	if errors.Is(err, ErrFile) {
+		return cfg, err
+	}
+	reported := map[string]bool{}
+	var all []error
+	if err != nil {
+		for _, e := range flatten(err) {
+			var ke *KeyError
+			if errors.As(e, &ke) {
+				reported[ke.Key] = true
+			}
+			all = append(all, e)
+		}
+	}
+	if verr := cfg.Validate(); verr != nil {
+		for _, e := range flatten(verr) {
+			var ke *KeyError
+			if errors.As(e, &ke) && reported[ke.Key] {
+				continue
+			}
+			all = append(all, e)
+		}
+	}
+	return cfg, errors.Join(all...)
+}
+
+// flatten returns the errors an errors.Join holds, or err itself.
+func flatten(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 // mapProvider hands an already nested map to koanf.

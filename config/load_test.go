@@ -256,3 +256,42 @@ func TestLoadFileErrors(t *testing.T) {
 		}
 	})
 }
+
+// The abuse prefix lengths and the metrics address are read from the file.
+func TestLoadSourcePrefixesAndMetricsAddress(t *testing.T) {
+	cfg, err := LoadValid(writeFile(t, `
+listeners: [{address: ":9092", upstream: "broker-1:9092"}]
+admin: {address: 127.0.0.1:9644, metrics_address: 0.0.0.0:9645}
+abuse: {ipv4_prefix: 24, ipv6_prefix: 56}
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Abuse.IPv4Prefix != 24 || cfg.Abuse.IPv6Prefix != 56 || cfg.Admin.MetricsAddress != "0.0.0.0:9645" {
+		t.Errorf("abuse = %+v, admin = %+v", cfg.Abuse, cfg.Admin)
+	}
+	if d := Default(); d.Abuse.IPv4Prefix != 32 || d.Abuse.IPv6Prefix != 64 || d.Admin.MetricsAddress != "" {
+		t.Errorf("defaults: abuse = %+v, admin = %+v", d.Abuse, d.Admin)
+	}
+}
+
+// A file that cannot be read or parsed is one ErrFile problem, whatever the
+// cause; LoadValid stops there instead of validating the empty config.
+func TestLoadValidFileErrors(t *testing.T) {
+	for name, path := range map[string]string{
+		"missing":   "/nonexistent/kafkaguard.yaml",
+		"directory": t.TempDir(),
+		"syntax":    writeFile(t, "listeners:\n  - address: [unclosed\n"),
+		"not a map": writeFile(t, "- a\n- b\n"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := LoadValid(path, nil)
+			if !errors.Is(err, ErrFile) {
+				t.Fatalf("error = %v, want ErrFile", err)
+			}
+			if _, one := err.(*fileError); !one {
+				t.Fatalf("error %T, want the one file problem alone: %v", err, err)
+			}
+		})
+	}
+}

@@ -25,6 +25,10 @@ const (
 	minChunk         = KiB
 	maxChunk         = 16 * MiB
 	maxInflight      = 65536
+	// minIPv4Prefix and minIPv6Prefix bound how wide one abuse source may be: wider, and one offender's
+	// ban would shut out a whole provider's customers.
+	minIPv4Prefix = 8
+	minIPv6Prefix = 16
 )
 
 // problems collects KeyErrors in the order found.
@@ -154,13 +158,30 @@ func (c Config) validateListeners(p *problems) {
 			}
 		}
 	}
+	var admin hostPort
+	adminValid := false
 	if c.Admin.Address != "" {
 		if hp, err := parseHostPort(c.Admin.Address, 0, true); err != nil {
 			p.add("admin.address", err)
 		} else {
+			admin, adminValid = hp, true
 			for i := range addrs {
 				if valid[i] && addrs[i].overlaps(hp) {
 					p.addf("admin.address", "collides with listeners[%d].address (%s)", i, c.Listeners[i].Address)
+					break
+				}
+			}
+		}
+	}
+	if c.Admin.MetricsAddress != "" {
+		if hp, err := parseHostPort(c.Admin.MetricsAddress, 0, true); err != nil {
+			p.add("admin.metrics_address", err)
+		} else if adminValid && admin.overlaps(hp) {
+			p.addf("admin.metrics_address", "collides with admin.address (%s)", c.Admin.Address)
+		} else {
+			for i := range addrs {
+				if valid[i] && addrs[i].overlaps(hp) {
+					p.addf("admin.metrics_address", "collides with listeners[%d].address (%s)", i, c.Listeners[i].Address)
 					break
 				}
 			}
@@ -301,6 +322,12 @@ func (c Config) validateAbuse(p *problems) {
 	}
 	if a.MaxTrackedSources < 1 {
 		p.addf("abuse.max_tracked_sources", "must be at least 1, got %d", a.MaxTrackedSources)
+	}
+	if a.IPv4Prefix < minIPv4Prefix || a.IPv4Prefix > 32 {
+		p.addf("abuse.ipv4_prefix", "must be %d..32 (32 judges each address alone), got %d", minIPv4Prefix, a.IPv4Prefix)
+	}
+	if a.IPv6Prefix < minIPv6Prefix || a.IPv6Prefix > 128 {
+		p.addf("abuse.ipv6_prefix", "must be %d..128 (64 is one host's or one LAN's network), got %d", minIPv6Prefix, a.IPv6Prefix)
 	}
 	for _, w := range []struct {
 		key string

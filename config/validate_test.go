@@ -96,6 +96,13 @@ func TestValidateErrors(t *testing.T) {
 		{"weight NaN", func(c *Config) { c.Abuse.Weights.RejectedProduce = math.NaN() }, "abuse.weights.rejected_produce", ">= 0"},
 		{"log level", func(c *Config) { c.Log.Level = "loud" }, "log.level", "debug, info, warn or error"},
 		{"log format", func(c *Config) { c.Log.Format = "xml" }, "log.format", "json or console"},
+		{"ipv4 prefix zero", func(c *Config) { c.Abuse.IPv4Prefix = 0 }, "abuse.ipv4_prefix", "must be 8..32"},
+		{"ipv4 prefix too long", func(c *Config) { c.Abuse.IPv4Prefix = 33 }, "abuse.ipv4_prefix", "got 33"},
+		{"ipv6 prefix too wide", func(c *Config) { c.Abuse.IPv6Prefix = 8 }, "abuse.ipv6_prefix", "must be 16..128"},
+		{"ipv6 prefix too long", func(c *Config) { c.Abuse.IPv6Prefix = 129 }, "abuse.ipv6_prefix", "got 129"},
+		{"metrics address bad", func(c *Config) { c.Admin.MetricsAddress = "9645" }, "admin.metrics_address", "not host:port"},
+		{"metrics address is admin", func(c *Config) { c.Admin.MetricsAddress = "0.0.0.0:9644" }, "admin.metrics_address", "collides with admin.address"},
+		{"metrics address is a listener", func(c *Config) { c.Admin.MetricsAddress = "10.1.2.3:9092" }, "admin.metrics_address", "collides with listeners[0]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -116,6 +123,8 @@ func TestValidateAccepts(t *testing.T) {
 		modify func(c *Config)
 	}{
 		{"admin disabled", func(c *Config) { c.Admin.Address = "" }},
+		{"metrics address apart", func(c *Config) { c.Admin.MetricsAddress = "0.0.0.0:9645" }},
+		{"prefixes at their bounds", func(c *Config) { c.Abuse.IPv4Prefix, c.Abuse.IPv6Prefix = 8, 128 }},
 		{"ephemeral ports", func(c *Config) {
 			c.Listeners = []Listener{
 				{Address: "127.0.0.1:0", Upstream: "127.0.0.1:19092"},

@@ -18,22 +18,22 @@ func (g *Gate) banFor(count int) int64 {
 	return min(d, g.banMax)
 }
 
-// Unban lifts a ban of addr now and reports whether one was in force. The history is kept, so a repeat
-// offender's next ban still doubles.
+// Unban lifts the ban of addr's source (see Source) now and reports whether one was in force. The history
+// is kept, so a repeat offender's next ban still doubles.
 func (g *Gate) Unban(addr netip.Addr) bool {
-	addr = normalize(addr)
 	now := g.now()
-	s := g.shard(addr)
+	src := g.Source(addr)
+	s := g.shard(src)
 	var n note
 	defer g.notify(&n)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.m[addr]
+	e := s.m[src]
 	if e == nil || !e.banned {
 		return false
 	}
 	lifted := now < e.until
-	n.unban, n.hasUnban = g.endBan(s, e, min(now, e.until)), true
+	n.unban, n.hasUnban = g.endBan(e, min(now, e.until)), true
 	s.touch(e, now)
 	return lifted
 }
@@ -45,7 +45,7 @@ func (g *Gate) Bans() []Ban {
 	for i := range g.shards {
 		s := &g.shards[i]
 		s.mu.Lock()
-		for e := range s.bans {
+		for e := s.bans.back; e != nil; e = s.bans.prev(e) {
 			if now < e.until {
 				out = append(out, g.banOf(e))
 			}
@@ -53,7 +53,7 @@ func (g *Gate) Bans() []Ban {
 		s.mu.Unlock()
 	}
 	slices.SortFunc(out, func(a, b Ban) int {
-		return cmp.Or(a.Until.Compare(b.Until), a.Addr.Compare(b.Addr))
+		return cmp.Or(a.Until.Compare(b.Until), a.Source.Addr().Compare(b.Source.Addr()), a.Source.Bits()-b.Source.Bits())
 	})
 	return out
 }
@@ -65,7 +65,7 @@ func (g *Gate) ActiveBans() int {
 	for i := range g.shards {
 		s := &g.shards[i]
 		s.mu.Lock()
-		for e := range s.bans {
+		for e := s.bans.back; e != nil; e = s.bans.prev(e) {
 			if now < e.until {
 				count++
 			}
@@ -84,19 +84,21 @@ func (g *Gate) Sweep() {
 	for i := range g.shards {
 		s := &g.shards[i]
 		s.mu.Lock()
-		for e := range s.bans {
+		for e := s.bans.back; e != nil; {
+			prev := s.bans.prev(e) // touch moves e to another list
 			if now >= e.until {
-				ended = append(ended, g.endBan(s, e, e.until))
+				ended = append(ended, g.endBan(e, e.until))
 				s.touch(e, now)
 			}
+			e = prev
 		}
 		// The idle list is in order of last use, so past the first entry used within g.refill nothing
 		// further is forgettable; before it, entries may still hold history and are skipped.
 		for e := s.idle.back; e != nil && now-e.lastSeen >= g.refill; {
 			prev := s.idle.prev(e)
 			if g.forgettable(e, now) {
-				s.idle.remove(e)
-				delete(s.m, e.addr)
+				s.unlink(e)
+				delete(s.m, e.src)
 				g.tracked.Add(-1)
 			}
 			e = prev

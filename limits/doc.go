@@ -1,9 +1,9 @@
 // Package limits owns kafkaguard's budgets and verdicts: the chunk Pool that bounds the memory frames move
 // through (fixed-size chunks from one budget, waiting when it is spent, never an allocation the size of a
 // declared frame), the size Policy that judges a request from its header (per-API limits, denied and
-// unknown keys, versions), and the Gate that admits or refuses connections by source address (bans for
-// repeat offenders that double up to a cap, concurrent connections and connection rate per IP, bounded
-// tracking of sources and client ids). It imports only the standard library: metrics and logs leave through
+// unknown keys, versions), and the Gate that admits or refuses connections by source, an address prefix
+// such as an IPv6 /64 (bans for repeat offenders that double up to a cap, concurrent connections and
+// connection rate per source, bounded tracking of sources and client ids). It imports only the standard library: metrics and logs leave through
 // func hooks (PoolOptions.OnWait, GateOptions.OnBan and OnUnban) and gauges the caller reads. It starts no
 // goroutines; the owner of a Gate calls Sweep every few seconds.
 //

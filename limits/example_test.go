@@ -47,7 +47,9 @@ func ExampleGate() {
 		OffencesBeforeBan: 3,
 		BanMin:            time.Minute,
 		MaxConnsPerIP:     2,
-		OnBan:             func(b limits.Ban) { fmt.Println("banned", b.Addr, b.ClientID, b.Reason, b.Count) },
+		OnBan: func(b limits.Ban) {
+			fmt.Println("banned", limits.SourceString(b.Source), b.ClientID, b.Reason, b.Count)
+		},
 	})
 	addr := netip.MustParseAddr("192.0.2.7")
 	for range 3 {

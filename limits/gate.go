@@ -23,6 +23,11 @@ const (
 	DefaultBanMax        = time.Hour
 	DefaultForgetAfter   = 24 * time.Hour
 	DefaultMaxTracked    = 100_000
+	// DefaultIPv4Prefix judges each IPv4 address on its own: one host, one address, as a rule.
+	DefaultIPv4Prefix = 32
+	// DefaultIPv6Prefix judges IPv6 sources by /64, the smallest network handed to a host or a LAN: one
+	// machine can use all 2^64 addresses in it, so judging them one by one would let it dodge every ban.
+	DefaultIPv6Prefix = 64
 )
 
 // longestBan keeps ban arithmetic in int64 nanoseconds far from overflow (about 146 years).
@@ -51,10 +56,11 @@ type GateOptions struct {
 	// max(1, ceil(RatePerSecond)).
 	RateBurst int
 	// Allow lists prefixes that are never banned, capped or rate-limited (health checks, the operator's own
-	// hosts). IPv4-mapped IPv6 prefixes are read as IPv4. Nil means none.
+	// hosts). IPv4-mapped IPv6 prefixes are read as IPv4. Nil means none. A client's own address is checked,
+	// not its source prefix.
 	Allow []netip.Prefix
-	// MaxTracked bounds how many source addresses, and separately how many client ids, are tracked; the
-	// least recently used idle one is forgotten to make room. Zero means DefaultMaxTracked.
+	// MaxTracked bounds how many sources, and separately how many client ids, are tracked; see Gate for
+	// what is forgotten to make room. Zero means DefaultMaxTracked.
 	MaxTracked int
 	// Now returns the current time; nil means time.Now. Tests inject a fake clock.
 	Now func() time.Time
@@ -63,12 +69,19 @@ type GateOptions struct {
 	// OnUnban, if not nil, is called once when a ban ends, outside any lock: at expiry (noticed by the next
 	// Admit, Offence or Unban of the source, by Sweep, or when room is made for a new source) or by Unban.
 	OnUnban func(Ban)
+	// IPv4Prefix is the length of the IPv4 prefix judged as one source: every address in it shares one
+	// offence count, ban, connection cap and rate. Zero means DefaultIPv4Prefix; above 32 means 32.
+	IPv4Prefix int
+	// IPv6Prefix is the same for IPv6. Zero means DefaultIPv6Prefix; above 128 means 128.
+	IPv6Prefix int
 }
 
-// Ban describes one ban of a source address.
+// Ban describes one ban of a source.
 type Ban struct {
-	Addr netip.Addr
-	// ClientID is the last client id seen offending from Addr, at most 256 bytes of it; empty if none.
+	// Source is the banned prefix, masked: the client's address cut to IPv4Prefix or IPv6Prefix bits,
+	// e.g. 2001:db8::/64 or 192.0.2.7/32. SourceString formats it for people.
+	Source netip.Prefix
+	// ClientID is the last client id seen offending from Source, at most 256 bytes of it; empty if none.
 	ClientID string
 	// Since is when the ban began; Until when it ends (for a ban lifted by Unban, when it was lifted).
 	Since, Until time.Time
@@ -78,17 +91,18 @@ type Ban struct {
 	Reason string
 }
 
-// Gate admits or refuses new connections by source address: bans earned by repeated offences, a cap on
+// Gate admits or refuses new connections by source: bans earned by repeated offences, a cap on
 // concurrent connections and a rate of new ones. Behind a sidecar every client reaches the broker from
-// 127.0.0.1, so the broker's own per-IP limits no longer work and the proxy must hold them.
+// 127.0.0.1, so the broker's own per-IP limits no longer work and the proxy must hold them. A source is
+// an address prefix (IPv4Prefix, IPv6Prefix bits), since one IPv6 host commonly holds a whole /64.
 //
-// Sources live in a table sharded by address hash, each shard with its own mutex and map, bounded by
-// MaxTracked in total. An entry with connections open or a ban in force is pinned: its counts must stay
-// exact, so it is never forgotten. Idle entries sit in a per-shard LRU, and the least recently used one
-// makes room for a new source. If a shard is full of pinned entries, a new source is refused with
-// ReasonPerIPCap rather than admitted uncounted: failing closed bounds memory and keeps every cap honest,
-// and it takes MaxTracked concurrent connections or bans to get there. Allow-listed addresses are never
-// tracked, so operators keep access even then.
+// Sources live in a table sharded by prefix hash, each shard with its own mutex and map, bounded by
+// MaxTracked in total. When a shard is full, a new source takes the place of the least recently seen idle
+// entry; failing that, of an expired ban, of the least recently seen connected source (whose cap then
+// misses its open connections), and last of the least recently seen ban in force (reported to OnUnban).
+// A newcomer is never refused for want of room: an attacker who holds MaxTracked connections or bans from
+// as many prefixes must not lock every other client out, and memory stays bounded either way.
+// EvictedPinned counts the last two kinds. Allow-listed addresses are never tracked.
 //
 // Times are kept as nanoseconds since the gate was made, which keeps entries small and comparisons cheap.
 // A Gate is safe for concurrent use and starts no goroutines; the owner calls Sweep now and then.
@@ -114,9 +128,14 @@ type Gate struct {
 	track      bool  // whether Admit must count connections at all (a cap or a rate is set)
 	perShard   int
 	tracked    atomic.Int64
+	v4Bits     int
+	v6Bits     int
 	onBan      func(Ban)
 	onUnban    func(Ban)
 	maxTracked int
+
+	evictedConnected atomic.Int64 // connected sources forgotten to make room
+	evictedBanned    atomic.Int64 // bans in force forgotten to make room
 }
 
 // NewGate returns a gate configured by o, with zero fields defaulted as documented on GateOptions.
@@ -129,6 +148,8 @@ func NewGate(o GateOptions) *Gate {
 		threshold:  max(o.OffencesBeforeBan, 0),
 		maxConns:   int32(min(max(o.MaxConnsPerIP, 0), math.MaxInt32)),
 		maxTracked: o.MaxTracked,
+		v4Bits:     prefixBits(o.IPv4Prefix, DefaultIPv4Prefix, 32),
+		v6Bits:     prefixBits(o.IPv6Prefix, DefaultIPv6Prefix, 128),
 	}
 	if g.clock == nil {
 		g.clock = time.Now
@@ -166,8 +187,7 @@ func NewGate(o GateOptions) *Gate {
 	g.mask = uint64(n - 1)
 	g.perShard = g.maxTracked / n
 	for i := range g.shards {
-		g.shards[i].m = make(map[netip.Addr]*entry)
-		g.shards[i].bans = make(map[*entry]struct{})
+		g.shards[i].m = make(map[netip.Prefix]*entry)
 	}
 	g.clients = newClientTracker(g.maxTracked)
 
@@ -183,6 +203,14 @@ func NewGate(o GateOptions) *Gate {
 	return g
 }
 
+// prefixBits returns the prefix length for option o: def for zero or less, at most full.
+func prefixBits(o, def, full int) int {
+	if o <= 0 {
+		return def
+	}
+	return min(o, full)
+}
+
 func orDefault(d, def time.Duration) time.Duration {
 	if d <= 0 {
 		return def
@@ -190,36 +218,35 @@ func orDefault(d, def time.Duration) time.Duration {
 	return d
 }
 
-// Admit judges a new connection from addr before any byte is read. ok=false with a Reason when banned, over
-// the per-IP concurrent cap, or over the rate (checked in that order; a refused connection takes no token).
-// On ok=true the caller must call Release(addr) when the connection ends. For a known address it is one map
-// lookup under a shard mutex and allocates nothing.
+// Admit judges a new connection from addr before any byte is read, by addr's source. ok=false with a
+// Reason when banned, over the per-source concurrent cap, or over the rate (checked in that order; a
+// refused connection takes no token). On ok=true the caller must call Release(addr) when the connection
+// ends. For a known source it is one map lookup under a shard mutex and allocates nothing.
 func (g *Gate) Admit(addr netip.Addr) (ok bool, reason Reason) {
 	addr = normalize(addr)
 	if g.allowed(addr) {
 		return true, ""
 	}
 	now := g.now()
-	s := g.shard(addr)
+	src := g.source(addr)
+	s := g.shard(src)
 	var n note
 	defer g.notify(&n) // runs after the unlock below
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.m[addr]
+	e := s.m[src]
 	if e == nil {
 		if !g.track {
 			return true, "" // nothing to count and no ban to find
 		}
-		if e = g.insert(s, addr, now, &n); e == nil {
-			return false, ReasonPerIPCap
-		}
+		e = g.insert(s, src, now, &n)
 	}
 	defer s.touch(e, now)
 	if e.banned {
 		if now < e.until {
 			return false, ReasonBanned
 		}
-		n.unban, n.hasUnban = g.endBan(s, e, e.until), true
+		n.unban, n.hasUnban = g.endBan(e, e.until), true
 	}
 	if !g.track {
 		return true, ""
@@ -249,20 +276,24 @@ func (g *Gate) Release(addr netip.Addr) {
 		return
 	}
 	now := g.now()
-	s := g.shard(addr)
+	src := g.source(addr)
+	s := g.shard(src)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e := s.m[addr]; e != nil && e.conns > 0 {
+	// A source forgotten to make room while connected, or made anew since, may miss this connection; the
+	// count never goes below zero.
+	if e := s.m[src]; e != nil && e.conns > 0 {
 		e.conns--
 		s.touch(e, now)
 	}
 }
 
-// Offence records an offence of addr with a weight (a frame over the limit may weigh more than a timeout);
-// clientID may be "". It returns the ban if this offence earned one. Offences from allow-listed addresses,
-// with a weight that is not positive, or from a source already banned are ignored (the last can only come
-// from a connection admitted before the ban), as are those of a new source while its shard is full of
-// pinned entries (see Gate).
+// Offence records an offence of addr's source with a weight (a frame over the limit may weigh more than a
+// timeout); clientID may be "". It returns the source's ban and true when the source is banned now, whether
+// this offence earned the ban or an earlier one did: an offence can come from a connection admitted before
+// the ban, and the caller ends that connection too, or a source keeps every connection it opened before its
+// ban. OnBan runs only for a new ban. An offence of a source already banned adds nothing to its count.
+// Offences from allow-listed addresses or with a weight that is not positive are ignored.
 func (g *Gate) Offence(addr netip.Addr, clientID string, reason string, weight float64) (Ban, bool) {
 	addr = normalize(addr)
 	if g.allowed(addr) || !(weight > 0) {
@@ -276,23 +307,22 @@ func (g *Gate) Offence(addr netip.Addr, clientID string, reason string, weight f
 	if g.threshold <= 0 {
 		return Ban{}, false
 	}
-	s := g.shard(addr)
+	src := g.source(addr)
+	s := g.shard(src)
 	var n note
 	defer g.notify(&n)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.m[addr]
+	e := s.m[src]
 	if e == nil {
-		if e = g.insert(s, addr, now, &n); e == nil {
-			return Ban{}, false
-		}
+		e = g.insert(s, src, now, &n)
 	}
 	defer s.touch(e, now)
 	if e.banned {
 		if now < e.until {
-			return Ban{}, false
+			return g.banOf(e), true
 		}
-		n.unban, n.hasUnban = g.endBan(s, e, e.until), true
+		n.unban, n.hasUnban = g.endBan(e, e.until), true
 	}
 	if e.bans > 0 && now-e.dirtyAt >= g.forget {
 		e.bans = 0
@@ -314,16 +344,44 @@ func (g *Gate) Offence(addr netip.Addr, clientID string, reason string, weight f
 	e.until = now + g.banFor(e.bans)
 	e.dirtyAt = e.until
 	e.offences.reset()
-	s.bans[e] = struct{}{}
 	n.ban, n.hasBan = g.banOf(e), true
 	return n.ban, true
 }
 
-// Tracked returns how many source addresses are tracked now (for a gauge); it never exceeds MaxTracked.
+// Tracked returns how many sources are tracked now (for a gauge); it never exceeds MaxTracked.
 func (g *Gate) Tracked() int { return int(g.tracked.Load()) }
 
+// EvictedPinned returns how many sources were forgotten to make room while they still had connections
+// open, and while banned (for counters). Either means the table was full of sources worth keeping: an
+// attack from many prefixes, or MaxTracked set too low.
+func (g *Gate) EvictedPinned() (connected, banned int64) {
+	return g.evictedConnected.Load(), g.evictedBanned.Load()
+}
+
+// Source returns the source addr is judged as: its prefix of IPv4Prefix or IPv6Prefix bits, masked.
+func (g *Gate) Source(addr netip.Addr) netip.Prefix { return g.source(normalize(addr)) }
+
+// source is Source for a normalized address.
+func (g *Gate) source(a netip.Addr) netip.Prefix {
+	bits := g.v6Bits
+	if a.Is4() {
+		bits = g.v4Bits
+	}
+	p, _ := a.Prefix(bits) // fails only for the zero Addr, whose sources all share the zero Prefix
+	return p
+}
+
+// SourceString formats a source for people: a bare address for a single address (192.0.2.7, ::1),
+// the prefix otherwise (2001:db8::/64), as the allow list and DELETE /bans/ take them.
+func SourceString(p netip.Prefix) string {
+	if p.IsSingleIP() {
+		return p.Addr().String()
+	}
+	return p.String()
+}
+
 // ClientOffences returns the weighted offences of a client id within the offence window. Client ids are
-// the client's own claim, so this informs logs and decisions by the caller; bans stay per address.
+// the client's own claim, so this informs logs and decisions by the caller; bans stay per source.
 func (g *Gate) ClientOffences(clientID string) float64 {
 	return g.clients.score(clipClientID(clientID), g.slot(g.now()))
 }
@@ -346,8 +404,8 @@ func (g *Gate) allowed(a netip.Addr) bool {
 	return false
 }
 
-func (g *Gate) shard(a netip.Addr) *shard {
-	b := a.As16()
+func (g *Gate) shard(p netip.Prefix) *shard {
+	b := p.Addr().As16() // masked, and the length follows from the family, so the address alone is the key
 	return &g.shards[maphash.Bytes(g.seed, b[:])&g.mask]
 }
 

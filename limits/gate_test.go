@@ -168,7 +168,7 @@ func TestGateBanLifecycle(t *testing.T) {
 		t.Fatal("not banned")
 	}
 	start := c.Now()
-	want := Ban{Addr: addrA, ClientID: "client-1", Since: start, Until: start.Add(time.Minute), Count: 1, Reason: "too_large"}
+	want := Ban{Source: netip.PrefixFrom(addrA, 32), ClientID: "client-1", Since: start, Until: start.Add(time.Minute), Count: 1, Reason: "too_large"}
 	if b != want {
 		t.Fatalf("ban = %+v, want %+v", b, want)
 	}
@@ -178,9 +178,13 @@ func TestGateBanLifecycle(t *testing.T) {
 	if g.ActiveBans() != 1 {
 		t.Fatalf("ActiveBans = %d", g.ActiveBans())
 	}
-	// Offences during a ban neither extend it nor count toward the next.
-	if _, again := offend(g, c, addrA, 5); again {
-		t.Fatal("banned again while banned")
+	// Offences during a ban neither extend it nor count toward the next, but
+	// each reports the ban in force, so the caller ends the connection.
+	if b, still := offend(g, c, addrA, 5); !still || b != want {
+		t.Fatalf("offence while banned = %+v, %v; want the ban in force, true", b, still)
+	}
+	if bans, _ := r.counts(); bans != 1 {
+		t.Fatalf("OnBan called %d times, want once", bans)
 	}
 	c.Advance(time.Minute - 5*time.Second) // one second before Until
 	if ok, reason := g.Admit(addrA); ok || reason != ReasonBanned {
@@ -347,7 +351,7 @@ func TestGateMappedAddressesAreOne(t *testing.T) {
 	if ok, reason := g.Admit(addrA); ok || reason != ReasonBanned {
 		t.Fatalf("Admit of the unmapped address = %v, %q", ok, reason)
 	}
-	if b := g.Bans(); len(b) != 1 || b[0].Addr != addrA {
+	if b := g.Bans(); len(b) != 1 || b[0].Source.Addr() != addrA {
 		t.Fatalf("Bans = %+v, want one of %v", b, addrA)
 	}
 	v6 := netip.MustParseAddr("fe80::1")
@@ -525,10 +529,11 @@ func TestGateBounded(t *testing.T) {
 	}
 }
 
-// TestGatePinnedEntriesSurvive fills a small table with connected and banned sources and checks that none is
-// forgotten to make room, that a new source is refused rather than counted untracked, and that room
-// reappears as bans expire and connections end.
-func TestGatePinnedEntriesSurvive(t *testing.T) {
+// TestGateFullTableAdmitsNewcomers fills a small table with connected and banned sources, as an attacker
+// with many prefixes can, and checks that a newcomer is still admitted: idle and expired entries go first,
+// then the least recently seen connected source, and only then the least recently seen ban, never one
+// that keeps knocking.
+func TestGateFullTableAdmitsNewcomers(t *testing.T) {
 	const maxTracked = 64 // one shard
 	c, r := newFakeClock(), &recorder{}
 	o := banOptions(c, r)
@@ -537,6 +542,7 @@ func TestGatePinnedEntriesSurvive(t *testing.T) {
 	g := NewGate(o)
 	addr := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 9, byte(i >> 8), byte(i)}) }
 	for i := range maxTracked {
+		c.Advance(time.Millisecond) // a distinct last-seen time each
 		if i%2 == 0 {
 			if ok, _ := g.Admit(addr(i)); !ok {
 				t.Fatalf("Admit %d refused", i)
@@ -550,39 +556,66 @@ func TestGatePinnedEntriesSurvive(t *testing.T) {
 	if g.ActiveBans() != maxTracked/2 {
 		t.Fatalf("ActiveBans = %d", g.ActiveBans())
 	}
-	newcomer := addr(1000)
-	if ok, reason := g.Admit(newcomer); ok || reason != ReasonPerIPCap {
-		t.Fatalf("Admit with a full pinned table = %v, %q", ok, reason)
-	}
-	if _, banned := g.Offence(newcomer, "", "x", 100); banned {
-		t.Fatal("an untracked source was banned")
-	}
-	// Every pinned entry still counts exactly.
-	for i := range maxTracked {
-		ok, reason := g.Admit(addr(i))
-		want := map[bool]Reason{true: ReasonPerIPCap, false: ReasonBanned}[i%2 == 0]
-		if ok || reason != want {
-			t.Fatalf("Admit %d = %v, %q, want refused %q", i, ok, reason, want)
+	// Connected sources go before bans, least recently seen first.
+	for i := range maxTracked / 2 {
+		newcomer := addr(1000 + i)
+		if ok, reason := g.Admit(newcomer); !ok {
+			t.Fatalf("newcomer %d with a full table refused: %q", i, reason)
+		}
+		if g.Tracked() > maxTracked {
+			t.Fatalf("Tracked = %d", g.Tracked())
 		}
 	}
-	// An expired ban makes room, even before Sweep notices it.
-	c.Advance(time.Minute)
-	if ok, reason := g.Admit(newcomer); !ok {
-		t.Fatalf("Admit after bans expired = %v, %q", ok, reason)
+	if conn, ban := g.EvictedPinned(); conn != maxTracked/2 || ban != 0 {
+		t.Fatalf("EvictedPinned = %d connected, %d banned; want %d, 0", conn, ban, maxTracked/2)
+	}
+	// Release of a forgotten connection is harmless.
+	g.Release(addr(0))
+	if g.ActiveBans() != maxTracked/2 {
+		t.Fatalf("ActiveBans = %d after making room from connected sources", g.ActiveBans())
+	}
+	// Now the newcomers earn bans too: the table is all bans. Source 63 keeps knocking.
+	for i := range maxTracked / 2 {
+		c.Advance(time.Millisecond)
+		g.Release(addr(1000 + i))
+		for range 5 {
+			g.Offence(addr(1000+i), "", "too_large", 1)
+		}
+	}
+	if g.ActiveBans() != maxTracked {
+		t.Fatalf("ActiveBans = %d, want the whole table", g.ActiveBans())
+	}
+	if ok, reason := g.Admit(addr(63)); ok || reason != ReasonBanned {
+		t.Fatalf("banned source 63 admitted: %q", reason)
+	}
+	if ok, reason := g.Admit(addr(2000)); !ok {
+		t.Fatalf("newcomer with a table full of bans refused: %q", reason)
+	}
+	if _, ban := g.EvictedPinned(); ban != 1 {
+		t.Fatalf("%d bans forgotten, want 1", ban)
 	}
 	if _, unbans := r.counts(); unbans != 1 {
-		t.Fatalf("OnUnban %d times, want once for the entry evicted", unbans)
+		t.Fatalf("OnUnban %d times, want once for the ban forgotten", unbans)
+	}
+	// The ban forgotten is the least recently seen one (source 1), not source 63, which knocked.
+	if ok, _ := g.Admit(addr(63)); ok {
+		t.Fatal("the ban of a source that kept knocking was forgotten")
+	}
+	if ok, reason := g.Admit(addr(1)); !ok {
+		t.Fatalf("source 1 still refused (%q): its ban was the least recently seen", reason)
+	}
+	// An expired ban makes room, even before Sweep notices it, ahead of a connected source.
+	c.Advance(time.Minute)
+	connBefore, _ := g.EvictedPinned()
+	if ok, reason := g.Admit(addr(3000)); !ok {
+		t.Fatalf("Admit after bans expired = %v, %q", ok, reason)
+	}
+	if conn, _ := g.EvictedPinned(); conn != connBefore {
+		t.Fatal("a connected source was forgotten while an expired ban could make room")
 	}
 	g.Sweep()
-	if _, unbans := r.counts(); unbans != maxTracked/2 {
-		t.Fatalf("OnUnban %d times after Sweep, want %d", unbans, maxTracked/2)
-	}
 	if g.Tracked() > maxTracked {
 		t.Fatalf("Tracked = %d", g.Tracked())
-	}
-	g.Release(addr(0))
-	if ok, _ := g.Admit(addr(0)); !ok {
-		t.Fatal("Release of a pinned entry lost")
 	}
 }
 

@@ -5,13 +5,15 @@ import (
 	"sync"
 )
 
-// entry is what the gate knows of one source address. Times are nanoseconds since the gate's epoch.
+// entry is what the gate knows of one source: an address prefix (see GateOptions.IPv4Prefix). Times are
+// nanoseconds since the gate's epoch.
 type entry struct {
-	links[entry] // in its shard's idle list when neither connected nor banned
+	links[entry]                     // in list, its shard's list for its state
+	list         *lru[entry, *entry] // the list e is in: idle, busy or bans; nil while being made
 
-	addr     netip.Addr
-	clientID string // last client id seen offending, clipped
-	reason   string // last offence reason
+	src      netip.Prefix // masked
+	clientID string       // last client id seen offending, clipped
+	reason   string       // last offence reason
 	offences window
 
 	tokens   float64 // token bucket of new connections
@@ -19,7 +21,7 @@ type entry struct {
 	since    int64   // ban start
 	until    int64   // ban end
 	dirtyAt  int64   // last offence or ban end: the clean stretch that forgets the history starts here
-	lastSeen int64   // last use, the order of the idle list
+	lastSeen int64   // last use, the order of every list
 	bans     int     // bans in the remembered history
 	conns    int32   // connections admitted and not released
 	banned   bool    // a ban is recorded; it is in force while the clock is before until
@@ -27,84 +29,127 @@ type entry struct {
 
 func (e *entry) link() *links[entry] { return &e.links }
 
-// pinned reports whether e must stay tracked: forgetting it would lose a connection count or a ban.
+// pinned reports whether forgetting e would lose something: a connection count or a ban.
 func (e *entry) pinned() bool { return e.conns > 0 || e.banned }
 
-// shard is one lock's worth of the address table.
+// shard is one lock's worth of the source table. Every entry is in exactly one of three lists by state,
+// each least recently seen at the back, so making room takes the back of the cheapest list to lose.
 type shard struct {
 	mu   sync.Mutex
-	m    map[netip.Addr]*entry
-	idle lru[entry, *entry]  // unpinned entries, least recently used at the back
-	bans map[*entry]struct{} // entries with banned set, so Bans and Sweep need not walk the table
-	_    [64]byte            // keep neighbouring shards' locks off one cache line
+	m    map[netip.Prefix]*entry
+	idle lru[entry, *entry] // neither connected nor banned: forgetting one loses only history
+	busy lru[entry, *entry] // connected, not banned: forgetting one loosens its cap by its open connections
+	bans lru[entry, *entry] // banned (in force or expired unnoticed), so Bans and Sweep need not walk the table
+	_    [64]byte           // keep neighbouring shards' locks off one cache line
 }
 
-// touch marks e used now and moves it to where it belongs: the front of the idle list when unpinned, out of
-// it when pinned. Every change of e.conns or e.banned is followed by a touch. The caller holds s.mu.
+// listFor returns the list e belongs in now.
+func (s *shard) listFor(e *entry) *lru[entry, *entry] {
+	switch {
+	case e.banned:
+		return &s.bans
+	case e.conns > 0:
+		return &s.busy
+	}
+	return &s.idle
+}
+
+// touch marks e seen now and moves it to the front of the list it belongs in. Every change of e.conns or
+// e.banned is followed by a touch. The caller holds s.mu.
 func (s *shard) touch(e *entry, now int64) {
 	e.lastSeen = now
-	in := s.idle.in(e)
-	switch {
-	case e.pinned() && in:
-		s.idle.remove(e)
-	case !e.pinned() && in:
-		s.idle.moveToFront(e)
-	case !e.pinned() && !in:
-		s.idle.pushFront(e)
+	want := s.listFor(e)
+	if e.list == want {
+		want.moveToFront(e)
+		return
+	}
+	s.unlink(e)
+	want.pushFront(e)
+	e.list = want
+}
+
+// unlink takes e out of its list. The caller holds s.mu.
+func (s *shard) unlink(e *entry) {
+	if e.list != nil {
+		e.list.remove(e)
+		e.list = nil
 	}
 }
 
-// insert adds a new entry for addr, making room when the shard is full by forgetting its least recently
-// used idle entry, or failing that an entry whose ban has expired unnoticed. It returns nil when every
-// entry is pinned. A ban it ends is reported through n. The caller holds s.mu.
-func (g *Gate) insert(s *shard, addr netip.Addr, now int64, n *note) *entry {
+// insert adds a new entry for src. When the shard is full it makes room by forgetting, in this order, the
+// least recently seen idle entry, an entry whose ban has expired unnoticed, the least recently seen
+// connected one, or the least recently seen ban in force. A full table must not refuse every newcomer:
+// an attacker with many prefixes (a single IPv6 /48 holds 65 536 /64s) can hold that many connections or
+// earn that many bans, and new clients from elsewhere must still get in. A ban that keeps being tested
+// is seen each time, so the ban forgotten is one nobody is knocking on. A ban it ends is reported through
+// n. The caller holds s.mu.
+func (g *Gate) insert(s *shard, src netip.Prefix, now int64, n *note) *entry {
 	var e *entry
 	if len(s.m) >= g.perShard {
-		e = s.idle.back
-		if e == nil {
-			for b := range s.bans {
-				if now >= b.until && b.conns == 0 {
-					n.unban, n.hasUnban = g.endBan(s, b, b.until), true
-					e = b
-					break
-				}
-			}
-			if e == nil {
-				return nil
-			}
-		} else {
-			s.idle.remove(e)
+		expired := (*entry)(nil)
+		if s.idle.back == nil {
+			expired = expiredBan(s, now)
 		}
-		delete(s.m, e.addr)
+		switch {
+		case s.idle.back != nil:
+			e = s.idle.back
+		case expired != nil:
+			e = expired
+			n.unban, n.hasUnban = g.endBan(e, e.until), true
+		case s.busy.back != nil:
+			e = s.busy.back
+			g.evictedConnected.Add(1)
+		default:
+			e = s.bans.back // the shard is full and nothing else is in it, so this is not nil
+			n.unban, n.hasUnban = g.endBan(e, now), true
+			g.evictedBanned.Add(1)
+		}
+		s.unlink(e)
+		delete(s.m, e.src)
 		*e = entry{} // reuse the memory: a flood of new sources then allocates nothing
 	} else {
 		e = new(entry)
 		g.tracked.Add(1)
 	}
-	e.addr = addr
+	e.src = src
 	e.tokens = g.burst
 	e.tokensAt = now
 	e.offences.last = g.slot(now)
-	e.lastSeen = now
-	s.m[addr] = e
-	s.idle.pushFront(e)
+	s.m[src] = e
+	s.touch(e, now)
 	return e
 }
 
+// expiredScan bounds how many of the least recently seen bans insert checks for one that has expired: a
+// shard full of bans in force must not cost a walk of all of them per new source. Sweep ends the rest.
+const expiredScan = 16
+
+// expiredBan returns one of the least recently seen entries whose ban has expired, or nil. The caller
+// holds s.mu.
+func expiredBan(s *shard, now int64) *entry {
+	e := s.bans.back
+	for i := 0; e != nil && i < expiredScan; i++ {
+		if now >= e.until {
+			return e
+		}
+		e = s.bans.prev(e)
+	}
+	return nil
+}
+
 // endBan ends e's ban at end and returns it for OnUnban. The history stays. The caller holds s.mu and
-// touches e afterwards.
-func (g *Gate) endBan(s *shard, e *entry, end int64) Ban {
+// touches or forgets e afterwards.
+func (g *Gate) endBan(e *entry, end int64) Ban {
 	b := g.banOf(e)
 	b.Until = g.at(end)
 	e.banned = false
 	e.dirtyAt = end
-	delete(s.bans, e)
 	return b
 }
 
 func (g *Gate) banOf(e *entry) Ban {
 	return Ban{
-		Addr:     e.addr,
+		Source:   e.src,
 		ClientID: e.clientID,
 		Since:    g.at(e.since),
 		Until:    g.at(e.until),
@@ -113,7 +158,7 @@ func (g *Gate) banOf(e *entry) Ban {
 	}
 }
 
-// forgettable reports whether dropping e loses nothing: a new entry for the same address would judge it
+// forgettable reports whether dropping e loses nothing: a new entry for the same source would judge it
 // the same way.
 func (g *Gate) forgettable(e *entry, now int64) bool {
 	if e.pinned() || e.offences.scoreAt(g.slot(now)) > 0 {

@@ -79,7 +79,7 @@ type clientEntry struct {
 func (e *clientEntry) link() *links[clientEntry] { return &e.links }
 
 // clientTracker counts offences per client id, in an LRU bounded like the address table. Client ids are
-// chosen by the client, so they are only ever a hint: bans stay per address. Recency is the time of the last
+// chosen by the client, so they are only ever a hint: bans stay per source. Recency is the time of the last
 // offence, so Sweep can stop at the first entry whose window is not yet empty.
 type clientTracker struct {
 	mu  sync.Mutex

@@ -275,11 +275,11 @@ func adminUnban(h *harness, ip string) int {
 	return rec.Code
 }
 
-// onlyBan returns the one ban in force, which must be of addr.
+// onlyBan returns the one ban in force, which must be of addr (as /bans shows it).
 func onlyBan(t *testing.T, h *harness, addr string) limits.Ban {
 	t.Helper()
 	bans := h.srv.Gate().Bans()
-	if len(bans) != 1 || bans[0].Addr != netip.MustParseAddr(addr) {
+	if len(bans) != 1 || limits.SourceString(bans[0].Source) != addr {
 		t.Fatalf("bans in force = %+v, want one of %s", bans, addr)
 	}
 	return bans[0]

@@ -16,13 +16,13 @@ import (
 )
 
 func loadConfig(path string) (config.Config, error) {
-	cfg, loadErr := config.Load(path, os.Environ())
-	if loadErr != nil && errors.Is(loadErr, os.ErrNotExist) {
-		return cfg, &exitCode{2, loadErr}
+	// Every problem is listed at once, each once; a file that cannot be read
+	// or parsed is the one problem.
+	cfg, err := config.LoadValid(path, os.Environ())
+	if errors.Is(err, config.ErrFile) {
+		return cfg, &exitCode{2, err}
 	}
-	// Load returns what it could decode with its error, so Validate can
-	// add the problems of the rest: every problem is listed at once.
-	if err := errors.Join(loadErr, cfg.Validate()); err != nil {
+	if err != nil {
 		return cfg, &exitCode{2, fmt.Errorf("invalid config %s:\n%s", path, indent(err))}
 	}
 	return cfg, nil

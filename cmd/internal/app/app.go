@@ -43,6 +43,7 @@ type App struct {
 	reg   *prometheus.Registry
 	admin *http.Server
 	adLn  net.Listener
+	mets  *http.Server // admin.metrics_address: the read-only endpoints only
 	wg    sync.WaitGroup
 	stopc chan struct{}
 }
@@ -58,6 +59,13 @@ func NewLogger(c config.Log, w io.Writer) (zerolog.Logger, error) {
 	}
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
 }
+
+// banLogBurst is how many ban and unban lines a second reach the log.
+const banLogBurst = 10
+
+// evictedHelp describes kafkaguard_abuse_sources_evicted_total, one help for both states.
+const evictedHelp = "Sources forgotten to make room in a full source table (abuse.max_tracked_sources) " +
+	"while they had connections open (state connected) or a ban in force (state banned)."
 
 // memoryHeadroom is the Go memory limit above the pool budget.
 const memoryHeadroom = 64 << 20
@@ -116,6 +124,10 @@ func Build(cfg config.Config, log zerolog.Logger) (*App, error) {
 	}
 
 	if ab := cfg.Abuse; ab.Enabled {
+		// Bans come from many prefixes at once in an attack; like every line an
+		// attacker can cause, these are rate-limited (kafkaguard_bans_total
+		// still counts every ban).
+		banLog := log.Sample(&zerolog.BurstSampler{Burst: banLogBurst, Period: time.Second})
 		a.gate = limits.NewGate(limits.GateOptions{
 			OffencesBeforeBan: ab.OffencesBeforeBan,
 			OffenceWindow:     ab.OffenceWindow,
@@ -127,13 +139,15 @@ func Build(cfg config.Config, log zerolog.Logger) (*App, error) {
 			RateBurst:         ab.ConnectionRatePerIP.Count,
 			Allow:             ab.Allow,
 			MaxTracked:        ab.MaxTrackedSources,
+			IPv4Prefix:        ab.IPv4Prefix,
+			IPv6Prefix:        ab.IPv6Prefix,
 			OnBan: func(b limits.Ban) {
 				m.Banned()
-				log.Warn().Str("addr", b.Addr.String()).Str("client_id", b.ClientID).Str("reason", b.Reason).
+				banLog.Warn().Str("addr", limits.SourceString(b.Source)).Str("client_id", b.ClientID).Str("reason", b.Reason).
 					Int("ban_count", b.Count).Dur("for", b.Until.Sub(b.Since)).Time("until", b.Until).Msg("source banned")
 			},
 			OnUnban: func(b limits.Ban) {
-				log.Info().Str("addr", b.Addr.String()).Int("ban_count", b.Count).Msg("source unbanned")
+				banLog.Info().Str("addr", limits.SourceString(b.Source)).Int("ban_count", b.Count).Msg("source unbanned")
 			},
 		})
 		gate := a.gate
@@ -141,8 +155,16 @@ func Build(cfg config.Config, log zerolog.Logger) (*App, error) {
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kafkaguard_bans_active",
 				Help: "Source addresses banned now."}, func() float64 { return float64(gate.ActiveBans()) }),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kafkaguard_abuse_tracked_sources",
-				Help: "Source addresses the abuse tracker remembers (bounded by abuse.max_tracked_sources)."},
+				Help: "Sources (addresses or prefixes) the abuse tracker remembers (bounded by abuse.max_tracked_sources)."},
 				func() float64 { return float64(gate.Tracked()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kafkaguard_abuse_sources_evicted_total",
+				Help:        evictedHelp,
+				ConstLabels: prometheus.Labels{"state": "connected"}},
+				func() float64 { c, _ := gate.EvictedPinned(); return float64(c) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kafkaguard_abuse_sources_evicted_total",
+				Help:        evictedHelp,
+				ConstLabels: prometheus.Labels{"state": "banned"}},
+				func() float64 { _, b := gate.EvictedPinned(); return float64(b) }),
 		)
 	}
 
@@ -202,6 +224,24 @@ func (a *App) Start() error {
 			}
 		}()
 	}
+	if addr := a.cfg.Admin.MetricsAddress; addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			a.srv.Shutdown(context.Background())
+			if a.admin != nil {
+				a.admin.Close()
+			}
+			return fmt.Errorf("admin: listen metrics_address %s: %w", addr, err)
+		}
+		a.mets = &http.Server{Handler: proxy.MetricsHandler(a.srv, a.reg), ReadHeaderTimeout: 10 * time.Second}
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			if err := a.mets.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				a.log.Error().Err(err).Msg("metrics server stopped")
+			}
+		}()
+	}
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
@@ -241,6 +281,9 @@ func (a *App) Stop() error {
 	err := a.srv.Shutdown(ctx)
 	if a.admin != nil && a.admin.Shutdown(ctx) != nil {
 		a.admin.Close() // the drain used the whole timeout: close admin connections too
+	}
+	if a.mets != nil {
+		a.mets.Shutdown(ctx)
 	}
 	close(a.stopc)
 	a.wg.Wait()

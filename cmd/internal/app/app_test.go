@@ -1,0 +1,150 @@
+package app
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/kafkaguard/kafkaguard/config"
+)
+
+// lockedBuffer is a log sink safe for the app's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) count(sub string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Count(l.b.String(), sub)
+}
+
+// freeAddr returns a loopback address nothing listens on now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func testConfig(t *testing.T) config.Config {
+	cfg := config.Default()
+	cfg.Listeners = []config.Listener{{Address: "127.0.0.1:0", Upstream: freeAddr(t)}}
+	cfg.Admin.Address = ""
+	cfg.Abuse.OffencesBeforeBan = 1
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// Bans from many sources at once, as in an attack from a whole network, do not flood the log: the ban
+// and unban lines are rate-limited, while kafkaguard_bans_total counts every ban.
+func TestBanLogRateLimited(t *testing.T) {
+	const sources = 500
+	var logs lockedBuffer
+	a, err := Build(testConfig(t), zerolog.New(&logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := a.Gate()
+	for i := range sources {
+		addr := netip.AddrFrom4([4]byte{192, 0, byte(2 + i>>8), byte(i)})
+		if _, banned := g.Offence(addr, "", "too_large", 1); !banned {
+			t.Fatalf("source %d not banned", i)
+		}
+		g.Unban(addr)
+	}
+	// At most one burst a second; the loop takes well under two.
+	if n := logs.count(`"source banned"`); n < 1 || n > 2*banLogBurst {
+		t.Errorf("%d ban lines for %d bans, want 1..%d", n, sources, 2*banLogBurst)
+	}
+	if n := logs.count(`"source unbanned"`); n > 2*banLogBurst {
+		t.Errorf("%d unban lines for %d unbans, want at most %d", n, sources, 2*banLogBurst)
+	}
+	mfs, err := a.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	evicted := 0
+	for _, mf := range mfs {
+		if mf.GetName() == "kafkaguard_abuse_sources_evicted_total" {
+			evicted = len(mf.GetMetric())
+		}
+	}
+	if evicted != 2 {
+		t.Errorf("kafkaguard_abuse_sources_evicted_total has %d series, want 2 (connected, banned)", evicted)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "kafkaguard_bans_total" {
+			if got := mf.GetMetric()[0].GetCounter().GetValue(); got != sources {
+				t.Errorf("kafkaguard_bans_total = %v, want %d", got, sources)
+			}
+			return
+		}
+	}
+	t.Error("no kafkaguard_bans_total")
+}
+
+// admin.metrics_address serves /metrics, /healthz and /readyz and nothing that changes state; /bans stays
+// on admin.address.
+func TestMetricsAddressIsReadOnly(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Admin.Address = freeAddr(t)
+	cfg.Admin.MetricsAddress = freeAddr(t)
+	a, err := Build(cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Stop()
+	client := &http.Client{Timeout: 5 * time.Second}
+	do := func(method, url string) int {
+		t.Helper()
+		req, _ := http.NewRequest(method, url, nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, url, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	mets, admin := "http://"+cfg.Admin.MetricsAddress, "http://"+cfg.Admin.Address
+	for _, tt := range []struct {
+		method, url string
+		want        int
+	}{
+		{"GET", mets + "/metrics", 200},
+		{"GET", mets + "/healthz", 200},
+		{"GET", mets + "/readyz", 503}, // the upstream is a closed port
+		{"GET", mets + "/bans", 404},
+		{"DELETE", mets + "/bans/192.0.2.7", 404},
+		{"GET", admin + "/bans", 200},
+		{"DELETE", admin + "/bans/192.0.2.7", 404}, // served: no such ban
+	} {
+		if got := do(tt.method, tt.url); got != tt.want {
+			t.Errorf("%s %s = %d, want %d", tt.method, tt.url, got, tt.want)
+		}
+	}
+}

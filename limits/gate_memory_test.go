@@ -1,0 +1,45 @@
+package limits
+
+import (
+	"net/netip"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// maxBytesPerSource is the most heap one tracked source may hold with the longest client id kept: the
+// entry and its map slot (about 370 bytes), the clipped client id kept for the ban log, and the client id
+// tracker's own entry and copy. README's memory budget quotes it.
+const maxBytesPerSource = 1200
+
+// The source table at its bound: MaxTracked (the default, 100 000) IPv6 /64s, twice over, each offending
+// with a client id past the clipping length, the worst an address spray can do. The heap it holds stays
+// within MaxTracked x maxBytesPerSource, however many sources come.
+func TestGateMemoryAtBound(t *testing.T) {
+	if testing.Short() {
+		t.Skip("200 000 sources; skipped with -short")
+	}
+	const n = DefaultMaxTracked
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	g := NewGate(GateOptions{OffencesBeforeBan: 5, MaxConnsPerIP: 10, RatePerSecond: 50})
+	pad := strings.Repeat("x", 2*maxStoredClientID)
+	for i := range 2 * n {
+		a := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 4: byte(i >> 16), 5: byte(i >> 8), 6: byte(i), 15: 1})
+		g.Offence(a, strconv.Itoa(i)+pad, "too_large", 1)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	grew := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("%d sources and %d client ids tracked: heap +%d bytes, %d bytes a source", g.Tracked(), g.clients.len(),
+		grew, grew/int64(n))
+	if g.Tracked() != n {
+		t.Errorf("Tracked = %d, want %d", g.Tracked(), n)
+	}
+	if grew > n*maxBytesPerSource {
+		t.Errorf("heap grew by %d bytes, over %d x %d", grew, n, maxBytesPerSource)
+	}
+	runtime.KeepAlive(g)
+}
