@@ -44,8 +44,12 @@ type conn struct {
 	// lets it finish instead of cutting it.
 	frameBusy atomic.Bool
 	// holdSince is when the frame being read, which holds pool chunks,
-	// started (unix ns); 0 between frames. Read by evictSlowest.
+	// started (unix ns); 0 between frames and while a frame waits on the
+	// broker rather than the client. Read by evictSlowest.
 	holdSince atomic.Int64
+	// frameDone is set (by the request pump) once every byte of the frame
+	// being forwarded has arrived: it then waits only on the broker.
+	frameDone bool
 
 	reasonMu  sync.Mutex
 	reason    string

@@ -113,3 +113,13 @@ func encodeResponse(resp kmsg.Response, version int16) []byte {
 	resp.SetVersion(version)
 	return resp.AppendTo(nil)
 }
+
+// closeConns closes every connection the broker accepted, so requests still
+// owed a response end (the broker "went away").
+func (b *fakeBroker) closeConns() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, c := range b.conn {
+		c.Close()
+	}
+}

@@ -119,6 +119,7 @@ func (c *conn) reject(h framing.RequestHeader, size int32, start time.Time) bool
 	if g := c.s.opts.Gate; g != nil && c.ip.IsValid() && c.s.opts.Weights.RejectedProduce > 0 {
 		_, banned = g.Offence(c.ip, c.clientID, reasonTooLarge, c.s.opts.Weights.RejectedProduce)
 	}
+	c.holdSince.Store(0) // read whole: from here on it waits on the queue, not the client
 	if !c.enqueue(pending{corr: h.CorrelationID, key: h.APIKey, version: h.APIVersion, local: resp}) {
 		c.setReason(reasonUpstreamClosed, nil)
 		return false
