@@ -36,6 +36,13 @@ type conn struct {
 	prod    *framing.ProduceReader // reads the body of the rejected Produce being drained
 	prodReq framing.ProduceRequest
 
+	// localBytes is the pool bytes held by local answers queued and not yet
+	// written (added by the request pump, taken off by whichever releases
+	// them); answerFreed (cap 1, made with the first answer) tells a request
+	// pump waiting in awaitAnswers that it shrank.
+	localBytes  atomic.Int64
+	answerFreed chan struct{}
+
 	clientID string // client id of the last request header, for offences and logs
 	frames   int64
 	in, out  atomic.Int64
@@ -123,6 +130,7 @@ func (c *conn) serve() {
 		}
 	}
 	c.owed.finish()
+	c.dropAnswers()
 	c.releaseResp()
 	if c.upstream != nil {
 		c.upstream.Close()

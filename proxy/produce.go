@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kafkaguard/kafkaguard/framing"
+	"github.com/kafkaguard/kafkaguard/limits"
 )
 
 const (
@@ -90,12 +91,26 @@ func (c *conn) reject(h framing.RequestHeader, size int32, start time.Time) bool
 	c.qr += inFrame
 	c.setReadDeadline(deadline)
 	// A reader per rejected frame: it keeps its scratch, and the scratch
-	// chunk goes back to the pool when this frame is done.
+	// chunk goes back to the pool when this frame is done. The answer is
+	// written into pooled chunks as the topics and partitions are read, so
+	// nothing is held per partition and the answer never passes
+	// MaxLocalAnswerBytes: a request naming more closes the connection.
 	c.prod = framing.NewProduceReader(body, h.APIVersion, scratch, maxRejectPartitions)
 	defer func() { c.prod = nil }()
 	req := &c.prodReq
 	req.Version = h.APIVersion
-	err := c.readProduce(req)
+	ans := &answer{c: c}
+	err := ans.begin()
+	var pa *framing.ProduceAnswer
+	if err == nil {
+		pa, err = framing.NewProduceAnswer(ans, h.APIVersion, h.CorrelationID, errMessageTooLarge)
+	}
+	if err == nil {
+		err = c.prod.Walk(req, pa)
+	}
+	if err == nil {
+		err = pa.Finish()
+	}
 	if err == nil {
 		// Whatever the reader left (it stops at the request's last tag) is
 		// read through too, so the next frame starts where the client
@@ -104,14 +119,11 @@ func (c *conn) reject(h framing.RequestHeader, size int32, start time.Time) bool
 	}
 	c.in.Add(int64(total-inFrame) - rest.N)
 	if err != nil {
-		if timeout, eof := classifyIO(err); timeout || eof {
-			c.readFailed(err, reasonFrameTimeout, "Produce")
-		} else {
-			c.offence(reasonMalformedBody, "Produce", c.s.opts.Weights.Closed, err)
-		}
+		ans.release()
+		c.rejectFailed(err, limitErr)
 		return false
 	}
-	resp := framing.AppendProduceError(nil, h.CorrelationID, req, errMessageTooLarge)
+	ans.seal()
 	c.s.metrics.reject(reasonTooLarge, "Produce")
 	c.s.metrics.local("Produce", "MESSAGE_TOO_LARGE")
 	c.warn(reasonTooLarge, "Produce", fmt.Errorf("%w; answered MESSAGE_TOO_LARGE", limitErr))
@@ -120,7 +132,12 @@ func (c *conn) reject(h framing.RequestHeader, size int32, start time.Time) bool
 		_, banned = g.Offence(c.ip, c.clientID, reasonTooLarge, c.s.opts.Weights.RejectedProduce)
 	}
 	c.holdSince.Store(0) // read whole: from here on it waits on the queue, not the client
-	if !c.enqueue(pending{corr: h.CorrelationID, key: h.APIKey, version: h.APIVersion, local: resp}) {
+	if c.answerFreed == nil {
+		c.answerFreed = make(chan struct{}, 1)
+	}
+	ans.queued()
+	if !c.enqueue(pending{corr: h.CorrelationID, key: h.APIKey, version: h.APIVersion, local: ans}) {
+		ans.release()
 		c.setReason(reasonUpstreamClosed, nil)
 		return false
 	}
@@ -133,11 +150,23 @@ func (c *conn) reject(h framing.RequestHeader, size int32, start time.Time) bool
 	return true
 }
 
-func (c *conn) readProduce(req *framing.ProduceRequest) error {
-	if err := c.prod.Head(req); err != nil {
-		return err
+// rejectFailed ends the connection whose oversized Produce could not be
+// read through and answered.
+func (c *conn) rejectFailed(err, limitErr error) {
+	switch timeout, eof := classifyIO(err); {
+	case errors.Is(err, errAnswerTooLarge):
+		c.offence(reasonAnswerTooLarge, "Produce", c.s.opts.Weights.Closed,
+			fmt.Errorf("%w; the answer would be over %d bytes: %w", limitErr, c.s.opts.MaxLocalAnswerBytes, err))
+	case errors.Is(err, limits.ErrPoolExhausted), errors.Is(err, limits.ErrPoolClosed):
+		if c.setReason(reasonPoolExhausted, err) {
+			c.s.metrics.reject(reasonPoolExhausted, "Produce")
+			c.warn(reasonPoolExhausted, "Produce", err)
+		}
+	case timeout || eof:
+		c.readFailed(err, reasonFrameTimeout, "Produce")
+	default:
+		c.offence(reasonMalformedBody, "Produce", c.s.opts.Weights.Closed, err)
 	}
-	return c.prod.Topics(req)
 }
 
 // onlyReader hides WriterTo so io.CopyBuffer uses the given chunk.

@@ -34,6 +34,7 @@ const (
 	reasonHeaderTimeout  = "header_timeout"
 	reasonFrameTimeout   = "frame_timeout"
 	reasonSlowFrame      = "slow_frame"
+	reasonAnswerTooLarge = "answer_too_large"
 	reasonMalformed      = "malformed_header"
 	reasonMalformedBody  = "malformed_produce"
 	reasonClientIDTooBig = string(limits.ReasonClientIDTooLong)
@@ -50,6 +51,10 @@ var errNotKafka = errors.New("not the Kafka protocol")
 func (c *conn) requestLoop() (clean bool) {
 	defer c.releaseReq()
 	for {
+		if !c.awaitAnswers() {
+			reason, _ := c.closeReason()
+			return reason == reasonShutdown
+		}
 		size, start, ok := c.readSize()
 		if !ok || !c.frame(size, start) {
 			// Ends that still owe the client its responses: its own end

@@ -40,7 +40,7 @@ func (c *conn) responseLoop() {
 			return
 		}
 		if p.local != nil {
-			ok = c.writeClient(p.local)
+			ok = c.writeAnswer(p.local)
 		} else {
 			ok = c.relayNext(p)
 			if c.rr == c.rw {
