@@ -183,9 +183,10 @@ func Default() Config {
 	return Config{
 		Admin: Admin{Address: "127.0.0.1:9644"},
 		Limits: Limits{
-			MaxRequestBytes:     1 * MiB,
-			MaxClientIDBytes:    256,
-			UnknownAPI:          UnknownAPIClose,
+			MaxRequestBytes:  1 * MiB,
+			MaxClientIDBytes: 256,
+			UnknownAPI:       UnknownAPIClose,
+
 			MaxLocalAnswerBytes: 64 * KiB,
 		},
 		Timeouts: Timeouts{

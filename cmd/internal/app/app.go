@@ -154,24 +154,25 @@ func Build(cfg config.Config, log zerolog.Logger) (*App, error) {
 		}
 	}
 	srv, err := proxy.New(proxy.Options{
-		Routes:              routes,
-		Policy:              pol,
-		Pool:                pool,
-		PoolWait:            cfg.Pool.Wait,
-		Gate:                a.gate,
-		Weights:             proxy.Weights{Closed: cfg.Abuse.Weights.Closed, RejectedProduce: cfg.Abuse.Weights.RejectedProduce},
-		HeaderTimeout:       cfg.Timeouts.Header,
-		FrameTimeout:        cfg.Timeouts.Frame,
-		IdleTimeout:         cfg.Timeouts.Idle,
-		DialTimeout:         cfg.Timeouts.Dial,
-		WriteTimeout:        cfg.Timeouts.Write,
-		CutThroughBytes:     int32(cfg.Proxy.CutThroughBytes),
-		MaxInflight:         cfg.Proxy.MaxInflight,
-		MaxRewriteBytes:     int32(cfg.Proxy.MaxRewriteBytes),
+		Routes:          routes,
+		Policy:          pol,
+		Pool:            pool,
+		PoolWait:        cfg.Pool.Wait,
+		Gate:            a.gate,
+		Weights:         proxy.Weights{Closed: cfg.Abuse.Weights.Closed, RejectedProduce: cfg.Abuse.Weights.RejectedProduce},
+		HeaderTimeout:   cfg.Timeouts.Header,
+		FrameTimeout:    cfg.Timeouts.Frame,
+		IdleTimeout:     cfg.Timeouts.Idle,
+		DialTimeout:     cfg.Timeouts.Dial,
+		WriteTimeout:    cfg.Timeouts.Write,
+		CutThroughBytes: int32(cfg.Proxy.CutThroughBytes),
+		MaxInflight:     cfg.Proxy.MaxInflight,
+		MaxRewriteBytes: int32(cfg.Proxy.MaxRewriteBytes),
+
 		MaxLocalAnswerBytes: int(cfg.Limits.MaxLocalAnswerBytes),
-		UnmappedPort:        cfg.Rewrite.UnmappedPort,
-		Logger:              log,
-		Metrics:             m,
+		UnmappedPort:    cfg.Rewrite.UnmappedPort,
+		Logger:          log,
+		Metrics:         m,
 	})
 	if err != nil {
 		return nil, err
