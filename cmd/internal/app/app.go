@@ -168,11 +168,11 @@ func Build(cfg config.Config, log zerolog.Logger) (*App, error) {
 		CutThroughBytes: int32(cfg.Proxy.CutThroughBytes),
 		MaxInflight:     cfg.Proxy.MaxInflight,
 		MaxRewriteBytes: int32(cfg.Proxy.MaxRewriteBytes),
-
-		MaxLocalAnswerBytes: int(cfg.Limits.MaxLocalAnswerBytes),
 		UnmappedPort:    cfg.Rewrite.UnmappedPort,
 		Logger:          log,
 		Metrics:         m,
+
+		MaxLocalAnswerBytes: int(cfg.Limits.MaxLocalAnswerBytes),
 	})
 	if err != nil {
 		return nil, err
