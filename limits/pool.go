@@ -86,9 +86,14 @@ func (p *Pool) Get(wait time.Duration, cancel <-chan struct{}) ([]byte, error) {
 		return nil, ErrPoolExhausted
 	}
 	// Every chunk is allocated and out, so one can only come back through the channel: a Put between
-	// TryGet and the select below lands in the buffer and is received here.
+	// TryGet and the select below lands in the buffer and is received here. An Unreserve frees a slot
+	// instead; it feeds the channel when it sees a waiter, and a waiter counted after its look tries
+	// TryGet once more.
 	p.waiters.Add(1)
 	defer p.waiters.Add(-1)
+	if c, ok := p.TryGet(); ok {
+		return c, nil
+	}
 	start := time.Now()
 	t := time.NewTimer(wait)
 	defer t.Stop()
@@ -124,6 +129,97 @@ func (p *Pool) TryGet() ([]byte, bool) {
 			c := make([]byte, p.chunk)
 			p.take()
 			return c, true
+		}
+	}
+}
+
+// Reserve takes n bytes of the budget, rounded up to whole chunks, for memory the caller allocates
+// itself (a response decoded to be rewritten, which needs one contiguous buffer and kmsg's structs), so
+// that it is counted like chunks and the budget stays a bound on everything held for clients. Reserved
+// chunks leave the pool: a free one is dropped for the GC, a never-allocated one is never made. It takes
+// all of them or none (two reservations each holding part of the budget would wait for each other), and
+// when they are not all free it polls every reservePoll until wait elapses (ErrPoolExhausted) or cancel
+// closes (ErrPoolClosed). It returns the number of chunks to pass to Unreserve. More than the whole
+// budget fails at once with ErrPoolExhausted.
+func (p *Pool) Reserve(n int64, wait time.Duration, cancel <-chan struct{}) (int, error) {
+	if n <= 0 {
+		return 0, nil
+	}
+	k := int((n + int64(p.chunk) - 1) / int64(p.chunk))
+	if int64(k) > p.chunks {
+		return 0, fmt.Errorf("reserve %d bytes: more than the budget of %d: %w", n, p.Capacity(), ErrPoolExhausted)
+	}
+	var t *time.Timer
+	deadline := time.Now().Add(wait)
+	for {
+		got := 0
+		for got < k && p.reserveFree() {
+			got++
+		}
+		if got == k {
+			return k, nil
+		}
+		p.Unreserve(got)
+		left := time.Until(deadline)
+		if left <= 0 {
+			return 0, ErrPoolExhausted
+		}
+		if t == nil {
+			t = time.NewTimer(min(left, reservePoll))
+			defer t.Stop()
+		} else {
+			t.Reset(min(left, reservePoll))
+		}
+		select {
+		case <-t.C:
+		case <-cancel:
+			return 0, ErrPoolClosed
+		}
+	}
+}
+
+// reservePoll is how often a Reserve that found the budget spent looks again.
+const reservePoll = 5 * time.Millisecond
+
+// reserveFree reserves one slot without waiting: a free chunk (dropped) or an unallocated slot.
+func (p *Pool) reserveFree() bool {
+	select {
+	case <-p.free:
+		p.take()
+		return true
+	default:
+	}
+	for {
+		n := p.allocated.Load()
+		if n >= p.chunks {
+			return false
+		}
+		if p.allocated.CompareAndSwap(n, n+1) {
+			p.take()
+			return true
+		}
+	}
+}
+
+// Unreserve gives back k chunks of budget taken by Reserve, once the caller's memory is garbage. Each
+// becomes an unallocated slot again, or, when a Get is waiting, a fresh chunk handed to it.
+func (p *Pool) Unreserve(k int) {
+	for range k {
+		if p.inUse.Add(-int64(p.chunk)) < 0 {
+			panic("limits: Unreserve of more than was reserved")
+		}
+		p.allocated.Add(-1)
+		if p.waiters.Load() > 0 {
+			for {
+				n := p.allocated.Load()
+				if n >= p.chunks {
+					break // a waiter's own TryGet took the slot
+				}
+				if p.allocated.CompareAndSwap(n, n+1) {
+					p.free <- make([]byte, p.chunk)
+					break
+				}
+			}
 		}
 	}
 }
