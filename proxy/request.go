@@ -35,6 +35,7 @@ const (
 	reasonFrameTimeout   = "frame_timeout"
 	reasonSlowFrame      = "slow_frame"
 	reasonAnswerTooLarge = "answer_too_large"
+	reasonBadResponse    = "bad_response"
 	reasonMalformed      = "malformed_header"
 	reasonMalformedBody  = "malformed_produce"
 	reasonClientIDTooBig = string(limits.ReasonClientIDTooLong)

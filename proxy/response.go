@@ -203,13 +203,28 @@ func (c *conn) relayLarge(buffered []byte, total int) bool {
 
 // relayRewritten reads a whole Metadata, FindCoordinator, DescribeCluster
 // or ApiVersions response, rewrites it and writes the result.
+//
+// kmsg decodes from one contiguous buffer and allocates by the counts the
+// broker declares, so this memory is counted against the pool budget like
+// chunks are (Pool.Reserve), in two steps: the body's bytes before the
+// buffer is made, then, once framing.ResponseCost has walked the body and
+// refused any count its bytes cannot hold, what kmsg will allocate and the
+// re-encoded output. Both are given back when the response is written. A
+// body that is malformed, too large or impossible closes the connection
+// (bad_response); one whose rewrite does not fit the budget within
+// pool.wait closes it pool_exhausted.
 func (c *conn) relayRewritten(p pending, total int) bool {
+	api := framing.APIName(p.key)
 	if total-4 > int(c.s.opts.MaxRewriteBytes) {
-		c.responseFailed(fmt.Errorf("%w: %d bytes", errRewriteTooBig, total-4))
+		c.badResponse(api, fmt.Errorf("%w: %d bytes", errRewriteTooBig, total-4))
 		return false
 	}
-	// The broker is trusted and the size bounded: one buffer per rewritten
-	// response (these APIs are rare next to Produce and Fetch).
+	pool := c.s.opts.Pool
+	held, ok := c.reserve(api, int64(total))
+	if !ok {
+		return false
+	}
+	defer func() { pool.Unreserve(held) }()
 	buf := make([]byte, total)
 	n := copy(buf, c.rbuf[c.rr:c.rw])
 	c.consumeResp(n)
@@ -219,15 +234,73 @@ func (c *conn) relayRewritten(p pending, total int) bool {
 	}
 	hlen, err := framing.ResponseHeaderLen(buf[4:], p.key, p.version)
 	if err != nil {
-		c.responseFailed(fmt.Errorf("rewrite %s: %w", framing.APIName(p.key), err))
+		c.badResponse(api, fmt.Errorf("rewrite %s: %w", api, err))
 		return false
 	}
-	out, err := c.s.rw.rewrite(p.key, p.version, buf[:4+hlen], buf[4+hlen:])
+	body := buf[4+hlen:]
+	cost, addrs, err := framing.ResponseCost(p.key, p.version, body)
+	if p.key == keyAPIVersions {
+		// A broker that does not support the version asked answers in the
+		// v0 shape, which rewrite falls back to: it must walk too.
+		cost0, addrs0, err0 := framing.ResponseCost(p.key, 0, body)
+		if err != nil {
+			err = err0
+		}
+		cost, addrs = max(cost, cost0), max(addrs, addrs0)
+	}
 	if err != nil {
-		c.responseFailed(fmt.Errorf("rewrite %s v%d: %w", framing.APIName(p.key), p.version, err))
+		c.badResponse(api, fmt.Errorf("rewrite %s v%d: %w", api, p.version, err))
 		return false
 	}
+	// The output is the input re-encoded, each broker entry's host replaced
+	// by one kafkaguard advertises.
+	outBytes := int64(total) + int64(addrs)*int64(c.s.rw.maxHostGrowth()) + 64
+	more, ok := c.reserve(api, cost+outBytes)
+	if !ok {
+		return false
+	}
+	held += more
+	out, err := c.s.rw.rewrite(p.key, p.version, buf[:4+hlen], body)
+	if err != nil {
+		c.badResponse(api, fmt.Errorf("rewrite %s v%d: %w", api, p.version, err))
+		return false
+	}
+	buf = nil
 	return c.writeClient(out)
+}
+
+// reserve takes n bytes of the pool budget for a rewrite (see
+// relayRewritten), waiting up to pool.wait; it returns the chunks to
+// give back, or closes the connection pool_exhausted.
+func (c *conn) reserve(api string, n int64) (int, bool) {
+	k, err := c.s.opts.Pool.Reserve(n, c.s.opts.PoolWait, c.s.done)
+	if err != nil {
+		if c.setReason(reasonPoolExhausted, fmt.Errorf("rewrite %s: %d bytes: %w", api, n, err)) {
+			c.s.metrics.reject(reasonPoolExhausted, api)
+			if ok, sup := c.s.warnLog.allow(); ok {
+				c.log.Warn().Str("reason", reasonPoolExhausted).Str("api", api).Int64("bytes", n).Err(err).
+					Int("suppressed", sup).Msg("response to rewrite does not fit the pool budget")
+			}
+		}
+		c.client.Close()
+		c.upstream.Close()
+		return 0, false
+	}
+	return k, true
+}
+
+// badResponse ends the connection over a broker response kafkaguard
+// refuses to decode or cannot rewrite.
+func (c *conn) badResponse(api string, err error) {
+	if c.setReason(reasonBadResponse, err) {
+		c.s.metrics.reject(reasonBadResponse, api)
+		if ok, n := c.s.warnLog.allow(); ok {
+			c.log.Warn().Str("reason", reasonBadResponse).Str("api", api).Err(err).Int("suppressed", n).
+				Msg("bad upstream response")
+		}
+	}
+	c.client.Close()
+	c.upstream.Close()
 }
 
 func (c *conn) writeClient(b []byte) bool {

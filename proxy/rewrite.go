@@ -49,6 +49,16 @@ func (rw *rewriter) advertise(node int32, host string, port int32) (string, int3
 	return host, port
 }
 
+// maxHostGrowth is the most bytes rewriting one broker entry can add: the
+// longest host kafkaguard advertises (an unmapped broker keeps its own).
+func (rw *rewriter) maxHostGrowth() int {
+	n := 0
+	for _, r := range rw.s.routes {
+		n = max(n, len(r.advHost))
+	}
+	return n
+}
+
 // rewrite decodes body (the response after its header) with kmsg, rewrites
 // every broker address and returns the whole frame: head (size prefix and
 // response header, as the broker sent them) then the new body, with the
