@@ -110,12 +110,12 @@ var responseShapes = map[int16]struct {
 
 // Decoded structs are charged their Go size per element; strings their bytes
 // plus a header, tagged fields a map entry plus their bytes times
-// tagByteCost (kmsg decodes the known tags of ApiVersions into arrays whose
-// elements may be ~40 bytes for each byte on the wire).
+// tagByteCost (kmsg decodes the known tags of ApiVersions into feature
+// arrays: an element of at least 6 bytes on the wire is ~40 in Go).
 const (
 	stringCost  = 16
 	tagCost     = 64
-	tagByteCost = 48
+	tagByteCost = 8
 	// respCostBase covers the top-level struct and slack.
 	respCostBase = 1024
 )

@@ -40,6 +40,7 @@ type Pool struct {
 	inUse     atomic.Int64 // bytes handed out and not yet put back
 	highWater atomic.Int64
 	waiters   atomic.Int64
+	big       chan struct{} // cap 1: held by the one Reserve of several chunks that may wait
 }
 
 // PoolOptions configures NewPool.
@@ -68,6 +69,7 @@ func NewPool(o PoolOptions) (*Pool, error) {
 	}
 	return &Pool{
 		free:   make(chan []byte, n),
+		big:    make(chan struct{}, 1),
 		onWait: o.OnWait,
 		chunk:  o.ChunkBytes,
 		chunks: n,
@@ -136,11 +138,12 @@ func (p *Pool) TryGet() ([]byte, bool) {
 // Reserve takes n bytes of the budget, rounded up to whole chunks, for memory the caller allocates
 // itself (a response decoded to be rewritten, which needs one contiguous buffer and kmsg's structs), so
 // that it is counted like chunks and the budget stays a bound on everything held for clients. Reserved
-// chunks leave the pool: a free one is dropped for the GC, a never-allocated one is never made. It takes
-// all of them or none (two reservations each holding part of the budget would wait for each other), and
-// when they are not all free it polls every reservePoll until wait elapses (ErrPoolExhausted) or cancel
-// closes (ErrPoolClosed). It returns the number of chunks to pass to Unreserve. More than the whole
-// budget fails at once with ErrPoolExhausted.
+// chunks leave the pool: a free one is dropped for the GC, a never-allocated one is never made. When the
+// budget is spent it waits in line with Get, chunk by chunk, holding what it has (as a frame does), until
+// wait elapses (ErrPoolExhausted) or cancel closes (ErrPoolClosed); then nothing stays reserved. Only
+// one reservation of more than a chunk waits at a time, so two of them never hold parts of the budget
+// the other needs. It returns the number of chunks to pass to Unreserve. More than the whole budget
+// fails at once with ErrPoolExhausted.
 func (p *Pool) Reserve(n int64, wait time.Duration, cancel <-chan struct{}) (int, error) {
 	if n <= 0 {
 		return 0, nil
@@ -149,37 +152,38 @@ func (p *Pool) Reserve(n int64, wait time.Duration, cancel <-chan struct{}) (int
 	if int64(k) > p.chunks {
 		return 0, fmt.Errorf("reserve %d bytes: more than the budget of %d: %w", n, p.Capacity(), ErrPoolExhausted)
 	}
-	var t *time.Timer
 	deadline := time.Now().Add(wait)
-	for {
-		got := 0
-		for got < k && p.reserveFree() {
-			got++
-		}
-		if got == k {
-			return k, nil
-		}
-		p.Unreserve(got)
-		left := time.Until(deadline)
-		if left <= 0 {
-			return 0, ErrPoolExhausted
-		}
-		if t == nil {
-			t = time.NewTimer(min(left, reservePoll))
-			defer t.Stop()
-		} else {
-			t.Reset(min(left, reservePoll))
-		}
+	if k > 1 {
 		select {
-		case <-t.C:
-		case <-cancel:
-			return 0, ErrPoolClosed
+		case p.big <- struct{}{}:
+		default:
+			if wait <= 0 {
+				return 0, ErrPoolExhausted
+			}
+			t := time.NewTimer(wait)
+			defer t.Stop()
+			select {
+			case p.big <- struct{}{}:
+			case <-t.C:
+				return 0, ErrPoolExhausted
+			case <-cancel:
+				return 0, ErrPoolClosed
+			}
+		}
+		defer func() { <-p.big }()
+	}
+	for i := range k {
+		if p.reserveFree() {
+			continue
+		}
+		// The chunk Get returns is dropped: its slot is reserved.
+		if _, err := p.Get(time.Until(deadline), cancel); err != nil {
+			p.Unreserve(i)
+			return 0, err
 		}
 	}
+	return k, nil
 }
-
-// reservePoll is how often a Reserve that found the budget spent looks again.
-const reservePoll = 5 * time.Millisecond
 
 // reserveFree reserves one slot without waiting: a free chunk (dropped) or an unallocated slot.
 func (p *Pool) reserveFree() bool {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kafkaguard/kafkaguard/framing"
+	"github.com/kafkaguard/kafkaguard/limits"
 )
 
 var (
@@ -220,17 +221,28 @@ func (c *conn) relayRewritten(p pending, total int) bool {
 		return false
 	}
 	pool := c.s.opts.Pool
-	held, ok := c.reserve(api, int64(total))
-	if !ok {
-		return false
-	}
+	var buf []byte
+	held := 0
 	defer func() { pool.Unreserve(held) }()
-	buf := make([]byte, total)
-	n := copy(buf, c.rbuf[c.rr:c.rw])
-	c.consumeResp(n)
-	if _, err := io.ReadFull(c.upstream, buf[n:]); err != nil {
-		c.upstreamFailed(err)
-		return false
+	if total <= len(c.rbuf) {
+		// It fits the chunk it is being read into: decode it there.
+		if !c.fillResp(total) {
+			return false
+		}
+		buf = c.rbuf[c.rr : c.rr+total]
+		defer c.consumeResp(total)
+	} else {
+		var ok bool
+		if held, ok = c.reserve(api, int64(total)); !ok {
+			return false
+		}
+		buf = make([]byte, total)
+		n := copy(buf, c.rbuf[c.rr:c.rw])
+		c.consumeResp(n)
+		if _, err := io.ReadFull(c.upstream, buf[n:]); err != nil {
+			c.upstreamFailed(err)
+			return false
+		}
 	}
 	hlen, err := framing.ResponseHeaderLen(buf[4:], p.key, p.version)
 	if err != nil {
@@ -256,10 +268,10 @@ func (c *conn) relayRewritten(p pending, total int) bool {
 	// by one kafkaguard advertises.
 	outBytes := int64(total) + int64(addrs)*int64(c.s.rw.maxHostGrowth()) + 64
 	more, ok := c.reserve(api, cost+outBytes)
+	held += more
 	if !ok {
 		return false
 	}
-	held += more
 	out, err := c.s.rw.rewrite(p.key, p.version, buf[:4+hlen], body)
 	if err != nil {
 		c.badResponse(api, fmt.Errorf("rewrite %s v%d: %w", api, p.version, err))
@@ -270,10 +282,11 @@ func (c *conn) relayRewritten(p pending, total int) bool {
 }
 
 // reserve takes n bytes of the pool budget for a rewrite (see
-// relayRewritten), waiting up to pool.wait; it returns the chunks to
-// give back, or closes the connection pool_exhausted.
+// relayRewritten), evicting slow frames and waiting up to pool.wait as a
+// chunk request does; it returns the chunks to give back, or closes the
+// connection pool_exhausted.
 func (c *conn) reserve(api string, n int64) (int, bool) {
-	k, err := c.s.opts.Pool.Reserve(n, c.s.opts.PoolWait, c.s.done)
+	k, err := c.reserveBytes(n)
 	if err != nil {
 		if c.setReason(reasonPoolExhausted, fmt.Errorf("rewrite %s: %d bytes: %w", api, n, err)) {
 			c.s.metrics.reject(reasonPoolExhausted, api)
@@ -287,6 +300,27 @@ func (c *conn) reserve(api string, n int64) (int, bool) {
 		return 0, false
 	}
 	return k, true
+}
+
+// reserveBytes is takeChunk for a reservation of n bytes.
+func (c *conn) reserveBytes(n int64) (int, error) {
+	pool := c.s.opts.Pool
+	k, err := pool.Reserve(n, 0, nil)
+	if err == nil || n > pool.Capacity() {
+		return k, err
+	}
+	c.s.evictSlowest(c, evictStale)
+	deadline := time.Now().Add(c.s.opts.PoolWait)
+	for {
+		k, err := pool.Reserve(n, min(time.Until(deadline), evictAfter), c.s.done)
+		if err == nil {
+			return k, nil
+		}
+		if errors.Is(err, limits.ErrPoolClosed) || !time.Now().Before(deadline) {
+			return 0, err
+		}
+		c.s.evictSlowest(c, evictAfter)
+	}
 }
 
 // badResponse ends the connection over a broker response kafkaguard
