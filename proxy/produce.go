@@ -16,8 +16,10 @@ const (
 	keyProduce int16 = 0
 	// errMessageTooLarge is Kafka's MESSAGE_TOO_LARGE error code.
 	errMessageTooLarge int16 = 10
-	// maxRejectPartitions bounds the topic-partitions remembered to answer
-	// one rejected Produce; a request naming more is closed instead.
+	// maxRejectPartitions bounds the topic-partitions a rejected Produce may
+	// name. Nothing is remembered per partition (the answer is written as
+	// they are read), and MaxLocalAnswerBytes closes a request long before
+	// this; it only stops a count that is absurd on its face.
 	maxRejectPartitions = 100000
 )
 
@@ -61,7 +63,9 @@ func peekProduceAcks(body []byte, version int16) (acks int16, ok bool, err error
 // both close the connection, as Kafka does. Otherwise the body is read
 // through (one chunk of scratch, records skipped) and answered with
 // MESSAGE_TOO_LARGE for every topic-partition, in its turn behind the
-// responses still owed, and the connection stays open.
+// responses still owed, and the connection stays open. The answer is
+// written into pooled chunks while the request is read and must fit
+// MaxLocalAnswerBytes, or the connection is closed answer_too_large.
 func (c *conn) reject(h framing.RequestHeader, size int32, start time.Time) bool {
 	pol := c.s.opts.Policy
 	limitErr := fmt.Errorf("%w: Produce v%d of %d bytes, limit %d", framing.ErrFrameTooLarge, h.APIVersion, size, pol.Limit(h.APIKey))
