@@ -68,3 +68,30 @@ func TestProduceAnswerStopsAtWriterLimit(t *testing.T) {
 		t.Fatalf("walk: %v, want the writer's error", err)
 	}
 }
+
+// For every body the reader accepts, the streamed answer is AppendProduceError's.
+func FuzzProduceAnswer(f *testing.F) {
+	for v := int16(0); v <= 13; v++ {
+		for _, c := range produceCases {
+			f.Add(v, c.body(v))
+		}
+	}
+	f.Fuzz(func(t *testing.T, version int16, body []byte) {
+		version = ((version % 14) + 14) % 14
+		var req ProduceRequest
+		if err := NewProduceReader(bytes.NewReader(body), version, nil, 1000).Topics(&req); err != nil {
+			return
+		}
+		want := AppendProduceError(nil, 5, &req, 10)[SizeLen:]
+		var got bytes.Buffer
+		a, _ := NewProduceAnswer(&got, version, 5, 10)
+		var head ProduceRequest
+		if err := NewProduceReader(bytes.NewReader(body), version, nil, 1000).Walk(&head, a); err != nil {
+			t.Fatalf("Topics accepted the body, Walk: %v", err)
+		}
+		a.Finish()
+		if !bytes.Equal(got.Bytes(), want) {
+			t.Fatalf("v%d: streamed answer differs from AppendProduceError", version)
+		}
+	})
+}

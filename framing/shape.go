@@ -57,7 +57,7 @@ type shape struct {
 	addr   bool // an element is a broker address kafkaguard rewrites
 }
 
-func f(k kind, from, to int16) field           { return field{kind: k, from: from, to: to} }
+func fld(k kind, from, to int16) field         { return field{kind: k, from: from, to: to} }
 func arr(e *shape, from, to int16) field       { return field{kind: fArray, from: from, to: to, elem: e} }
 func sizeOf[T any]() int64                     { var v T; return int64(unsafe.Sizeof(v)) }
 func (fl field) in(v int16) bool               { return v >= fl.from && (fl.to < 0 || v <= fl.to) }
@@ -66,34 +66,34 @@ func addrShape(size int64, fs ...field) *shape { s := newShape(size, fs...); s.a
 
 var (
 	metadataBroker = addrShape(sizeOf[kmsg.MetadataResponseBroker](),
-		f(fInt32, 0, -1), f(fString, 0, -1), f(fInt32, 0, -1), f(fNullString, 1, -1))
+		fld(fInt32, 0, -1), fld(fString, 0, -1), fld(fInt32, 0, -1), fld(fNullString, 1, -1))
 	metadataPartition = newShape(sizeOf[kmsg.MetadataResponseTopicPartition](),
-		f(fInt16, 0, -1), f(fInt32, 0, -1), f(fInt32, 0, -1), f(fInt32, 7, -1),
-		f(fInt32s, 0, -1), f(fInt32s, 0, -1), f(fInt32s, 5, -1))
+		fld(fInt16, 0, -1), fld(fInt32, 0, -1), fld(fInt32, 0, -1), fld(fInt32, 7, -1),
+		fld(fInt32s, 0, -1), fld(fInt32s, 0, -1), fld(fInt32s, 5, -1))
 	metadataTopic = newShape(sizeOf[kmsg.MetadataResponseTopic](),
-		f(fInt16, 0, -1), f(fNullString, 0, -1), f(fUUID, 10, -1), f(fInt8, 1, -1),
-		arr(metadataPartition, 0, -1), f(fInt32, 8, -1))
+		fld(fInt16, 0, -1), fld(fNullString, 0, -1), fld(fUUID, 10, -1), fld(fInt8, 1, -1),
+		arr(metadataPartition, 0, -1), fld(fInt32, 8, -1))
 	metadataResponse = newShape(0,
-		f(fInt32, 3, -1), arr(metadataBroker, 0, -1), f(fNullString, 2, -1), f(fInt32, 1, -1),
-		arr(metadataTopic, 0, -1), f(fInt32, 8, 10), f(fInt16, 13, -1))
+		fld(fInt32, 3, -1), arr(metadataBroker, 0, -1), fld(fNullString, 2, -1), fld(fInt32, 1, -1),
+		arr(metadataTopic, 0, -1), fld(fInt32, 8, 10), fld(fInt16, 13, -1))
 
 	coordinator = addrShape(sizeOf[kmsg.FindCoordinatorResponseCoordinator](),
-		f(fString, 0, -1), f(fInt32, 0, -1), f(fString, 0, -1), f(fInt32, 0, -1),
-		f(fInt16, 0, -1), f(fNullString, 0, -1))
+		fld(fString, 0, -1), fld(fInt32, 0, -1), fld(fString, 0, -1), fld(fInt32, 0, -1),
+		fld(fInt16, 0, -1), fld(fNullString, 0, -1))
 	findCoordinatorResponse = newShape(0,
-		f(fInt32, 1, -1), f(fInt16, 0, 3), f(fNullString, 1, 3), f(fInt32, 0, 3), f(fString, 0, 3),
-		f(fInt32, 0, 3), arr(coordinator, 4, -1))
+		fld(fInt32, 1, -1), fld(fInt16, 0, 3), fld(fNullString, 1, 3), fld(fInt32, 0, 3), fld(fString, 0, 3),
+		fld(fInt32, 0, 3), arr(coordinator, 4, -1))
 
 	clusterBroker = addrShape(sizeOf[kmsg.DescribeClusterResponseBroker](),
-		f(fInt32, 0, -1), f(fString, 0, -1), f(fInt32, 0, -1), f(fNullString, 0, -1), f(fInt8, 2, -1))
+		fld(fInt32, 0, -1), fld(fString, 0, -1), fld(fInt32, 0, -1), fld(fNullString, 0, -1), fld(fInt8, 2, -1))
 	describeClusterResponse = newShape(0,
-		f(fInt32, 0, -1), f(fInt16, 0, -1), f(fNullString, 0, -1), f(fInt8, 1, -1), f(fString, 0, -1),
-		f(fInt32, 0, -1), arr(clusterBroker, 0, -1), f(fInt32, 0, -1))
+		fld(fInt32, 0, -1), fld(fInt16, 0, -1), fld(fNullString, 0, -1), fld(fInt8, 1, -1), fld(fString, 0, -1),
+		fld(fInt32, 0, -1), arr(clusterBroker, 0, -1), fld(fInt32, 0, -1))
 
 	apiKey = newShape(sizeOf[kmsg.ApiVersionsResponseApiKey](),
-		f(fInt16, 0, -1), f(fInt16, 0, -1), f(fInt16, 0, -1))
+		fld(fInt16, 0, -1), fld(fInt16, 0, -1), fld(fInt16, 0, -1))
 	apiVersionsResponse = newShape(0,
-		f(fInt16, 0, -1), arr(apiKey, 0, -1), f(fInt32, 1, -1))
+		fld(fInt16, 0, -1), arr(apiKey, 0, -1), fld(fInt32, 1, -1))
 )
 
 // responseShapes maps an API key to its response shape and first flexible
