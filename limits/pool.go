@@ -185,6 +185,16 @@ func (p *Pool) Reserve(n int64, wait time.Duration, cancel <-chan struct{}) (int
 	return k, nil
 }
 
+// Keep turns a chunk the caller holds into one chunk of reserved budget (as Reserve takes), for memory
+// the caller allocates in its place: the chunk itself is dropped and must not be used again. It never
+// waits. It returns 1, to pass to Unreserve with the rest.
+func (p *Pool) Keep(c []byte) int {
+	if cap(c) != p.chunk {
+		panic(fmt.Sprintf("limits: Keep of a chunk with capacity %d from a pool of %d-byte chunks", cap(c), p.chunk))
+	}
+	return 1 // the slot stays allocated and in use; Unreserve frees it
+}
+
 // reserveFree reserves one slot without waiting: a free chunk (dropped) or an unallocated slot.
 func (p *Pool) reserveFree() bool {
 	select {

@@ -409,3 +409,24 @@ func TestPoolReserveHammer(t *testing.T) {
 		t.Fatalf("the whole budget is not reservable at the end: %d, %v", k, err)
 	}
 }
+
+// Keep turns a held chunk into a reserved one: still counted until Unreserve,
+// which makes the slot usable again.
+func TestPoolKeep(t *testing.T) {
+	p := mustPool(t, PoolOptions{ChunkBytes: 64, TotalBytes: 64})
+	c, _ := p.TryGet()
+	k := p.Keep(c)
+	if k != 1 || p.InUse() != 64 {
+		t.Fatalf("Keep = %d, InUse %d; want 1 and the chunk still counted", k, p.InUse())
+	}
+	if _, ok := p.TryGet(); ok {
+		t.Fatal("TryGet succeeded while the kept chunk's budget is held")
+	}
+	p.Unreserve(k)
+	if p.InUse() != 0 {
+		t.Fatalf("InUse = %d after Unreserve", p.InUse())
+	}
+	if _, ok := p.TryGet(); !ok {
+		t.Fatal("the slot was not given back")
+	}
+}

@@ -211,6 +211,8 @@ func (c *conn) relayLarge(buffered []byte, total int) bool {
 // buffer is made, then, once framing.ResponseCost has walked the body and
 // refused any count its bytes cannot hold, what kmsg will allocate and the
 // re-encoded output. Both are given back when the response is written. A
+// small response alone in the chunk it was read into is copied out and the
+// chunk's own budget covers it all (Pool.Keep), so it waits for no one. A
 // body that is malformed, too large or impossible closes the connection
 // (bad_response); one whose rewrite does not fit the budget within
 // pool.wait closes it pool_exhausted.
@@ -224,13 +226,18 @@ func (c *conn) relayRewritten(p pending, total int) bool {
 	var buf []byte
 	held := 0
 	defer func() { pool.Unreserve(held) }()
-	if total <= len(c.rbuf) {
-		// It fits the chunk it is being read into: decode it there.
+	inChunk := total <= len(c.rbuf)
+	if inChunk {
+		// It fits the chunk it is being read into: walk it there.
 		if !c.fillResp(total) {
 			return false
 		}
 		buf = c.rbuf[c.rr : c.rr+total]
-		defer c.consumeResp(total)
+		defer func() {
+			if c.rbuf != nil {
+				c.consumeResp(total)
+			}
+		}()
 	} else {
 		var ok bool
 		if held, ok = c.reserve(api, int64(total)); !ok {
@@ -266,11 +273,21 @@ func (c *conn) relayRewritten(p pending, total int) bool {
 	}
 	// The output is the input re-encoded, each broker entry's host replaced
 	// by one kafkaguard advertises.
-	outBytes := int64(total) + int64(addrs)*int64(c.s.rw.maxHostGrowth()) + 64
-	more, ok := c.reserve(api, cost+outBytes)
-	held += more
-	if !ok {
-		return false
+	need := cost + int64(total) + int64(addrs)*int64(c.s.rw.maxHostGrowth()) + 64
+	if inChunk && c.rw-c.rr == total && int64(total)+need <= int64(len(c.rbuf)) {
+		// Small and alone in its chunk (the common case): copy it out and
+		// let the chunk's budget cover the copy, the decode and the output,
+		// so the rewrite waits for no one.
+		buf = append(make([]byte, 0, total), buf...)
+		body = buf[4+hlen:]
+		held += pool.Keep(c.rbuf)
+		c.rbuf, c.rr, c.rw = nil, 0, 0
+	} else {
+		more, ok := c.reserve(api, need)
+		held += more
+		if !ok {
+			return false
+		}
 	}
 	out, err := c.s.rw.rewrite(p.key, p.version, buf[:4+hlen], body)
 	if err != nil {
