@@ -164,7 +164,6 @@ func TestUnreadAnswersStopReading(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Logf("answers stalled at %v after %v", last, time.Since(deadline.Add(-15*time.Second)))
 	grew := liveHeap() - base
 	perConn := int64(2*(64<<10) + 3*chunk) // queued answers up to the bound + one more, frame, scratch
 	t.Logf("%d connections × %d pipelined oversized Produce, unread: %v answered so far, pool in use %d KiB (high water %d KiB), live heap +%.1f MiB",
