@@ -63,6 +63,13 @@ type Limits struct {
 	// closed instead. Zero (the default) means 4 x the Produce limit; see
 	// Config.EffectiveMaxDrain.
 	MaxDrainBytes Size `koanf:"max_drain_bytes"`
+	// MaxLocalAnswerBytes caps the MESSAGE_TOO_LARGE answer kafkaguard builds
+	// for an oversized Produce (its size follows the partitions the request
+	// names); a request whose answer would be larger closes the connection
+	// (answer_too_large). It is also how much of the pool a connection's
+	// unread answers may hold before its requests stop being read.
+	// Default 64KiB; 1KiB..16MiB.
+	MaxLocalAnswerBytes Size `koanf:"max_local_answer_bytes"`
 	// DenyAPI lists kmsg API names refused outright, whatever their size.
 	DenyAPI []string `koanf:"deny_api"`
 	// UnknownAPI says what to do with an API key kmsg does not know: "close"
@@ -200,6 +207,8 @@ func Default() Config {
 			MaxRequestBytes:  1 * MiB,
 			MaxClientIDBytes: 256,
 			UnknownAPI:       UnknownAPIClose,
+
+			MaxLocalAnswerBytes: 64 * KiB,
 		},
 		Timeouts: Timeouts{
 			Header:   10 * time.Second,

@@ -215,6 +215,9 @@ func (c Config) validateLimits(p *problems) {
 	if l.MaxClientIDBytes < 0 || l.MaxClientIDBytes > maxClientIDBytes {
 		p.addf("limits.max_client_id_bytes", "must be between 0 and %d, got %d", maxClientIDBytes, l.MaxClientIDBytes)
 	}
+	if l.MaxLocalAnswerBytes < KiB || l.MaxLocalAnswerBytes > 16*MiB {
+		p.addf("limits.max_local_answer_bytes", "must be between %s and %s, got %s", Size(KiB), Size(16*MiB), l.MaxLocalAnswerBytes)
+	}
 	if l.MaxDrainBytes < 0 {
 		p.addf("limits.max_drain_bytes", "must not be negative (0 means 4 x the Produce limit), got %s", l.MaxDrainBytes)
 	}

@@ -64,6 +64,7 @@ func TestValidateErrors(t *testing.T) {
 		{"client id negative", func(c *Config) { c.Limits.MaxClientIDBytes = -1 }, "limits.max_client_id_bytes", "between 0 and 32767"},
 		{"client id too long", func(c *Config) { c.Limits.MaxClientIDBytes = 32768 }, "limits.max_client_id_bytes", "between 0 and 32767"},
 		{"drain negative", func(c *Config) { c.Limits.MaxDrainBytes = -1 }, "limits.max_drain_bytes", "negative"},
+		{"local answer tiny", func(c *Config) { c.Limits.MaxLocalAnswerBytes = 100 }, "limits.max_local_answer_bytes", "between"},
 		{"deny unknown", func(c *Config) { c.Limits.DenyAPI = []string{"Produce", "CreateTopic"} }, "limits.deny_api[1]", "unknown API name (did you mean CreateTopics?)"},
 		{"unknown_api bad", func(c *Config) { c.Limits.UnknownAPI = "drop" }, "limits.unknown_api", `must be close or forward, got "drop"`},
 		{"timeout zero", func(c *Config) { c.Timeouts.Dial = 0 }, "timeouts.dial", "positive"},

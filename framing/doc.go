@@ -6,9 +6,13 @@
 // version from kmsg's tables (HeaderVersion, APIName), streams a Produce
 // body to learn its acks, topics and partitions while skipping the records
 // through a caller's scratch buffer (ProduceReader), and builds the local
-// MESSAGE_TOO_LARGE answer (AppendProduceError). No length read off the
-// wire is ever used to size an allocation: every one is checked against a
-// bound first, and bulk bytes only pass through fixed buffers. The package
+// MESSAGE_TOO_LARGE answer (AppendProduceError, or ProduceAnswer, which
+// streams it to a bounded writer while ProduceReader.Walk reads the request,
+// holding nothing per partition). Before a response is decoded to rewrite
+// it, ResponseCost walks its shape, refuses counts its bytes cannot hold and
+// bounds what kmsg will allocate. No length read off the wire is ever used
+// to size an allocation: every one is checked against a bound first, and
+// bulk bytes only pass through fixed buffers. The package
 // starts no goroutines and keeps no global mutable state.
 //
 // A client-to-broker pump uses it like this (errors and pooling elided):

@@ -145,14 +145,81 @@ func (p *ProduceReader) Topics(req *ProduceRequest) error {
 	if p.state != readHead {
 		return p.err
 	}
-	if err := p.topics(req); err != nil {
+	if err := p.topics(collector{req}); err != nil {
 		return p.fail(err)
 	}
 	p.state = readDone
 	return nil
 }
 
-func (p *ProduceReader) topics(req *ProduceRequest) error {
+// ProduceVisitor is told what a ProduceReader reads, as it reads it, so a
+// caller can act on a request (answer it, say) without the reader holding
+// its topics and partitions: ProduceReader.Walk keeps nothing per topic or
+// partition, however many the request names. An error from a method stops
+// the read and is returned by Walk (wrapped).
+type ProduceVisitor interface {
+	// Topics is called once, with the number of topics, before the first.
+	Topics(n int) error
+	// Topic is called for each topic: its name (v0-12; the bytes are
+	// valid only during the call) or its TopicID (v13+).
+	Topic(name []byte, id [16]byte) error
+	// Partitions is called after Topic with the topic's partition count.
+	Partitions(n int) error
+	// Partition is called for each partition index of the current topic.
+	Partition(index int32) error
+}
+
+// Walk reads the head into req like Head (if not done yet), then the topic
+// array like Topics, but hands each topic and partition to v instead of
+// collecting them in req.Topics, which it leaves alone.
+func (p *ProduceReader) Walk(req *ProduceRequest, v ProduceVisitor) error {
+	if err := p.Head(req); err != nil {
+		return err
+	}
+	if p.state != readHead {
+		return p.err
+	}
+	if err := p.topics(v); err != nil {
+		return p.fail(err)
+	}
+	p.state = readDone
+	return nil
+}
+
+// collector is the ProduceVisitor behind Topics: it fills req.Topics,
+// reusing its slices and strings.
+type collector struct{ req *ProduceRequest }
+
+func (c collector) Topics(int) error {
+	c.req.Topics = c.req.Topics[:0]
+	return nil
+}
+
+func (c collector) Topic(name []byte, id [16]byte) error {
+	req := c.req
+	if len(req.Topics) < cap(req.Topics) {
+		req.Topics = req.Topics[:len(req.Topics)+1]
+	} else {
+		req.Topics = append(req.Topics, ProduceTopic{})
+	}
+	t := &req.Topics[len(req.Topics)-1]
+	t.Partitions = t.Partitions[:0]
+	if t.Name != string(name) {
+		t.Name = string(name)
+	}
+	t.TopicID = id
+	return nil
+}
+
+func (collector) Partitions(int) error { return nil }
+
+func (c collector) Partition(index int32) error {
+	t := &c.req.Topics[len(c.req.Topics)-1]
+	t.Partitions = append(t.Partitions, index)
+	return nil
+}
+
+func (p *ProduceReader) topics(v ProduceVisitor) error {
 	n, err := p.arrayLen("topic count")
 	if err != nil {
 		return err
@@ -160,23 +227,19 @@ func (p *ProduceReader) topics(req *ProduceRequest) error {
 	if n > p.maxParts {
 		return fmt.Errorf("%w: %d topics, limit %d", ErrTooManyPartitions, n, p.maxParts)
 	}
-	req.Topics = req.Topics[:0]
+	if err := v.Topics(n); err != nil {
+		return err
+	}
 	total := 0
 	for range n {
-		if len(req.Topics) < cap(req.Topics) {
-			req.Topics = req.Topics[:len(req.Topics)+1]
-		} else {
-			req.Topics = append(req.Topics, ProduceTopic{})
-		}
-		t := &req.Topics[len(req.Topics)-1]
-		t.Partitions = t.Partitions[:0]
+		var name []byte
+		var id [16]byte
 		if p.version >= 13 {
 			b, err := p.next("topic id", 16)
 			if err != nil {
 				return err
 			}
-			t.TopicID = [16]byte(b)
-			t.Name = ""
+			id = [16]byte(b)
 		} else {
 			b, null, err := p.string("topic name")
 			if err != nil {
@@ -185,10 +248,10 @@ func (p *ProduceReader) topics(req *ProduceRequest) error {
 			if null {
 				return malformed("topic name", "null")
 			}
-			if t.Name != string(b) {
-				t.Name = string(b)
-			}
-			t.TopicID = [16]byte{}
+			name = b
+		}
+		if err := v.Topic(name, id); err != nil {
+			return err
 		}
 
 		np, err := p.arrayLen("partition count")
@@ -198,12 +261,17 @@ func (p *ProduceReader) topics(req *ProduceRequest) error {
 		if total += np; total > p.maxParts {
 			return fmt.Errorf("%w: at least %d partitions, limit %d", ErrTooManyPartitions, total, p.maxParts)
 		}
+		if err := v.Partitions(np); err != nil {
+			return err
+		}
 		for range np {
 			b, err := p.next("partition index", 4)
 			if err != nil {
 				return err
 			}
-			t.Partitions = append(t.Partitions, int32(binary.BigEndian.Uint32(b)))
+			if err := v.Partition(int32(binary.BigEndian.Uint32(b))); err != nil {
+				return err
+			}
 			if err := p.skipRecords(); err != nil {
 				return err
 			}

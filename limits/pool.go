@@ -40,6 +40,7 @@ type Pool struct {
 	inUse     atomic.Int64 // bytes handed out and not yet put back
 	highWater atomic.Int64
 	waiters   atomic.Int64
+	big       chan struct{} // cap 1: held by the one Reserve of several chunks that may wait
 }
 
 // PoolOptions configures NewPool.
@@ -68,6 +69,7 @@ func NewPool(o PoolOptions) (*Pool, error) {
 	}
 	return &Pool{
 		free:   make(chan []byte, n),
+		big:    make(chan struct{}, 1),
 		onWait: o.OnWait,
 		chunk:  o.ChunkBytes,
 		chunks: n,
@@ -86,9 +88,14 @@ func (p *Pool) Get(wait time.Duration, cancel <-chan struct{}) ([]byte, error) {
 		return nil, ErrPoolExhausted
 	}
 	// Every chunk is allocated and out, so one can only come back through the channel: a Put between
-	// TryGet and the select below lands in the buffer and is received here.
+	// TryGet and the select below lands in the buffer and is received here. An Unreserve frees a slot
+	// instead; it feeds the channel when it sees a waiter, and a waiter counted after its look tries
+	// TryGet once more.
 	p.waiters.Add(1)
 	defer p.waiters.Add(-1)
+	if c, ok := p.TryGet(); ok {
+		return c, nil
+	}
 	start := time.Now()
 	t := time.NewTimer(wait)
 	defer t.Stop()
@@ -124,6 +131,109 @@ func (p *Pool) TryGet() ([]byte, bool) {
 			c := make([]byte, p.chunk)
 			p.take()
 			return c, true
+		}
+	}
+}
+
+// Reserve takes n bytes of the budget, rounded up to whole chunks, for memory the caller allocates
+// itself (a response decoded to be rewritten, which needs one contiguous buffer and kmsg's structs), so
+// that it is counted like chunks and the budget stays a bound on everything held for clients. Reserved
+// chunks leave the pool: a free one is dropped for the GC, a never-allocated one is never made. When the
+// budget is spent it waits in line with Get, chunk by chunk, holding what it has (as a frame does), until
+// wait elapses (ErrPoolExhausted) or cancel closes (ErrPoolClosed); then nothing stays reserved. Only
+// one reservation of more than a chunk waits at a time, so two of them never hold parts of the budget
+// the other needs. It returns the number of chunks to pass to Unreserve. More than the whole budget
+// fails at once with ErrPoolExhausted.
+func (p *Pool) Reserve(n int64, wait time.Duration, cancel <-chan struct{}) (int, error) {
+	if n <= 0 {
+		return 0, nil
+	}
+	k := int((n + int64(p.chunk) - 1) / int64(p.chunk))
+	if int64(k) > p.chunks {
+		return 0, fmt.Errorf("reserve %d bytes: more than the budget of %d: %w", n, p.Capacity(), ErrPoolExhausted)
+	}
+	deadline := time.Now().Add(wait)
+	if k > 1 {
+		select {
+		case p.big <- struct{}{}:
+		default:
+			if wait <= 0 {
+				return 0, ErrPoolExhausted
+			}
+			t := time.NewTimer(wait)
+			defer t.Stop()
+			select {
+			case p.big <- struct{}{}:
+			case <-t.C:
+				return 0, ErrPoolExhausted
+			case <-cancel:
+				return 0, ErrPoolClosed
+			}
+		}
+		defer func() { <-p.big }()
+	}
+	for i := range k {
+		if p.reserveFree() {
+			continue
+		}
+		// The chunk Get returns is dropped: its slot is reserved.
+		if _, err := p.Get(time.Until(deadline), cancel); err != nil {
+			p.Unreserve(i)
+			return 0, err
+		}
+	}
+	return k, nil
+}
+
+// Keep turns a chunk the caller holds into one chunk of reserved budget (as Reserve takes), for memory
+// the caller allocates in its place: the chunk itself is dropped and must not be used again. It never
+// waits. It returns 1, to pass to Unreserve with the rest.
+func (p *Pool) Keep(c []byte) int {
+	if cap(c) != p.chunk {
+		panic(fmt.Sprintf("limits: Keep of a chunk with capacity %d from a pool of %d-byte chunks", cap(c), p.chunk))
+	}
+	return 1 // the slot stays allocated and in use; Unreserve frees it
+}
+
+// reserveFree reserves one slot without waiting: a free chunk (dropped) or an unallocated slot.
+func (p *Pool) reserveFree() bool {
+	select {
+	case <-p.free:
+		p.take()
+		return true
+	default:
+	}
+	for {
+		n := p.allocated.Load()
+		if n >= p.chunks {
+			return false
+		}
+		if p.allocated.CompareAndSwap(n, n+1) {
+			p.take()
+			return true
+		}
+	}
+}
+
+// Unreserve gives back k chunks of budget taken by Reserve, once the caller's memory is garbage. Each
+// becomes an unallocated slot again, or, when a Get is waiting, a fresh chunk handed to it.
+func (p *Pool) Unreserve(k int) {
+	for range k {
+		if p.inUse.Add(-int64(p.chunk)) < 0 {
+			panic("limits: Unreserve of more than was reserved")
+		}
+		p.allocated.Add(-1)
+		if p.waiters.Load() > 0 {
+			for {
+				n := p.allocated.Load()
+				if n >= p.chunks {
+					break // a waiter's own TryGet took the slot
+				}
+				if p.allocated.CompareAndSwap(n, n+1) {
+					p.free <- make([]byte, p.chunk)
+					break
+				}
+			}
 		}
 	}
 }

@@ -308,3 +308,125 @@ func BenchmarkPoolGetPutParallel(b *testing.B) {
 		}
 	})
 }
+
+// Reserve takes whole chunks of the budget for memory the caller allocates:
+// counted in InUse and the high-water mark, refused past the budget, and
+// handed back to a waiting Get by Unreserve.
+func TestPoolReserve(t *testing.T) {
+	p := mustPool(t, PoolOptions{ChunkBytes: 64, TotalBytes: 4 * 64})
+	held, _ := p.TryGet()
+	p.Put(held) // one chunk allocated and free: Reserve drops it
+
+	if _, err := p.Reserve(5*64, longWait, nil); !errors.Is(err, ErrPoolExhausted) {
+		t.Fatalf("Reserve over the whole budget: %v, want ErrPoolExhausted at once", err)
+	}
+	k, err := p.Reserve(3*64+1, longWait, nil) // rounds up to 4 chunks
+	if err != nil || k != 4 {
+		t.Fatalf("Reserve = %d, %v; want 4 chunks", k, err)
+	}
+	if p.InUse() != 4*64 || p.HighWater() != 4*64 {
+		t.Errorf("InUse %d, HighWater %d; want the whole budget", p.InUse(), p.HighWater())
+	}
+	if _, ok := p.TryGet(); ok {
+		t.Fatal("TryGet succeeded with the budget reserved")
+	}
+	if _, err := p.Reserve(1, time.Millisecond, nil); !errors.Is(err, ErrPoolExhausted) {
+		t.Fatalf("Reserve with the budget spent: %v, want ErrPoolExhausted after the wait", err)
+	}
+	if p.InUse() != 4*64 {
+		t.Errorf("a failed Reserve left InUse at %d", p.InUse())
+	}
+
+	done := make(chan error, 1)
+	go func() {
+		c, err := p.Get(longWait, nil)
+		if err == nil {
+			p.Put(c)
+		}
+		done <- err
+	}()
+	waitFor(t, "Get to wait", func() bool { return p.Waiters() == 1 })
+	p.Unreserve(k)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("waiting Get after Unreserve: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a waiting Get was not woken by Unreserve")
+	}
+	if p.InUse() != 0 {
+		t.Errorf("InUse = %d after Unreserve and Put", p.InUse())
+	}
+	// The whole budget is usable again.
+	if k, err := p.Reserve(4*64, 0, nil); err != nil || k != 4 {
+		t.Fatalf("Reserve of the budget after Unreserve = %d, %v", k, err)
+	}
+}
+
+// Reservations and chunks from many goroutines never pass the budget and
+// never lose a slot.
+func TestPoolReserveHammer(t *testing.T) {
+	const size = 32
+	p := mustPool(t, PoolOptions{ChunkBytes: size, TotalBytes: 8 * size})
+	var wg sync.WaitGroup
+	errs := make(chan error, 32)
+	for w := range 32 {
+		wg.Go(func() {
+			for r := range 200 {
+				if (w+r)%3 == 0 {
+					k, err := p.Reserve(int64(1+r%3)*size, longWait, nil)
+					if err != nil {
+						errs <- err
+						return
+					}
+					if p.InUse() > p.Capacity() {
+						errs <- errors.New("InUse over the budget")
+					}
+					runtime.Gosched()
+					p.Unreserve(k)
+					continue
+				}
+				c, err := p.Get(longWait, nil)
+				if err != nil {
+					errs <- err
+					return
+				}
+				runtime.Gosched()
+				p.Put(c)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if p.InUse() != 0 {
+		t.Errorf("InUse = %d after everything was given back", p.InUse())
+	}
+	if k, err := p.Reserve(p.Capacity(), 0, nil); err != nil || k != 8 {
+		t.Fatalf("the whole budget is not reservable at the end: %d, %v", k, err)
+	}
+}
+
+// Keep turns a held chunk into a reserved one: still counted until Unreserve,
+// which makes the slot usable again.
+func TestPoolKeep(t *testing.T) {
+	p := mustPool(t, PoolOptions{ChunkBytes: 64, TotalBytes: 64})
+	c, _ := p.TryGet()
+	k := p.Keep(c)
+	if k != 1 || p.InUse() != 64 {
+		t.Fatalf("Keep = %d, InUse %d; want 1 and the chunk still counted", k, p.InUse())
+	}
+	if _, ok := p.TryGet(); ok {
+		t.Fatal("TryGet succeeded while the kept chunk's budget is held")
+	}
+	p.Unreserve(k)
+	if p.InUse() != 0 {
+		t.Fatalf("InUse = %d after Unreserve", p.InUse())
+	}
+	if _, ok := p.TryGet(); !ok {
+		t.Fatal("the slot was not given back")
+	}
+}

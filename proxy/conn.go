@@ -46,6 +46,13 @@ type conn struct {
 	prod    *framing.ProduceReader // reads the body of the rejected Produce being drained
 	prodReq framing.ProduceRequest
 
+	// localBytes is the pool bytes held by local answers queued and not yet
+	// written (added by the request pump, taken off by whichever releases
+	// them); answerFreed (cap 1, made with the first answer) tells a request
+	// pump waiting in awaitAnswers that it shrank.
+	localBytes  atomic.Int64
+	answerFreed chan struct{}
+
 	clientID string // client id of the last request header, for offences and logs
 	frames   int64
 	in, out  atomic.Int64
@@ -54,8 +61,12 @@ type conn struct {
 	// lets it finish instead of cutting it.
 	frameBusy atomic.Bool
 	// holdSince is when the frame being read, which holds pool chunks,
-	// started (unix ns); 0 between frames. Read by evictSlowest.
+	// started (unix ns); 0 between frames and while a frame waits on the
+	// broker rather than the client. Read by evictSlowest.
 	holdSince atomic.Int64
+	// frameDone is set (by the request pump) once every byte of the frame
+	// being forwarded has arrived: it then waits only on the broker.
+	frameDone bool
 
 	reasonMu  sync.Mutex
 	reason    string
@@ -132,6 +143,7 @@ func (c *conn) serve() {
 		}
 	}
 	c.owed.finish()
+	c.dropAnswers()
 	c.releaseResp()
 	if c.upstream != nil {
 		c.upstream.Close()

@@ -40,7 +40,8 @@ type harnessOpts struct {
 	gate       *limits.GateOptions
 	mutate     func(*Options)
 	kfakeOpts  []kfake.Opt
-	noUpstream bool // listeners point at a closed port
+	noUpstream bool     // listeners point at a closed port
+	upstreams  []string // listeners point at these instead of a kfake cluster (fakeBroker)
 }
 
 func newHarness(t *testing.T, ho harnessOpts) *harness {
@@ -58,7 +59,10 @@ func newHarness(t *testing.T, ho harnessOpts) *harness {
 	}
 	h := &harness{t: t, reg: prometheus.NewRegistry()}
 	var upstreams []string
-	if ho.noUpstream {
+	if len(ho.upstreams) > 0 {
+		upstreams = ho.upstreams
+		ho.brokers = len(upstreams)
+	} else if ho.noUpstream {
 		for range ho.brokers {
 			upstreams = append(upstreams, closedAddr(t))
 		}

@@ -13,8 +13,9 @@ type pending struct {
 	// due is when the broker's response is overdue (queued + RequestTimeout).
 	due time.Time
 	// local, when non-nil, is a complete response frame kafkaguard built
-	// itself; it is written in its turn instead of reading the upstream.
-	local []byte
+	// itself, in pooled chunks; it is written in its turn instead of
+	// reading the upstream, and its chunks released.
+	local *answer
 }
 
 // pumpLinger is how long a response pump with nothing owed waits for more
@@ -156,6 +157,17 @@ func (q *inflight) owes() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.busy || q.head < len(q.queue)
+}
+
+// rest removes and returns what is still queued. Called once the pump has
+// ended (a failed pump leaves entries behind), so that the chunks of local
+// answers in them go back to the pool.
+func (q *inflight) rest() []pending {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	r := q.queue[q.head:]
+	q.queue, q.head = nil, 0
+	return r
 }
 
 // failNow marks the response side failed: enqueue refuses from now on.

@@ -22,9 +22,9 @@ import (
 // brokers here are a few lines of Go on 127.0.0.1:0, not kfake, because
 // kfake always answers promptly.
 
-// fakeBroker accepts connections and hands each to serve. Close ends the
+// scriptedBroker accepts connections and hands each to serve. Close ends the
 // listener and every connection it accepted.
-type fakeBroker struct {
+type scriptedBroker struct {
 	ln    net.Listener
 	mu    sync.Mutex
 	conns []net.Conn
@@ -32,17 +32,17 @@ type fakeBroker struct {
 	wg    sync.WaitGroup
 }
 
-// brokerReply says what a fakeBroker does with one request: the response
+// brokerReply says what a scriptedBroker does with one request: the response
 // to write (nil: none), and whether to close the connection after it.
 type brokerReply func(key int16, corr int32) (resp []byte, closeAfter bool)
 
-func newFakeBroker(t testing.TB, reply brokerReply) *fakeBroker {
+func newScriptedBroker(t testing.TB, reply brokerReply) *scriptedBroker {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &fakeBroker{ln: ln, got: make(chan struct{}, 64)}
+	b := &scriptedBroker{ln: ln, got: make(chan struct{}, 64)}
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
@@ -62,7 +62,7 @@ func newFakeBroker(t testing.TB, reply brokerReply) *fakeBroker {
 	return b
 }
 
-func (b *fakeBroker) serve(c net.Conn, reply brokerReply) {
+func (b *scriptedBroker) serve(c net.Conn, reply brokerReply) {
 	defer c.Close()
 	var hdr [12]byte
 	for {
@@ -89,7 +89,7 @@ func (b *fakeBroker) serve(c net.Conn, reply brokerReply) {
 	}
 }
 
-func (b *fakeBroker) Close() {
+func (b *scriptedBroker) Close() {
 	b.ln.Close()
 	b.mu.Lock()
 	for _, c := range b.conns {
@@ -99,10 +99,10 @@ func (b *fakeBroker) Close() {
 	b.wg.Wait()
 }
 
-func (b *fakeBroker) addr() string { return b.ln.Addr().String() }
+func (b *scriptedBroker) addr() string { return b.ln.Addr().String() }
 
 // waitRequest waits until the broker has read a request frame.
-func (b *fakeBroker) waitRequest(t *testing.T) {
+func (b *scriptedBroker) waitRequest(t *testing.T) {
 	t.Helper()
 	select {
 	case <-b.got:
@@ -195,7 +195,7 @@ func TestShutdownDeadlineWhateverThePeers(t *testing.T) {
 		setup func(t *testing.T) (upstream string, mutate func(*Options), send []byte, wait func(*testing.T))
 	}{
 		{"broker never answers", func(t *testing.T) (string, func(*Options), []byte, func(*testing.T)) {
-			b := newFakeBroker(t, neverAnswers)
+			b := newScriptedBroker(t, neverAnswers)
 			return b.addr(), nil, heartbeat(1), b.waitRequest
 		}},
 		{"upstream dial never completes", func(t *testing.T) (string, func(*Options), []byte, func(*testing.T)) {
@@ -218,7 +218,7 @@ func TestShutdownDeadlineWhateverThePeers(t *testing.T) {
 			return closedAddr(t), mutate, heartbeat(1), wait
 		}},
 		{"client never finishes its frame", func(t *testing.T) (string, func(*Options), []byte, func(*testing.T)) {
-			b := newFakeBroker(t, neverAnswers)
+			b := newScriptedBroker(t, neverAnswers)
 			return b.addr(), nil, heartbeat(1)[:10], func(*testing.T) { time.Sleep(100 * time.Millisecond) }
 		}},
 	}
@@ -260,7 +260,7 @@ func TestShutdownDeadlineWhateverThePeers(t *testing.T) {
 // connection closed as request_timeout, counted against the broker, not as
 // an offence of the client.
 func TestRequestTimeoutClosesConnection(t *testing.T) {
-	b := newFakeBroker(t, neverAnswers)
+	b := newScriptedBroker(t, neverAnswers)
 	s, reg, addr := lifecycleServer(t, b.addr(), func(o *Options) { o.RequestTimeout = 300 * time.Millisecond })
 	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
 	if err != nil {
@@ -298,7 +298,7 @@ func TestBrokerCloseNoticedPromptly(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			b := newFakeBroker(t, func(_ int16, corr int32) ([]byte, bool) {
+			b := newScriptedBroker(t, func(_ int16, corr int32) ([]byte, bool) {
 				return response(corr, 10), tc.closeAfter == 0
 			})
 			s, reg, addr := lifecycleServer(t, b.addr(), nil)
@@ -360,7 +360,7 @@ func TestWriteTimeoutMeasuresProgress(t *testing.T) {
 		step         = 32 << 10             // read this much ...
 		pause        = 4 * time.Millisecond // ... then pause this long
 	)
-	b := newFakeBroker(t, func(_ int16, corr int32) ([]byte, bool) {
+	b := newScriptedBroker(t, func(_ int16, corr int32) ([]byte, bool) {
 		if corr == 4 {
 			return response(corr, 100), false
 		}
@@ -433,7 +433,7 @@ func TestWriteTimeoutMeasuresProgress(t *testing.T) {
 //	go test -run '^$' -bench IdleConnections -benchtime 1x ./proxy/
 func BenchmarkIdleConnections(b *testing.B) {
 	const n = 1000
-	br := newFakeBroker(b, func(_ int16, corr int32) ([]byte, bool) { return response(corr, 10), false })
+	br := newScriptedBroker(b, func(_ int16, corr int32) ([]byte, bool) { return response(corr, 10), false })
 	_, _, addr := lifecycleServer(b, br.addr(), nil)
 	buf := make([]byte, 64)
 	for range b.N {
@@ -474,7 +474,7 @@ func BenchmarkIdleConnections(b *testing.B) {
 func BenchmarkLargeResponse(b *testing.B) {
 	const total = 16 << 20
 	resp := response(0, total)
-	br := newFakeBroker(b, func(_ int16, corr int32) ([]byte, bool) {
+	br := newScriptedBroker(b, func(_ int16, corr int32) ([]byte, bool) {
 		binary.BigEndian.PutUint32(resp[4:], uint32(corr))
 		return resp, false
 	})

@@ -75,6 +75,14 @@ type Options struct {
 	// MaxRewriteBytes bounds a response decoded for address rewriting
 	// (default 16 MiB); a larger one closes the connection.
 	MaxRewriteBytes int32
+	// MaxLocalAnswerBytes bounds a response kafkaguard builds itself (the
+	// MESSAGE_TOO_LARGE answer to an oversized Produce, whose size follows
+	// the partitions the request names), size prefix included (default
+	// 64 KiB). An answer that would be larger closes the connection
+	// (answer_too_large) instead, as Kafka closes on a request it cannot
+	// answer. It is also how many pool bytes a connection's queued answers
+	// may hold before kafkaguard stops reading its requests.
+	MaxLocalAnswerBytes int
 	// UnmappedPort, when non-zero, advertises brokers that no route fronts
 	// at their own host with this port (one kafkaguard sidecar per broker).
 	UnmappedPort int
@@ -111,6 +119,9 @@ func (o *Options) setDefaults() error {
 	def(&o.RequestTimeout, 5*time.Minute)
 	if o.MaxInflight <= 0 {
 		o.MaxInflight = 128
+	}
+	if o.MaxLocalAnswerBytes <= 0 {
+		o.MaxLocalAnswerBytes = 64 << 10
 	}
 	if o.MaxRewriteBytes <= 0 {
 		o.MaxRewriteBytes = 16 << 20

@@ -9,14 +9,17 @@ import (
 	"time"
 
 	"github.com/kafkaguard/kafkaguard/framing"
+	"github.com/kafkaguard/kafkaguard/limits"
 )
 
 const (
 	keyProduce int16 = 0
 	// errMessageTooLarge is Kafka's MESSAGE_TOO_LARGE error code.
 	errMessageTooLarge int16 = 10
-	// maxRejectPartitions bounds the topic-partitions remembered to answer
-	// one rejected Produce; a request naming more is closed instead.
+	// maxRejectPartitions bounds the topic-partitions a rejected Produce may
+	// name. Nothing is remembered per partition (the answer is written as
+	// they are read), and MaxLocalAnswerBytes closes a request long before
+	// this; it only stops a count that is absurd on its face.
 	maxRejectPartitions = 100000
 )
 
@@ -60,7 +63,9 @@ func peekProduceAcks(body []byte, version int16) (acks int16, ok bool, err error
 // both close the connection, as Kafka does. Otherwise the body is read
 // through (one chunk of scratch, records skipped) and answered with
 // MESSAGE_TOO_LARGE for every topic-partition, in its turn behind the
-// responses still owed, and the connection stays open.
+// responses still owed, and the connection stays open. The answer is
+// written into pooled chunks while the request is read and must fit
+// MaxLocalAnswerBytes, or the connection is closed answer_too_large.
 func (c *conn) reject(h framing.RequestHeader, size int32, start time.Time) bool {
 	pol := c.s.opts.Policy
 	limitErr := fmt.Errorf("%w: Produce v%d of %d bytes, limit %d", framing.ErrFrameTooLarge, h.APIVersion, size, pol.Limit(h.APIKey))
@@ -90,12 +95,26 @@ func (c *conn) reject(h framing.RequestHeader, size int32, start time.Time) bool
 	c.qr += inFrame
 	c.setReadDeadline(deadline)
 	// A reader per rejected frame: it keeps its scratch, and the scratch
-	// chunk goes back to the pool when this frame is done.
+	// chunk goes back to the pool when this frame is done. The answer is
+	// written into pooled chunks as the topics and partitions are read, so
+	// nothing is held per partition and the answer never passes
+	// MaxLocalAnswerBytes: a request naming more closes the connection.
 	c.prod = framing.NewProduceReader(body, h.APIVersion, scratch, maxRejectPartitions)
 	defer func() { c.prod = nil }()
 	req := &c.prodReq
 	req.Version = h.APIVersion
-	err := c.readProduce(req)
+	ans := &answer{c: c}
+	err := ans.begin()
+	var pa *framing.ProduceAnswer
+	if err == nil {
+		pa, err = framing.NewProduceAnswer(ans, h.APIVersion, h.CorrelationID, errMessageTooLarge)
+	}
+	if err == nil {
+		err = c.prod.Walk(req, pa)
+	}
+	if err == nil {
+		err = pa.Finish()
+	}
 	if err == nil {
 		// Whatever the reader left (it stops at the request's last tag) is
 		// read through too, so the next frame starts where the client
@@ -104,14 +123,11 @@ func (c *conn) reject(h framing.RequestHeader, size int32, start time.Time) bool
 	}
 	c.in.Add(int64(total-inFrame) - rest.N)
 	if err != nil {
-		if timeout, eof := classifyIO(err); timeout || eof {
-			c.readFailed(err, reasonFrameTimeout, "Produce")
-		} else {
-			c.offence(reasonMalformedBody, "Produce", c.s.opts.Weights.Closed, err)
-		}
+		ans.release()
+		c.rejectFailed(err, limitErr)
 		return false
 	}
-	resp := framing.AppendProduceError(nil, h.CorrelationID, req, errMessageTooLarge)
+	ans.seal()
 	c.s.metrics.reject(reasonTooLarge, "Produce")
 	c.s.metrics.local("Produce", "MESSAGE_TOO_LARGE")
 	c.warn(reasonTooLarge, "Produce", fmt.Errorf("%w; answered MESSAGE_TOO_LARGE", limitErr))
@@ -119,7 +135,13 @@ func (c *conn) reject(h framing.RequestHeader, size int32, start time.Time) bool
 	if g := c.s.opts.Gate; g != nil && c.ip.IsValid() && c.s.opts.Weights.RejectedProduce > 0 {
 		_, banned = g.Offence(c.ip, c.clientID, reasonTooLarge, c.s.opts.Weights.RejectedProduce)
 	}
-	if !c.enqueue(pending{corr: h.CorrelationID, key: h.APIKey, version: h.APIVersion, local: resp}) {
+	c.holdSince.Store(0) // read whole: from here on it waits on the queue, not the client
+	if c.answerFreed == nil {
+		c.answerFreed = make(chan struct{}, 1)
+	}
+	ans.queued()
+	if !c.enqueue(pending{corr: h.CorrelationID, key: h.APIKey, version: h.APIVersion, local: ans}) {
+		ans.release()
 		c.setReason(reasonUpstreamClosed, nil)
 		return false
 	}
@@ -132,11 +154,23 @@ func (c *conn) reject(h framing.RequestHeader, size int32, start time.Time) bool
 	return true
 }
 
-func (c *conn) readProduce(req *framing.ProduceRequest) error {
-	if err := c.prod.Head(req); err != nil {
-		return err
+// rejectFailed ends the connection whose oversized Produce could not be
+// read through and answered.
+func (c *conn) rejectFailed(err, limitErr error) {
+	switch timeout, eof := classifyIO(err); {
+	case errors.Is(err, errAnswerTooLarge):
+		c.offence(reasonAnswerTooLarge, "Produce", c.s.opts.Weights.Closed,
+			fmt.Errorf("%w; the answer would be over %d bytes: %w", limitErr, c.s.opts.MaxLocalAnswerBytes, err))
+	case errors.Is(err, limits.ErrPoolExhausted), errors.Is(err, limits.ErrPoolClosed):
+		if c.setReason(reasonPoolExhausted, err) {
+			c.s.metrics.reject(reasonPoolExhausted, "Produce")
+			c.warn(reasonPoolExhausted, "Produce", err)
+		}
+	case timeout || eof:
+		c.readFailed(err, reasonFrameTimeout, "Produce")
+	default:
+		c.offence(reasonMalformedBody, "Produce", c.s.opts.Weights.Closed, err)
 	}
-	return c.prod.Topics(req)
 }
 
 // onlyReader hides WriterTo so io.CopyBuffer uses the given chunk.

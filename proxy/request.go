@@ -34,6 +34,8 @@ const (
 	reasonHeaderTimeout  = "header_timeout"
 	reasonFrameTimeout   = "frame_timeout"
 	reasonSlowFrame      = "slow_frame"
+	reasonAnswerTooLarge = "answer_too_large"
+	reasonBadResponse    = "bad_response"
 	reasonMalformed      = "malformed_header"
 	reasonMalformedBody  = "malformed_produce"
 	reasonClientIDTooBig = string(limits.ReasonClientIDTooLong)
@@ -50,6 +52,10 @@ var errNotKafka = errors.New("not the Kafka protocol")
 func (c *conn) requestLoop() (clean bool) {
 	defer c.releaseReq()
 	for {
+		if !c.awaitAnswers() {
+			reason, _ := c.closeReason()
+			return reason == reasonShutdown
+		}
 		size, start, ok := c.readSize()
 		if !ok || !c.frame(size, start) {
 			// Ends that still owe the client its responses: its own end
@@ -279,7 +285,8 @@ func (c *conn) readHeader(size int32, start time.Time) (framing.RequestHeader, b
 
 // getChunk takes a chunk from the pool, waiting at most PoolWait. When the
 // pool is spent it evicts, one at a time, the connections whose unfinished
-// frames have held chunks longest (at once for a frame a second old, else
+// frames (still waiting for client bytes; a frame waiting on the broker is
+// not one) have held chunks longest (at once for a frame a second old, else
 // after 200 ms of waiting): a few hundred slow clients declaring frames just
 // under the limit would otherwise hold the whole pool and starve everyone.
 func (c *conn) getChunk() ([]byte, bool) {
@@ -399,6 +406,18 @@ func (c *conn) forward(h framing.RequestHeader, size int32, start time.Time) boo
 	}
 	queued := false
 	send := func(bufs [][]byte) bool {
+		// What is read is now waiting on the broker (a dial, a free
+		// in-flight slot, a slow write), not on the client: backpressure,
+		// bounded by the dial and write timeouts, never a slow frame to
+		// evict. A cut-through frame still waiting for the client's bytes
+		// becomes evictable again after the send, its age shifted by the
+		// time the broker took.
+		held, sent := c.holdSince.Swap(0), time.Now()
+		defer func() {
+			if held != 0 && !c.frameDone {
+				c.holdSince.Store(held + time.Since(sent).Nanoseconds())
+			}
+		}()
 		if !queued {
 			if !c.ensureUpstream() {
 				return false
@@ -412,11 +431,13 @@ func (c *conn) forward(h framing.RequestHeader, size int32, start time.Time) boo
 		return c.writeUpstream(bufs)
 	}
 
+	c.frameDone = false
 	if total <= len(c.qbuf) {
 		// The frame fits the chunk: complete it there and send it in one write.
 		if !c.fillReq(total, deadline, reasonFrameTimeout, api) {
 			return false
 		}
+		c.frameDone = true
 		c.bufs = append(c.bufs[:0], c.qbuf[c.qr:c.qr+total])
 		if !send(c.bufs) {
 			return false
@@ -460,6 +481,7 @@ func (c *conn) forward(h framing.RequestHeader, size int32, start time.Time) boo
 		}
 	}
 	c.bufs = append(c.bufs, cur[segStart:filled])
+	c.frameDone = true
 	if !send(c.bufs) {
 		return false
 	}

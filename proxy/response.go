@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kafkaguard/kafkaguard/framing"
+	"github.com/kafkaguard/kafkaguard/limits"
 )
 
 // reasonRequestTimeout closes a connection whose broker owed a response
@@ -44,7 +45,7 @@ func (c *conn) responseLoop() {
 			return
 		}
 		if p.local != nil {
-			ok = c.writeClient(p.local)
+			ok = c.writeAnswer(p.local)
 		} else {
 			ok = c.relayNext(p)
 			if c.rr == c.rw {
@@ -255,30 +256,97 @@ func (c *conn) relayLarge(buffered []byte, total int) bool {
 
 // relayRewritten reads a whole Metadata, FindCoordinator, DescribeCluster
 // or ApiVersions response, rewrites it and writes the result.
+//
+// kmsg decodes from one contiguous buffer and allocates by the counts the
+// broker declares, so this memory is counted against the pool budget like
+// chunks are (Pool.Reserve), in two steps: the body's bytes before the
+// buffer is made, then, once framing.ResponseCost has walked the body and
+// refused any count its bytes cannot hold, what kmsg will allocate and the
+// re-encoded output. Both are given back when the response is written. A
+// small response alone in the chunk it was read into is copied out and the
+// chunk's own budget covers it all (Pool.Keep), so it waits for no one. A
+// body that is malformed, too large or impossible closes the connection
+// (bad_response); one whose rewrite does not fit the budget within
+// pool.wait closes it pool_exhausted.
 func (c *conn) relayRewritten(p pending, total int) bool {
+	api := framing.APIName(p.key)
 	if total-4 > int(c.s.opts.MaxRewriteBytes) {
-		c.responseFailed(fmt.Errorf("%w: %d bytes", errRewriteTooBig, total-4))
+		c.badResponse(api, fmt.Errorf("%w: %d bytes", errRewriteTooBig, total-4))
 		return false
 	}
-	// The broker is trusted and the size bounded: one buffer per rewritten
-	// response (these APIs are rare next to Produce and Fetch).
-	buf := make([]byte, total)
-	n := copy(buf, c.rbuf[c.rr:c.rw])
-	c.consumeResp(n)
-	if _, err := io.ReadFull(c.upstream, buf[n:]); err != nil {
-		c.upstreamFailed(err)
-		return false
+	pool := c.s.opts.Pool
+	var buf []byte
+	held := 0
+	defer func() { pool.Unreserve(held) }()
+	inChunk := total <= len(c.rbuf)
+	if inChunk {
+		// It fits the chunk it is being read into: walk it there.
+		if !c.fillResp(total) {
+			return false
+		}
+		buf = c.rbuf[c.rr : c.rr+total]
+		defer func() {
+			if c.rbuf != nil {
+				c.consumeResp(total)
+			}
+		}()
+	} else {
+		var ok bool
+		if held, ok = c.reserve(api, int64(total)); !ok {
+			return false
+		}
+		buf = make([]byte, total)
+		n := copy(buf, c.rbuf[c.rr:c.rw])
+		c.consumeResp(n)
+		if _, err := io.ReadFull(c.upstream, buf[n:]); err != nil {
+			c.upstreamFailed(err)
+			return false
+		}
 	}
 	hlen, err := framing.ResponseHeaderLen(buf[4:], p.key, p.version)
 	if err != nil {
-		c.responseFailed(fmt.Errorf("rewrite %s: %w", framing.APIName(p.key), err))
+		c.badResponse(api, fmt.Errorf("rewrite %s: %w", api, err))
 		return false
 	}
-	out, err := c.s.rw.rewrite(p.key, p.version, buf[:4+hlen], buf[4+hlen:])
+	body := buf[4+hlen:]
+	cost, addrs, err := framing.ResponseCost(p.key, p.version, body)
+	if p.key == keyAPIVersions {
+		// A broker that does not support the version asked answers in the
+		// v0 shape, which rewrite falls back to: it must walk too.
+		cost0, addrs0, err0 := framing.ResponseCost(p.key, 0, body)
+		if err != nil {
+			err = err0
+		}
+		cost, addrs = max(cost, cost0), max(addrs, addrs0)
+	}
 	if err != nil {
-		c.responseFailed(fmt.Errorf("rewrite %s v%d: %w", framing.APIName(p.key), p.version, err))
+		c.badResponse(api, fmt.Errorf("rewrite %s v%d: %w", api, p.version, err))
 		return false
 	}
+	// The output is the input re-encoded, each broker entry's host replaced
+	// by one kafkaguard advertises.
+	need := cost + int64(total) + int64(addrs)*int64(c.s.rw.maxHostGrowth()) + 64
+	if inChunk && c.rw-c.rr == total && int64(total)+need <= int64(len(c.rbuf)) {
+		// Small and alone in its chunk (the common case): copy it out and
+		// let the chunk's budget cover the copy, the decode and the output,
+		// so the rewrite waits for no one.
+		buf = append(make([]byte, 0, total), buf...)
+		body = buf[4+hlen:]
+		held += pool.Keep(c.rbuf)
+		c.rbuf, c.rr, c.rw = nil, 0, 0
+	} else {
+		more, ok := c.reserve(api, need)
+		held += more
+		if !ok {
+			return false
+		}
+	}
+	out, err := c.s.rw.rewrite(p.key, p.version, buf[:4+hlen], body)
+	if err != nil {
+		c.badResponse(api, fmt.Errorf("rewrite %s v%d: %w", api, p.version, err))
+		return false
+	}
+	buf = nil
 	return c.writeClient(out)
 }
 
@@ -292,6 +360,62 @@ func (c *conn) clientSideFailed(err error, wdl time.Time) bool {
 	}
 	gone, _ := peerClosed(c.upstream)
 	return !gone
+}
+
+// reserve takes n bytes of the pool budget for a rewrite (see
+// relayRewritten), evicting slow frames and waiting up to pool.wait as a
+// chunk request does; it returns the chunks to give back, or closes the
+// connection pool_exhausted.
+func (c *conn) reserve(api string, n int64) (int, bool) {
+	k, err := c.reserveBytes(n)
+	if err != nil {
+		if c.setReason(reasonPoolExhausted, fmt.Errorf("rewrite %s: %d bytes: %w", api, n, err)) {
+			c.s.metrics.reject(reasonPoolExhausted, api)
+			if ok, sup := c.s.warnLog.allow(); ok {
+				c.log.Warn().Str("reason", reasonPoolExhausted).Str("api", api).Int64("bytes", n).Err(err).
+					Int("suppressed", sup).Msg("response to rewrite does not fit the pool budget")
+			}
+		}
+		c.client.Close()
+		c.upstream.Close()
+		return 0, false
+	}
+	return k, true
+}
+
+// reserveBytes is takeChunk for a reservation of n bytes.
+func (c *conn) reserveBytes(n int64) (int, error) {
+	pool := c.s.opts.Pool
+	k, err := pool.Reserve(n, 0, nil)
+	if err == nil || n > pool.Capacity() {
+		return k, err
+	}
+	c.s.evictSlowest(c, evictStale)
+	deadline := time.Now().Add(c.s.opts.PoolWait)
+	for {
+		k, err := pool.Reserve(n, min(time.Until(deadline), evictAfter), c.s.done)
+		if err == nil {
+			return k, nil
+		}
+		if errors.Is(err, limits.ErrPoolClosed) || !time.Now().Before(deadline) {
+			return 0, err
+		}
+		c.s.evictSlowest(c, evictAfter)
+	}
+}
+
+// badResponse ends the connection over a broker response kafkaguard
+// refuses to decode or cannot rewrite.
+func (c *conn) badResponse(api string, err error) {
+	if c.setReason(reasonBadResponse, err) {
+		c.s.metrics.reject(reasonBadResponse, api)
+		if ok, n := c.s.warnLog.allow(); ok {
+			c.log.Warn().Str("reason", reasonBadResponse).Str("api", api).Err(err).Int("suppressed", n).
+				Msg("bad upstream response")
+		}
+	}
+	c.client.Close()
+	c.upstream.Close()
 }
 
 // writeClient writes b to the client. The write deadline measures a lack

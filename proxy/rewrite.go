@@ -49,6 +49,16 @@ func (rw *rewriter) advertise(node int32, host string, port int32) (string, int3
 	return host, port
 }
 
+// maxHostGrowth is the most bytes rewriting one broker entry can add: the
+// longest host kafkaguard advertises (an unmapped broker keeps its own).
+func (rw *rewriter) maxHostGrowth() int {
+	n := 0
+	for _, r := range rw.s.routes {
+		n = max(n, len(r.advHost))
+	}
+	return n
+}
+
 // rewrite decodes body (the response after its header) with kmsg, rewrites
 // every broker address and returns the whole frame: head (size prefix and
 // response header, as the broker sent them) then the new body, with the
@@ -76,12 +86,12 @@ func (rw *rewriter) rewrite(key, version int16, head, body []byte) ([]byte, erro
 			b.Host, b.Port = rw.advertise(b.NodeID, b.Host, b.Port)
 		}
 	case *kmsg.FindCoordinatorResponse:
-		if r.Host != "" || r.Port != 0 {
+		if isCoordinator(r.ErrorCode, r.NodeID, r.Host) {
 			r.Host, r.Port = rw.advertise(r.NodeID, r.Host, r.Port)
 		}
 		for i := range r.Coordinators {
 			co := &r.Coordinators[i]
-			if co.Host != "" || co.Port != 0 {
+			if isCoordinator(co.ErrorCode, co.NodeID, co.Host) {
 				co.Host, co.Port = rw.advertise(co.NodeID, co.Host, co.Port)
 			}
 		}
@@ -97,6 +107,16 @@ func (rw *rewriter) rewrite(key, version int16, head, body []byte) ([]byte, erro
 	binary.BigEndian.PutUint32(out, uint32(len(out)-4))
 	rw.s.metrics.rewrite(kmsg.NameForKey(key))
 	return out, nil
+}
+
+// isCoordinator reports whether a FindCoordinator entry names a broker. An
+// error entry (COORDINATOR_NOT_AVAILABLE and the like: node -1, host "",
+// port -1) names none: it is passed through untouched, neither counted as
+// an unmapped broker nor given rewrite.unmapped_port, or the client would
+// be sent to a port on no host. From v4 the top-level fields are not on
+// the wire and decode empty.
+func isCoordinator(errorCode int16, node int32, host string) bool {
+	return errorCode == 0 && node >= 0 && host != ""
 }
 
 // clampVersions narrows the versions a broker offers to those kafkaguard

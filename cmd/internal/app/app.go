@@ -194,6 +194,8 @@ func Build(cfg config.Config, log zerolog.Logger) (*App, error) {
 		UnmappedPort:    cfg.Rewrite.UnmappedPort,
 		Logger:          log,
 		Metrics:         m,
+
+		MaxLocalAnswerBytes: int(cfg.Limits.MaxLocalAnswerBytes),
 	})
 	if err != nil {
 		return nil, err

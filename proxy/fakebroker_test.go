@@ -1,0 +1,125 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// fakeBroker is a few lines of broker on 127.0.0.1:0 that answers every
+// request with whatever its handler returns: the response body after the
+// response header (nil: no answer, the request is swallowed). Tests use it
+// for brokers that answer badly or hugely, which kfake will not.
+type fakeBroker struct {
+	ln   net.Listener
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	conn []net.Conn
+}
+
+// brokerHandler returns the response body for one request.
+type brokerHandler func(key, version int16, body []byte) []byte
+
+func newFakeBroker(t *testing.T, h brokerHandler) *fakeBroker {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &fakeBroker{ln: ln}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			b.mu.Lock()
+			b.conn = append(b.conn, c)
+			b.mu.Unlock()
+			b.wg.Add(1)
+			go func() {
+				defer b.wg.Done()
+				b.serve(c, h)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		b.mu.Lock()
+		for _, c := range b.conn {
+			c.Close()
+		}
+		b.mu.Unlock()
+		b.wg.Wait()
+	})
+	return b
+}
+
+func (b *fakeBroker) addr() string { return b.ln.Addr().String() }
+
+func (b *fakeBroker) serve(c net.Conn, h brokerHandler) {
+	defer c.Close()
+	for {
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		var sz [4]byte
+		if _, err := io.ReadFull(c, sz[:]); err != nil {
+			return
+		}
+		req := make([]byte, binary.BigEndian.Uint32(sz[:]))
+		if _, err := io.ReadFull(c, req); err != nil || len(req) < 10 {
+			return
+		}
+		key := int16(binary.BigEndian.Uint16(req))
+		version := int16(binary.BigEndian.Uint16(req[2:]))
+		corr := req[4:8]
+		idLen := int(int16(binary.BigEndian.Uint16(req[8:])))
+		off := 10 + max(idLen, 0)
+		flexible := false
+		if r := kmsg.RequestForKey(key); r != nil {
+			r.SetVersion(version)
+			flexible = r.IsFlexible()
+		}
+		if flexible && off < len(req) {
+			_, w := binary.Uvarint(req[off:]) // request header tags: none expected
+			off += max(w, 0)
+		}
+		body := h(key, version, req[off:])
+		if body == nil {
+			continue
+		}
+		out := make([]byte, 4, 9+len(body))
+		out = append(out, corr...)
+		if flexible && key != keyAPIVersions {
+			out = append(out, 0)
+		}
+		out = append(out, body...)
+		binary.BigEndian.PutUint32(out, uint32(len(out)-4))
+		c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		if _, err := c.Write(out); err != nil {
+			return
+		}
+	}
+}
+
+// encodeResponse is a handler helper: the body of resp at version.
+func encodeResponse(resp kmsg.Response, version int16) []byte {
+	resp.SetVersion(version)
+	return resp.AppendTo(nil)
+}
+
+// closeConns closes every connection the broker accepted, so requests still
+// owed a response end (the broker "went away").
+func (b *fakeBroker) closeConns() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, c := range b.conn {
+		c.Close()
+	}
+}
