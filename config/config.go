@@ -166,7 +166,8 @@ type Abuse struct {
 	// Prefixes are stored masked (10.1.2.3/8 becomes 10.0.0.0/8).
 	Allow []netip.Prefix `koanf:"allow"`
 	// MaxTrackedSources bounds the sources tracked at once, so a spray of
-	// addresses cannot grow memory without end. Default 100000; at least 1.
+	// addresses cannot grow memory without end. Default 50000 (at most about 24 MB
+	// of heap, well inside the 64 MiB margin over the pool); at least 1.
 	MaxTrackedSources int `koanf:"max_tracked_sources"`
 	// Weights price each kind of offence.
 	Weights Weights `koanf:"weights"`
@@ -233,7 +234,7 @@ func Default() Config {
 			ForgetAfter:         time.Hour,
 			MaxConnectionsPerIP: 1000,
 			ConnectionRatePerIP: Rate{Count: 50, Per: time.Second},
-			MaxTrackedSources:   100000,
+			MaxTrackedSources:   50000,
 			Weights:             Weights{Closed: 1, RejectedProduce: 0.25},
 			IPv4Prefix:          32,
 			IPv6Prefix:          64,

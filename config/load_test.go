@@ -32,7 +32,7 @@ abuse:
   max_connections_per_ip: 1000
   connection_rate_per_ip: 50/s
   allow: [10.0.0.0/8]
-  max_tracked_sources: 100000
+  max_tracked_sources: 50000
 `
 
 func TestLoadBriefExample(t *testing.T) {

@@ -111,5 +111,4 @@ func (g *Gate) Sweep() {
 		}
 		ended = ended[:0]
 	}
-	g.clients.sweep(g.slot(now))
 }

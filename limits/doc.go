@@ -3,9 +3,9 @@
 // declared frame), the size Policy that judges a request from its header (per-API limits, denied and
 // unknown keys, versions), and the Gate that admits or refuses connections by source, an address prefix
 // such as an IPv6 /64 (bans for repeat offenders that double up to a cap, concurrent connections and
-// connection rate per source, bounded tracking of sources and client ids). It imports only the standard library: metrics and logs leave through
-// func hooks (PoolOptions.OnWait, GateOptions.OnBan and OnUnban) and gauges the caller reads. It starts no
-// goroutines; the owner of a Gate calls Sweep every few seconds.
+// connection rate per source, a bounded table of sources). It imports only the standard library: metrics and
+// logs leave through func hooks (PoolOptions.OnWait, GateOptions.OnBan and OnUnban) and gauges the caller
+// reads. It starts no goroutines; the owner of a Gate calls Sweep every few seconds.
 //
 // Usage:
 //

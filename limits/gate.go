@@ -22,7 +22,7 @@ const (
 	DefaultBanMin        = time.Minute
 	DefaultBanMax        = time.Hour
 	DefaultForgetAfter   = 24 * time.Hour
-	DefaultMaxTracked    = 100_000
+	DefaultMaxTracked    = 50_000
 	// DefaultIPv4Prefix judges each IPv4 address on its own: one host, one address, as a rule.
 	DefaultIPv4Prefix = 32
 	// DefaultIPv6Prefix judges IPv6 sources by /64, the smallest network handed to a host or a LAN: one
@@ -36,7 +36,7 @@ const longestBan = time.Duration(1 << 62)
 // GateOptions configures NewGate. Negative numbers count as zero.
 type GateOptions struct {
 	// OffencesBeforeBan is the weighted sum of offences within OffenceWindow that earns a ban. Zero disables
-	// bans (offences are still counted per client id).
+	// bans, and offences are then not tracked at all.
 	OffencesBeforeBan float64
 	// OffenceWindow is the sliding window offences are summed over; zero means DefaultOffenceWindow.
 	OffenceWindow time.Duration
@@ -59,8 +59,8 @@ type GateOptions struct {
 	// hosts). IPv4-mapped IPv6 prefixes are read as IPv4. Nil means none. A client's own address is checked,
 	// not its source prefix.
 	Allow []netip.Prefix
-	// MaxTracked bounds how many sources, and separately how many client ids, are tracked; see Gate for
-	// what is forgotten to make room. Zero means DefaultMaxTracked.
+	// MaxTracked bounds how many sources are tracked; see Gate for what is forgotten to make room. Zero
+	// means DefaultMaxTracked.
 	MaxTracked int
 	// Now returns the current time; nil means time.Now. Tests inject a fake clock.
 	Now func() time.Time
@@ -81,7 +81,7 @@ type Ban struct {
 	// Source is the banned prefix, masked: the client's address cut to IPv4Prefix or IPv6Prefix bits,
 	// e.g. 2001:db8::/64 or 192.0.2.7/32. SourceString formats it for people.
 	Source netip.Prefix
-	// ClientID is the last client id seen offending from Source, at most 256 bytes of it; empty if none.
+	// ClientID is the last client id seen offending from Source, at most 64 bytes of it; empty if none.
 	ClientID string
 	// Since is when the ban began; Until when it ends (for a ban lifted by Unban, when it was lifted).
 	Since, Until time.Time
@@ -107,14 +107,13 @@ type Ban struct {
 // Times are kept as nanoseconds since the gate was made, which keeps entries small and comparisons cheap.
 // A Gate is safe for concurrent use and starts no goroutines; the owner calls Sweep now and then.
 type Gate struct {
-	shards  []shard
-	mask    uint64
-	seed    maphash.Seed
-	allow   []netip.Prefix
-	clients *clientTracker
-	clock   func() time.Time
-	epoch   time.Time // as read from clock, for differences
-	wall    time.Time // epoch without a monotonic reading, for times reported in Ban
+	shards []shard
+	mask   uint64
+	seed   maphash.Seed
+	allow  []netip.Prefix
+	clock  func() time.Time
+	epoch  time.Time // as read from clock, for differences
+	wall   time.Time // epoch without a monotonic reading, for times reported in Ban
 
 	slotLen    int64 // nanoseconds per offence window slot
 	threshold  float64
@@ -189,7 +188,6 @@ func NewGate(o GateOptions) *Gate {
 	for i := range g.shards {
 		g.shards[i].m = make(map[netip.Prefix]*entry)
 	}
-	g.clients = newClientTracker(g.maxTracked)
 
 	for _, p := range o.Allow {
 		if !p.IsValid() {
@@ -300,10 +298,6 @@ func (g *Gate) Offence(addr netip.Addr, clientID string, reason string, weight f
 		return Ban{}, false
 	}
 	now := g.now()
-	clientID = clipClientID(clientID)
-	if clientID != "" {
-		g.clients.add(clientID, g.slot(now), weight)
-	}
 	if g.threshold <= 0 {
 		return Ban{}, false
 	}
@@ -328,7 +322,7 @@ func (g *Gate) Offence(addr netip.Addr, clientID string, reason string, weight f
 		e.bans = 0
 	}
 	e.dirtyAt = max(e.dirtyAt, now)
-	if clientID != "" && clientID != e.clientID {
+	if clientID = clipClientID(clientID); clientID != "" && clientID != e.clientID {
 		// The string may alias a pooled chunk; keep a copy (only on change, so repeats cost nothing).
 		e.clientID = strings.Clone(clientID)
 	}
@@ -378,12 +372,6 @@ func SourceString(p netip.Prefix) string {
 		return p.Addr().String()
 	}
 	return p.String()
-}
-
-// ClientOffences returns the weighted offences of a client id within the offence window. Client ids are
-// the client's own claim, so this informs logs and decisions by the caller; bans stay per source.
-func (g *Gate) ClientOffences(clientID string) float64 {
-	return g.clients.score(clipClientID(clientID), g.slot(g.now()))
 }
 
 // now returns the time since the epoch in nanoseconds, never negative.

@@ -9,16 +9,17 @@ import (
 )
 
 // maxBytesPerSource is the most heap one tracked source may hold with the longest client id kept: the
-// entry and its map slot (about 370 bytes), the clipped client id kept for the ban log, and the client id
-// tracker's own entry and copy. README's memory budget quotes it.
-const maxBytesPerSource = 1200
+// entry (224 bytes), its slot in its shard's map, the copy of its reason, and its client id clipped to
+// maxStoredClientID bytes. Measured at 429 bytes (Go 1.26, amd64); the margin is about 12%, small enough
+// that a second per-source table or a longer clip fails the test. README's memory budget quotes it.
+const maxBytesPerSource = 480
 
-// The source table at its bound: MaxTracked (the default, 100 000) IPv6 /64s, twice over, each offending
+// The source table at its bound: MaxTracked (the default, 50 000) IPv6 /64s, twice over, each offending
 // with a client id past the clipping length, the worst an address spray can do. The heap it holds stays
-// within MaxTracked x maxBytesPerSource, however many sources come.
+// within MaxTracked x maxBytesPerSource (24 MB at the default), however many sources come.
 func TestGateMemoryAtBound(t *testing.T) {
 	if testing.Short() {
-		t.Skip("200 000 sources; skipped with -short")
+		t.Skip("100 000 sources; skipped with -short")
 	}
 	const n = DefaultMaxTracked
 	var before, after runtime.MemStats
@@ -33,8 +34,7 @@ func TestGateMemoryAtBound(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	grew := int64(after.HeapAlloc) - int64(before.HeapAlloc)
-	t.Logf("%d sources and %d client ids tracked: heap +%d bytes, %d bytes a source", g.Tracked(), g.clients.len(),
-		grew, grew/int64(n))
+	t.Logf("%d sources tracked: heap +%d bytes, %d bytes a source", g.Tracked(), grew, grew/int64(n))
 	if g.Tracked() != n {
 		t.Errorf("Tracked = %d, want %d", g.Tracked(), n)
 	}

@@ -485,7 +485,7 @@ func TestGateBounded(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	pad := strings.Repeat("x", 300) // ids past 256 bytes are clipped, so the distinct part goes first
+	pad := strings.Repeat("x", 300) // ids past maxStoredClientID bytes are clipped, so the distinct part goes first
 	for i := range 100_000 {
 		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
 		g.Offence(a, strconv.Itoa(i)+pad, "too_large", 1)
@@ -498,12 +498,9 @@ func TestGateBounded(t *testing.T) {
 			t.Fatalf("Tracked = %d after %d addresses", g.Tracked(), i+1)
 		}
 	}
-	if n := g.clients.len(); n > maxTracked {
-		t.Fatalf("%d client ids tracked", n)
-	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
-	// About 300 bytes an address and 400 a client id when full; untracked, 100 000 of each would be 70 MB.
+	// About 450 bytes a source when full; untracked, 100 000 of them would be 45 MB.
 	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 16<<20 {
 		t.Errorf("heap grew by %d bytes tracking at most %d sources", grew, maxTracked)
 	}
@@ -512,8 +509,9 @@ func TestGateBounded(t *testing.T) {
 	for range 4 {
 		g.Offence(last, "", "too_large", 1)
 	}
-	if g.ClientOffences("99999"+pad) != 1 {
-		t.Error("the last client id was forgotten")
+	// Its ban carries the client id it offended with, clipped.
+	if bans := g.Bans(); len(bans) != 1 || bans[0].ClientID != ("99999" + pad)[:maxStoredClientID] {
+		t.Errorf("bans = %+v, want the last address's with its client id clipped to %d bytes", bans, maxStoredClientID)
 	}
 	if g.Tracked() != maxTracked {
 		t.Errorf("Tracked = %d, want full at %d", g.Tracked(), maxTracked)
@@ -524,8 +522,8 @@ func TestGateBounded(t *testing.T) {
 	// Once everything has aged out, Sweep gives the memory back.
 	c.Advance(time.Hour)
 	g.Sweep()
-	if g.Tracked() != 1 || g.clients.len() != 0 {
-		t.Errorf("after Sweep: Tracked = %d (want only the one with a ban history), clients = %d", g.Tracked(), g.clients.len())
+	if g.Tracked() != 1 {
+		t.Errorf("after Sweep: Tracked = %d, want only the one with a ban history", g.Tracked())
 	}
 }
 
@@ -662,29 +660,8 @@ func TestGateBansDisabled(t *testing.T) {
 			t.Fatal("banned with OffencesBeforeBan = 0")
 		}
 	}
-	if got := g.ClientOffences("cid"); got != 100 {
-		t.Errorf("ClientOffences = %v, want 100", got)
-	}
 	if g.Tracked() != 0 {
 		t.Errorf("Tracked = %d with bans disabled", g.Tracked())
-	}
-}
-
-func TestGateClientOffencesWindow(t *testing.T) {
-	c, r := newFakeClock(), &recorder{}
-	g := NewGate(banOptions(c, r))
-	g.Offence(addrA, "cid", "x", 2)
-	c.Advance(5 * time.Second)
-	g.Offence(addrB, "cid", "x", 1.5)
-	if got := g.ClientOffences("cid"); got != 3.5 {
-		t.Fatalf("ClientOffences = %v, want 3.5 across addresses", got)
-	}
-	c.Advance(5 * time.Second)
-	if got := g.ClientOffences("cid"); got != 1.5 {
-		t.Fatalf("ClientOffences = %v after the first left the window, want 1.5", got)
-	}
-	if got := g.ClientOffences("other"); got != 0 {
-		t.Fatalf("ClientOffences of an unknown id = %v", got)
 	}
 }
 
