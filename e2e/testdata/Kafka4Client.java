@@ -1,0 +1,166 @@
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Base64;
+import java.util.Collection;
+import java.util.Collections;
+import java.util.List;
+import java.util.Properties;
+import java.util.Scanner;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.clients.producer.RecordMetadata;
+import org.apache.kafka.common.Node;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.serialization.ByteArrayDeserializer;
+import org.apache.kafka.common.serialization.ByteArraySerializer;
+
+/**
+ * The Apache Kafka Java client, driven by kafkaguard's e2e suite (e2e/kafka4_clients_test.go).
+ *
+ * Usage: java -cp 'libs/*:DIR' Kafka4Client BOOTSTRAP TOPIC GROUP OVERSIZE_BYTES < records
+ * where each stdin line is "1|2 base64(key) base64(value)" (batch 1 or 2). Every result is
+ * one stdout line the Go test parses: VERSION, BROKER, DIRECT, GROUP1, GROUP2, OVERSIZED,
+ * SPLIT. Every wait is bounded; a failure prints ERROR and exits 1.
+ */
+public class Kafka4Client {
+    static final Base64.Encoder B64 = Base64.getEncoder();
+    static final Base64.Decoder D64 = Base64.getDecoder();
+
+    public static void main(String[] args) throws Exception {
+        String bootstrap = args[0], topic = args[1], group = args[2];
+        int oversize = Integer.parseInt(args[3]);
+        List<byte[][]> first = new ArrayList<>(), second = new ArrayList<>();
+        try (Scanner in = new Scanner(System.in)) {
+            while (in.hasNextLine()) {
+                String[] f = in.nextLine().trim().split(" ");
+                if (f.length != 3) continue;
+                byte[][] kv = {D64.decode(f[1]), D64.decode(f[2])};
+                (f[0].equals("1") ? first : second).add(kv);
+            }
+        }
+        System.out.println("VERSION " + org.apache.kafka.common.utils.internals.AppInfoParser.getVersion());
+
+        try (KafkaProducer<byte[], byte[]> p = producer(bootstrap, 1 << 20, 5)) {
+            produce(p, topic, first);
+        }
+        try (Admin admin = Admin.create(props(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap))) {
+            Collection<Node> nodes = admin.describeCluster().nodes().get(30, TimeUnit.SECONDS);
+            for (Node n : nodes) System.out.println("BROKER " + n.host() + ":" + n.port());
+        }
+        // Direct: assign every partition, read from the start, no group.
+        try (KafkaConsumer<byte[], byte[]> c = consumer(bootstrap, null)) {
+            List<TopicPartition> tps = new ArrayList<>();
+            c.partitionsFor(topic, Duration.ofSeconds(30)).forEach(pi -> tps.add(new TopicPartition(topic, pi.partition())));
+            c.assign(tps);
+            c.seekToBeginning(tps);
+            poll(c, "DIRECT", first.size(), false);
+        }
+        // Group: member 1 joins, reads batch 1, commits, leaves; member 2 joins after
+        // batch 2 and must see only batch 2.
+        try (KafkaConsumer<byte[], byte[]> c = consumer(bootstrap, group)) {
+            c.subscribe(Collections.singletonList(topic));
+            poll(c, "GROUP1", first.size(), true);
+        }
+        try (KafkaProducer<byte[], byte[]> p = producer(bootstrap, 1 << 20, 5)) {
+            produce(p, topic, second);
+        }
+        try (KafkaConsumer<byte[], byte[]> c = consumer(bootstrap, group)) {
+            c.subscribe(Collections.singletonList(topic));
+            poll(c, "GROUP2", second.size(), true);
+        }
+
+        // Oversized: a single record over kafkaguard's Produce limit (the client's own
+        // max.request.size is raised, so only kafkaguard can refuse it).
+        try (KafkaProducer<byte[], byte[]> p = producer(bootstrap, oversize * 4, 1)) {
+            byte[] big = new byte[oversize];
+            try {
+                p.send(new ProducerRecord<>(topic, "big".getBytes(), big)).get(60, TimeUnit.SECONDS);
+                System.out.println("OVERSIZED none: delivered");
+            } catch (ExecutionException e) {
+                System.out.println("OVERSIZED " + e.getCause().getClass().getName() + ": " + e.getCause().getMessage());
+            }
+            // A batch of several records that together exceed the limit, each under it:
+            // the producer must split it when answered MESSAGE_TOO_LARGE and deliver all.
+            int n = 4, each = oversize / 3;
+            List<Future<RecordMetadata>> fs = new ArrayList<>();
+            for (int i = 0; i < n; i++) {
+                fs.add(p.send(new ProducerRecord<>(topic, 0, ("split-" + i).getBytes(), new byte[each])));
+            }
+            int ok = 0;
+            StringBuilder errs = new StringBuilder();
+            for (Future<RecordMetadata> f : fs) {
+                try {
+                    f.get(60, TimeUnit.SECONDS);
+                    ok++;
+                } catch (ExecutionException e) {
+                    errs.append(' ').append(e.getCause().getClass().getSimpleName());
+                }
+            }
+            System.out.println("SPLIT " + ok + "/" + n + " delivered" + errs);
+        }
+        System.out.flush();
+    }
+
+    static Properties props(String k, String v) {
+        Properties p = new Properties();
+        p.put(k, v);
+        return p;
+    }
+
+    static KafkaProducer<byte[], byte[]> producer(String bootstrap, int maxRequest, int lingerMs) {
+        Properties p = props(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(ProducerConfig.CLIENT_ID_CONFIG, "kafkaguard-e2e-java");
+        p.put(ProducerConfig.ACKS_CONFIG, "all");
+        p.put(ProducerConfig.MAX_REQUEST_SIZE_CONFIG, Integer.toString(maxRequest));
+        p.put(ProducerConfig.BATCH_SIZE_CONFIG, Integer.toString(Math.max(maxRequest, 16384)));
+        p.put(ProducerConfig.LINGER_MS_CONFIG, Integer.toString(lingerMs * 20));
+        p.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, "60000");
+        p.put(ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, "30000");
+        p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
+        p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
+        return new KafkaProducer<>(p);
+    }
+
+    static KafkaConsumer<byte[], byte[]> consumer(String bootstrap, String group) {
+        Properties p = props(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(ConsumerConfig.CLIENT_ID_CONFIG, "kafkaguard-e2e-java");
+        if (group != null) p.put(ConsumerConfig.GROUP_ID_CONFIG, group);
+        p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
+        p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
+        p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
+        return new KafkaConsumer<>(p);
+    }
+
+    static void produce(KafkaProducer<byte[], byte[]> p, String topic, List<byte[][]> recs) throws Exception {
+        List<Future<RecordMetadata>> fs = new ArrayList<>();
+        for (byte[][] kv : recs) fs.add(p.send(new ProducerRecord<>(topic, kv[0], kv[1])));
+        for (Future<RecordMetadata> f : fs) f.get(60, TimeUnit.SECONDS);
+    }
+
+    /** poll prints up to want records as TAG lines, then keeps polling 2 s for extras, then commits. */
+    static void poll(KafkaConsumer<byte[], byte[]> c, String tag, int want, boolean commit) {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(90);
+        long settleUntil = Long.MAX_VALUE;
+        int got = 0;
+        while (System.nanoTime() < Math.min(deadline, settleUntil)) {
+            for (ConsumerRecord<byte[], byte[]> r : c.poll(Duration.ofMillis(250))) {
+                if (r.key() != null && new String(r.key()).equals("big")) continue;
+                System.out.println(tag + " " + B64.encodeToString(r.key()) + " " + B64.encodeToString(r.value()));
+                got++;
+            }
+            if (got >= want && settleUntil == Long.MAX_VALUE) settleUntil = System.nanoTime() + TimeUnit.SECONDS.toNanos(2);
+        }
+        if (commit) c.commitSync(Duration.ofSeconds(30));
+    }
+}

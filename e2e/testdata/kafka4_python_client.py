@@ -1,0 +1,152 @@
+"""confluent-kafka or kafka-python 3.x, driven by kafkaguard's e2e suite (e2e/kafka4_clients_test.go).
+
+Usage: python kafka4_python_client.py confluent|kafka-python BOOTSTRAP TOPIC GROUP OVERSIZE < records
+where each stdin line is "1|2 base64(key) base64(value)" (batch 1 or 2). Results are stdout lines the
+Go test parses: VERSION, BROKER, DIRECT, GROUP1, GROUP2, OVERSIZED. Every wait is bounded.
+"""
+import base64
+import sys
+import time
+
+flavour, bootstrap, topic, group, oversize = sys.argv[1:6]
+oversize = int(oversize)
+first, second = [], []
+for line in sys.stdin:
+    f = line.split()
+    if len(f) == 3:
+        (first if f[0] == "1" else second).append((base64.b64decode(f[1]), base64.b64decode(f[2])))
+
+
+def out(tag, *parts):
+    print(tag, *parts, flush=True)
+
+
+def rec(tag, k, v):
+    out(tag, base64.b64encode(k or b"").decode(), base64.b64encode(v or b"").decode())
+
+
+def confluent():
+    import confluent_kafka as ck
+    from confluent_kafka.admin import AdminClient
+
+    out("VERSION", "confluent-kafka", ck.version()[0], "librdkafka", ck.libversion()[0])
+    base = {"bootstrap.servers": bootstrap, "client.id": "kafkaguard-e2e-confluent"}
+
+    def produce(recs, extra=None):
+        errs = []
+        p = ck.Producer({**base, "acks": "all", "linger.ms": 5, **(extra or {})})
+        for k, v in recs:
+            p.produce(topic, value=v, key=k, on_delivery=lambda err, msg: err and errs.append(err))
+            p.poll(0)
+        left = p.flush(60)
+        return errs, left
+
+    errs, left = produce(first)
+    if errs or left:
+        out("ERROR", "produce", errs, left)
+        sys.exit(1)
+    md = AdminClient(base).list_topics(timeout=30)
+    for b in md.brokers.values():
+        out("BROKER", f"{b.host}:{b.port}")
+
+    def consume(tag, want, grp, assign):
+        c = ck.Consumer({**base, "group.id": grp, "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        if assign:
+            parts = c.list_topics(topic, timeout=30).topics[topic].partitions
+            c.assign([ck.TopicPartition(topic, p, ck.OFFSET_BEGINNING) for p in parts])
+        else:
+            c.subscribe([topic])
+        got, deadline, settle = 0, time.time() + 90, None
+        while time.time() < min(deadline, settle or deadline):
+            m = c.poll(0.25)
+            if m is None or m.error():
+                continue
+            if m.key() == b"big":
+                continue
+            rec(tag, m.key(), m.value())
+            got += 1
+            if got >= want and settle is None:
+                settle = time.time() + 2
+        if not assign:
+            c.commit(asynchronous=False)
+        c.close()
+
+    consume("DIRECT", len(first), group + "-direct", True)
+    consume("GROUP1", len(first), group, False)
+    errs, left = produce(second)
+    if errs or left:
+        out("ERROR", "produce second", errs, left)
+        sys.exit(1)
+    consume("GROUP2", len(second), group, False)
+
+    start = time.time()
+    errs, left = produce([(b"big", b"x" * oversize)], {"message.max.bytes": oversize * 4, "retries": 5})
+    out("OVERSIZED", (str(errs[0]) if errs else "none: delivered") + f" ({time.time() - start:.2f}s)")
+
+
+def kafka_python():
+    import kafka
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka.errors import KafkaError
+
+    out("VERSION", "kafka-python", kafka.__version__)
+    base = {"bootstrap_servers": bootstrap, "client_id": "kafkaguard-e2e-kafka-python"}
+
+    def producer(**extra):
+        return KafkaProducer(acks="all", linger_ms=5, **base, **extra)
+
+    p = producer()
+    for f in [p.send(topic, key=k, value=v) for k, v in first]:
+        f.get(timeout=60)
+    # The cluster view: ask for the topic's metadata so every broker is known.
+    p.partitions_for(topic)
+    for b in p._metadata.brokers():
+        out("BROKER", f"{b.host}:{b.port}")
+    p.close(timeout=10)
+
+    def consume(tag, want, grp):
+        c = KafkaConsumer(group_id=grp, auto_offset_reset="earliest", enable_auto_commit=False, **base)
+        if grp is None:
+            parts = None
+            deadline = time.time() + 30
+            while not parts and time.time() < deadline:
+                parts = c.partitions_for_topic(topic)
+                time.sleep(0.1)
+            tps = [TopicPartition(topic, x) for x in sorted(parts)]
+            c.assign(tps)
+            c.seek_to_beginning(*tps)
+        else:
+            c.subscribe([topic])
+        got, deadline, settle = 0, time.time() + 90, None
+        while time.time() < min(deadline, settle or deadline):
+            for msgs in c.poll(timeout_ms=250).values():
+                for m in msgs:
+                    if m.key == b"big":
+                        continue
+                    rec(tag, m.key, m.value)
+                    got += 1
+            if got >= want and settle is None:
+                settle = time.time() + 2
+        if grp is not None:
+            c.commit()
+        c.close()
+
+    consume("DIRECT", len(first), None)
+    consume("GROUP1", len(first), group)
+    p = producer()
+    for f in [p.send(topic, key=k, value=v) for k, v in second]:
+        f.get(timeout=60)
+    p.close(timeout=10)
+    consume("GROUP2", len(second), group)
+
+    p = producer(max_request_size=oversize * 4, retries=5)
+    start = time.time()
+    try:
+        p.send(topic, key=b"big", value=b"x" * oversize).get(timeout=60)
+        out("OVERSIZED", "none: delivered")
+    except KafkaError as e:
+        out("OVERSIZED", f"{type(e).__name__}: {e} ({time.time() - start:.2f}s)")
+    p.close(timeout=10)
+
+
+{"confluent": confluent, "kafka-python": kafka_python}[flavour]()
