@@ -155,7 +155,9 @@ func TestKafka4Clients(t *testing.T) {
 	g := startGuard(t, k.Addrs())
 	run := time.Now().UnixNano() % 1e9
 	topic := func(c string) string { return fmt.Sprintf("e2e4-%s-%d", c, run) }
-	ctx := func() (context.Context, context.CancelFunc) { return context.WithTimeout(context.Background(), 8*time.Minute) }
+	ctx := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), 8*time.Minute)
+	}
 
 	t.Run("franz-go", func(t *testing.T) {
 		tg := target{name: "kafka4", g: g}
