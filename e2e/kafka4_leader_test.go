@@ -218,7 +218,16 @@ func TestKafka4LeaderMove(t *testing.T) {
 		kgo.ProducerLinger(5*time.Millisecond))
 	cons := kgoClient(t, g.addrs[:1], false, kgo.Dialer(dl.dial), kgo.ConsumerGroup(topic+"-group"),
 		kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	before := leaders(t, prod, topic)
+	var before map[int32]int32
+	eventually(30*time.Second, 200*time.Millisecond, func() bool {
+		before = leaders(t, prod, topic)
+		for _, n := range before {
+			if n < 0 {
+				return false
+			}
+		}
+		return len(before) == 6
+	})
 
 	// Producer: one record every 5 ms until told to stop; count acks.
 	var acked, failed atomic.Int64
