@@ -5,6 +5,7 @@ where each stdin line is "1|2 base64(key) base64(value)" (batch 1 or 2). Results
 Go test parses: VERSION, BROKER, DIRECT, GROUP1, GROUP2, OVERSIZED. Every wait is bounded.
 """
 import base64
+import importlib.metadata
 import sys
 import time
 
@@ -29,7 +30,7 @@ def confluent():
     import confluent_kafka as ck
     from confluent_kafka.admin import AdminClient
 
-    out("VERSION", "confluent-kafka", ck.version()[0], "librdkafka", ck.libversion()[0])
+    out("VERSION", "confluent-kafka", importlib.metadata.version("confluent-kafka"), "librdkafka", ck.libversion()[0])
     base = {"bootstrap.servers": bootstrap, "client.id": "kafkaguard-e2e-confluent"}
 
     def produce(recs, extra=None):
