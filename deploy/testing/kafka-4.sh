@@ -206,32 +206,31 @@ start() {
 	die "cluster not ready after ${KAFKA4_WAIT}s; logs in $KAFKA4_DATA/logs"
 }
 
-stop_pid() { # stop_pid PIDFILE NAME
-	local f=$1 name=$2 pid i
-	[[ -f "$f" ]] || return 0
-	pid=$(cat "$f")
-	if kill -0 "$pid" 2>/dev/null; then
+stop() {
+	local nodes=("$@") n pid i pids=() names=()
+	((${#nodes[@]})) || mapfile -t nodes < <(all_nodes)
+	# SIGTERM every node at once: a KRaft node stopped last, alone, waits for a quorum that is
+	# gone, so stopping one by one would make the last one wait out the timeout.
+	for n in "${nodes[@]}"; do
+		[[ -f "$(pidfile "$n")" ]] || continue
+		pid=$(cat "$(pidfile "$n")")
+		rm -f "$(pidfile "$n")"
+		kill -0 "$pid" 2>/dev/null || { say "node $n (pid $pid) was not running"; continue; }
 		kill "$pid" 2>/dev/null || true
-		for ((i = 0; i < 120; i++)); do
-			kill -0 "$pid" 2>/dev/null || break
+		pids+=("$pid")
+		names+=("node $n")
+	done
+	for i in "${!pids[@]}"; do
+		local j
+		for ((j = 0; j < 120; j++)); do
+			kill -0 "${pids[i]}" 2>/dev/null || break
 			sleep 0.25
 		done
-		if kill -0 "$pid" 2>/dev/null; then
-			say "$name (pid $pid) did not stop in 30s; killing it"
-			kill -9 "$pid" 2>/dev/null || true
+		if kill -0 "${pids[i]}" 2>/dev/null; then
+			say "${names[i]} (pid ${pids[i]}) did not stop in 30s; killing it"
+			kill -9 "${pids[i]}" 2>/dev/null || true
 		fi
-	fi
-	rm -f "$f"
-	say "stopped $name (pid $pid)"
-}
-
-stop() {
-	local nodes=("$@") n
-	((${#nodes[@]})) || mapfile -t nodes < <(all_nodes)
-	# Stop in reverse order so the last controller standing is node 1: quicker shutdowns.
-	for ((i = ${#nodes[@]} - 1; i >= 0; i--)); do
-		n=${nodes[i]}
-		stop_pid "$(pidfile "$n")" "node $n"
+		say "stopped ${names[i]} (pid ${pids[i]})"
 	done
 }
 
