@@ -34,6 +34,8 @@ type clientReport struct {
 	version                string
 	brokers                []string
 	direct, group1, group2 []rec
+	rb1, rb2               []rec  // rebalance: both members, then the one left
+	rbAssign               string // "A B A'": partitions of A and B, then of A after B left
 	oversized, split       string
 	errors                 []string
 }
@@ -54,9 +56,11 @@ func parseReport(t *testing.T, out []byte) clientReport {
 			r.oversized = rest
 		case "SPLIT":
 			r.split = rest
+		case "RBASSIGN":
+			r.rbAssign = rest
 		case "ERROR":
 			r.errors = append(r.errors, rest)
-		case "DIRECT", "GROUP1", "GROUP2":
+		case "DIRECT", "GROUP1", "GROUP2", "RB1", "RB2":
 			k, v, _ := strings.Cut(rest, " ")
 			kb, err1 := base64.StdEncoding.DecodeString(k)
 			vb, err2 := base64.StdEncoding.DecodeString(v)
@@ -69,6 +73,10 @@ func parseReport(t *testing.T, out []byte) clientReport {
 				r.direct = append(r.direct, x)
 			case "GROUP1":
 				r.group1 = append(r.group1, x)
+			case "RB1":
+				r.rb1 = append(r.rb1, x)
+			case "RB2":
+				r.rb2 = append(r.rb2, x)
 			default:
 				r.group2 = append(r.group2, x)
 			}
@@ -78,9 +86,9 @@ func parseReport(t *testing.T, out []byte) clientReport {
 }
 
 // clientInput is the records a client program produces, as its stdin lines.
-func clientInput(first, second []rec) []byte {
+func clientInput(batches ...[]rec) []byte {
 	var b bytes.Buffer
-	for i, batch := range [][]rec{first, second} {
+	for i, batch := range batches {
 		for _, r := range batch {
 			fmt.Fprintf(&b, "%d %s %s\n", i+1, base64.StdEncoding.EncodeToString(r.Key), base64.StdEncoding.EncodeToString(r.Value))
 		}
@@ -96,8 +104,10 @@ func runClientProgram(t *testing.T, g *guard, name string, cmd *exec.Cmd, tooLar
 	t.Helper()
 	first := genRecords(41, name, 300, 2048, false)
 	second := genRecords(42, name+"2", 60, 2048, false)
+	third := genRecords(43, name+"3", 90, 1024, false)
+	fourth := genRecords(44, name+"4", 90, 1024, false)
 	connsBefore := metricSum(t, g.admin, "kafkaguard_connections_total", nil)
-	cmd.Stdin = bytes.NewReader(clientInput(first, second))
+	cmd.Stdin = bytes.NewReader(clientInput(first, second, third, fourth))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	start := time.Now()
@@ -107,14 +117,24 @@ func runClientProgram(t *testing.T, g *guard, name string, cmd *exec.Cmd, tooLar
 	}
 	r := parseReport(t, out)
 	conns := metricSum(t, g.admin, "kafkaguard_connections_total", nil) - connsBefore
-	t.Logf("FIGURES kafka4 client %s (%s): run %.1fs, %d connections through kafkaguard, oversized record: %s; batch split: %s",
-		name, r.version, time.Since(start).Seconds(), int(conns), r.oversized, r.split)
+	t.Logf("FIGURES kafka4 client %s (%s): run %.1fs, %d connections through kafkaguard, oversized record: %s; batch split: %s; rebalance partitions A,B -> A: %s",
+		name, r.version, time.Since(start).Seconds(), int(conns), r.oversized, r.split, r.rbAssign)
 	for _, e := range r.errors {
 		t.Errorf("%s reported: %s", name, e)
 	}
 	sameRecords(t, name+" direct consume", first, r.direct)
 	sameRecords(t, name+" group, first member", first, r.group1)
 	sameRecords(t, name+" group, member after the first left", second, r.group2)
+	// Two members: a record read by one whose commit a rebalance cut off may
+	// be read again by the other (at least once); after the second member
+	// left, the first must read exactly what came next, from its partitions
+	// and the ones it took over at their committed offsets.
+	sameRecords(t, name+" rebalance, two members", third, dedupe(r.rb1))
+	sameRecords(t, name+" rebalance, the member left after the other left", fourth, r.rb2)
+	var aBefore, bBefore, aAfter int
+	if _, err := fmt.Sscan(r.rbAssign, &aBefore, &bBefore, &aAfter); err != nil || aBefore == 0 || bBefore == 0 || aAfter != 3 {
+		t.Errorf("%s rebalance: partitions (member A, member B, A after B left) = %q, want both > 0, then 3", name, r.rbAssign)
+	}
 	checkAdvertised(t, g, name+" metadata", r.brokers)
 	if len(r.brokers) != len(g.addrs) {
 		t.Errorf("%s metadata: %d brokers, want %d", name, len(r.brokers), len(g.addrs))
@@ -129,6 +149,19 @@ func runClientProgram(t *testing.T, g *guard, name string, cmd *exec.Cmd, tooLar
 		t.Logf("%s stderr tail:\n%s", name, tail(stderr.Bytes(), 40))
 	}
 	return r
+}
+
+// dedupe keeps the first record of each key.
+func dedupe(rs []rec) []rec {
+	seen := map[string]bool{}
+	var out []rec
+	for _, r := range rs {
+		if !seen[string(r.Key)] {
+			seen[string(r.Key)] = true
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // pythonVenv is the interpreter with confluent-kafka and kafka-python 3.x

@@ -39,13 +39,18 @@ public class Kafka4Client {
     public static void main(String[] args) throws Exception {
         String bootstrap = args[0], topic = args[1], group = args[2];
         int oversize = Integer.parseInt(args[3]);
-        List<byte[][]> first = new ArrayList<>(), second = new ArrayList<>();
+        List<byte[][]> first = new ArrayList<>(), second = new ArrayList<>(), third = new ArrayList<>(), fourth = new ArrayList<>();
         try (Scanner in = new Scanner(System.in)) {
             while (in.hasNextLine()) {
                 String[] f = in.nextLine().trim().split(" ");
                 if (f.length != 3) continue;
                 byte[][] kv = {D64.decode(f[1]), D64.decode(f[2])};
-                (f[0].equals("1") ? first : second).add(kv);
+                switch (f[0]) {
+                    case "1": first.add(kv); break;
+                    case "2": second.add(kv); break;
+                    case "3": third.add(kv); break;
+                    default: fourth.add(kv);
+                }
             }
         }
         System.out.println("VERSION " + org.apache.kafka.common.utils.internals.AppInfoParser.getVersion());
@@ -79,6 +84,8 @@ public class Kafka4Client {
             poll(c, "GROUP2", second.size(), true);
         }
 
+        rebalance(bootstrap, topic + "-rb", group + "-rb", third, fourth);
+
         // Oversized: a single record over kafkaguard's Produce limit (the client's own
         // max.request.size is raised, so only kafkaguard can refuse it).
         try (KafkaProducer<byte[], byte[]> p = producer(bootstrap, oversize * 4, 1)) {
@@ -109,6 +116,50 @@ public class Kafka4Client {
             System.out.println("SPLIT " + ok + "/" + n + " delivered" + errs);
         }
         System.out.flush();
+    }
+
+    /**
+     * Two members share a topic and commit what they read (RB1); then member B leaves,
+     * and member A must take over B's partitions at B's committed offsets (RB2).
+     * RBASSIGN prints A's and B's partition counts before, and A's after.
+     */
+    static void rebalance(String bootstrap, String topic, String group, List<byte[][]> third, List<byte[][]> fourth) throws Exception {
+        try (KafkaProducer<byte[], byte[]> p = producer(bootstrap, 1 << 20, 5)) {
+            produce(p, topic, third);
+        }
+        KafkaConsumer<byte[], byte[]> a = consumer(bootstrap, group), b = consumer(bootstrap, group);
+        a.subscribe(Collections.singletonList(topic));
+        b.subscribe(Collections.singletonList(topic));
+        int got = 0;
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(90);
+        while (System.nanoTime() < deadline && (got < third.size() || a.assignment().isEmpty() || b.assignment().isEmpty())) {
+            for (KafkaConsumer<byte[], byte[]> c : List.of(a, b)) {
+                for (ConsumerRecord<byte[], byte[]> r : c.poll(Duration.ofMillis(200))) {
+                    System.out.println("RB1 " + B64.encodeToString(r.key()) + " " + B64.encodeToString(r.value()));
+                    got++;
+                }
+                try {
+                    c.commitSync(Duration.ofSeconds(30));
+                } catch (org.apache.kafka.common.KafkaException e) {
+                    // A rebalance in progress: the next commit covers these offsets.
+                    System.err.println("commit: " + e);
+                }
+            }
+        }
+        int aBefore = a.assignment().size(), bBefore = b.assignment().size();
+        b.close();
+        // Wait until A holds every partition before producing more, so that
+        // the rebalance cannot rewind A over records it has not committed.
+        long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+        while (System.nanoTime() < until && a.assignment().size() < 3) {
+            a.poll(Duration.ofMillis(200)).forEach(r -> System.out.println("RB1 " + B64.encodeToString(r.key()) + " " + B64.encodeToString(r.value())));
+        }
+        try (KafkaProducer<byte[], byte[]> p = producer(bootstrap, 1 << 20, 5)) {
+            produce(p, topic, fourth);
+        }
+        poll(a, "RB2", fourth.size(), true);
+        System.out.println("RBASSIGN " + aBefore + " " + bBefore + " " + a.assignment().size());
+        a.close();
     }
 
     static Properties props(String k, String v) {
