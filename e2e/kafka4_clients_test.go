@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -151,6 +152,74 @@ func runClientProgram(t *testing.T, g *guard, name string, cmd *exec.Cmd, tooLar
 	return r
 }
 
+// franzRebalance runs two franz-go members of one group on a 3-partition
+// topic; member B leaves, and member A must take over B's partitions at the
+// offsets B committed and read exactly what was produced after.
+func franzRebalance(t *testing.T, g *guard, topic string) {
+	third := genRecords(45, "franz3", 90, 1024, false)
+	fourth := genRecords(46, "franz4", 90, 1024, false)
+	prod := kgoClient(t, g.addrs[:1], false)
+	produceAll(t, prod, topic, third)
+	var mu sync.Mutex
+	owned := map[string]int{}
+	track := func(name string) []kgo.Opt {
+		return []kgo.Opt{
+			kgo.ConsumerGroup(topic + "-group"), kgo.ConsumeTopics(topic),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.AutoCommitInterval(200 * time.Millisecond),
+			kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+				mu.Lock()
+				owned[name] += len(m[topic])
+				mu.Unlock()
+			}),
+			kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
+				cl.CommitMarkedOffsets(ctx) // commit what was polled before giving partitions up
+				mu.Lock()
+				owned[name] -= len(m[topic])
+				mu.Unlock()
+			}),
+		}
+	}
+	owns := func() (int, int) { mu.Lock(); defer mu.Unlock(); return owned["a"], owned["b"] }
+	a := kgoClient(t, g.addrs[:1], false, track("a")...)
+	b := kgoClient(t, g.addrs[:1], false, track("b")...)
+	var got1 []rec
+	poll := func(cl *kgo.Client) []rec {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		var out []rec
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) { out = append(out, rec{Key: r.Key, Value: r.Value}) })
+		return out
+	}
+	ok := eventually(90*time.Second, 0, func() bool {
+		got1 = append(got1, poll(a)...)
+		got1 = append(got1, poll(b)...)
+		na, nb := owns()
+		return len(dedupe(got1)) >= len(third) && na > 0 && nb > 0 && na+nb == 3
+	})
+	na, nb := owns()
+	if !ok {
+		t.Fatalf("franz-go rebalance: two members did not share the topic and read it in 90s (partitions %d, %d; %d records)", na, nb, len(got1))
+	}
+	sameRecords(t, "franz-go rebalance, two members", third, dedupe(got1))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := b.CommitUncommittedOffsets(ctx); err != nil {
+		t.Errorf("commit before leaving: %v", err)
+	}
+	b.Close() // leaves the group
+	if !eventually(60*time.Second, 0, func() bool {
+		poll(a)
+		x, _ := owns()
+		return x == 3
+	}) {
+		t.Fatalf("franz-go rebalance: member A did not take over every partition after B left")
+	}
+	produceAll(t, prod, topic, fourth)
+	got2 := pollUntil(t, a, len(fourth), 90*time.Second, 2*time.Second)
+	sameRecords(t, "franz-go rebalance, the member left after the other left", fourth, got2)
+	t.Logf("FIGURES kafka4 client franz-go: rebalance partitions A,B -> A: %d %d 3", na, nb)
+}
+
 // dedupe keeps the first record of each key.
 func dedupe(rs []rec) []rec {
 	seen := map[string]bool{}
@@ -195,6 +264,7 @@ func TestKafka4Clients(t *testing.T) {
 	t.Run("franz-go", func(t *testing.T) {
 		tg := target{name: "kafka4", g: g}
 		franzClient(t, tg, topic("franz"))
+		franzRebalance(t, g, topic("franz-rb"))
 		// Oversized: franz-go's own limit raised so only kafkaguard refuses.
 		before := metricSum(t, g.admin, "kafkaguard_connections_total", nil)
 		cl := kgoClient(t, g.addrs[:1], false, kgo.ProducerBatchMaxBytes(8<<20), kgo.MaxBufferedBytes(64<<20),
