@@ -111,12 +111,23 @@ var shared4 struct {
 }
 
 // sharedKafka4 is the 3-node cluster the Kafka 4 client tests share: the one
-// .ci/run started on the script's default ports (29092-29094), or, when
-// nothing answers there, one started now and stopped after the run.
+// .ci/run started on the script's default ports (29092-29094; another first
+// port with KG_E2E_KAFKA4_PORT, controllers 100 above, e.g. for a 3.9
+// cluster with KAFKA4_VERSION=3.9.1), or, when nothing answers there, one
+// started now and stopped after the run.
 func sharedKafka4(t *testing.T) *kafka4 {
 	t.Helper()
 	shared4.Do(func() {
-		k := &kafka4{nodes: 3, port: 29092, cport: 29192, data: "/tmp/kafkaguard-kafka4-data-29092"}
+		port := 29092
+		if p := os.Getenv("KG_E2E_KAFKA4_PORT"); p != "" {
+			n, err := strconv.Atoi(p)
+			if err != nil {
+				shared4.err = fmt.Errorf("KG_E2E_KAFKA4_PORT=%q: %w", p, err)
+				return
+			}
+			port = n
+		}
+		k := &kafka4{nodes: 3, port: port, cport: port + 100, data: fmt.Sprintf("/tmp/kafkaguard-kafka4-data-%d", port)}
 		shared4.k = k
 		if _, err := k.script("status"); err == nil {
 			return
