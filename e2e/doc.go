@@ -13,4 +13,14 @@
 // Brokers the tests kill or crash on purpose are separate instances of the
 // same script on their own ports; everything listens on 127.0.0.1 only.
 // The package has no non-test code besides this comment.
+//
+// With KG_E2E_KAFKA4=1 the TestKafka4* tests run against a 3-node Apache
+// Kafka 4 cluster (KRaft) from deploy/testing/kafka-4.sh on 127.0.0.1:29092-29094
+// (KG_E2E_KAFKA4_PORT for another first port, e.g. a 3.9.1 cluster): the Java
+// client (testdata/Kafka4Client.java, compiled by the test), confluent-kafka
+// and kafka-python 3 (testdata/kafka4_python_client.py, in the venv at
+// KG_PYTHON, default /tmp/kafkaguard-pyvenv/bin/python), kafkajs
+// (testdata/kafkajs, npm ci), franz-go and kcat through kafkaguard; the
+// declared-size incident on Kafka 4; a leader move under running clients; and
+// the ApiVersions kafkaguard passes on.
 package e2e

@@ -21,7 +21,7 @@ var (
 // TestMain builds kafkaguard once (with -race, so the e2e traffic also hunts
 // data races in the proxy) and stops the shared broker if a test started it.
 func TestMain(m *testing.M) {
-	if os.Getenv(e2eEnv) != "1" {
+	if os.Getenv(e2eEnv) != "1" && os.Getenv(kafka4Env) != "1" {
 		os.Exit(m.Run())
 	}
 	os.Exit(runMain(m))
@@ -49,6 +49,7 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer stopSharedBroker()
+	defer stopKafka4()
 	return m.Run()
 }
 

@@ -17,6 +17,24 @@ type apiInfo struct {
 
 var apis = buildAPIs()
 
+// versionCaps are the APIs kafkaguard serves below kmsg's newest version, with
+// the highest version it serves (-1: none). Every cap is a response that would
+// carry broker addresses kafkaguard does not rewrite: KIP-951 added
+// NodeEndpoints (host and port of new leaders, a tagged field after the
+// records) to Produce v10+ and Fetch v16+ responses, and share groups
+// (KIP-932) carry them in every ShareFetch and ShareAcknowledge response.
+// Rewriting them would mean decoding whole Fetch responses, records and all,
+// on the hot path; capping costs a client one Metadata refresh (which is
+// rewritten) when a leader moves. ApiVersions answers are clamped to these
+// caps, so clients never pick a capped version, and a request above one is
+// refused like any unknown version.
+var versionCaps = map[int16]int16{
+	kmsg.Produce.Int16():          9,
+	kmsg.Fetch.Int16():            15,
+	kmsg.ShareFetch.Int16():       -1,
+	kmsg.ShareAcknowledge.Int16(): -1,
+}
+
 func buildAPIs() (t [MaxKnownKey + 1]apiInfo) {
 	for k := range t {
 		req := kmsg.RequestForKey(int16(k))
@@ -73,12 +91,16 @@ func HeaderVersion(key, version int16) (hv int8, known bool) {
 	return 1, known
 }
 
-// MaxVersion returns kmsg's highest version for an api key and whether the
-// key is known at all.
+// MaxVersion returns the highest version of an api key that kafkaguard
+// serves — kmsg's newest, or lower where versionCaps says so (-1 when it
+// serves none) — and whether the key is known at all.
 func MaxVersion(key int16) (int16, bool) {
 	a := lookup(key)
 	if a == nil {
 		return 0, false
+	}
+	if c, ok := versionCaps[key]; ok && c < a.maxVersion {
+		return c, true
 	}
 	return a.maxVersion, true
 }

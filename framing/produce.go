@@ -92,7 +92,8 @@ func (p *ProduceReader) Reset(r io.Reader, version int16) {
 	p.flexible = hv == 2
 	p.state = readFresh
 	p.err = nil
-	if maxV, _ := MaxVersion(0); version < 0 || version > maxV {
+	// The parser follows kmsg, not versionCaps: what versions reach it is policy.
+	if maxV := apis[0].maxVersion; version < 0 || version > maxV {
 		p.err = fmt.Errorf("read produce request: %w: v%d", ErrUnsupportedVersion, version)
 	}
 }

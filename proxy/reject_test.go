@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kafkaguard/kafkaguard/framing"
 	"github.com/kafkaguard/kafkaguard/limits"
 )
 
@@ -77,7 +78,7 @@ func TestOversizedProduceEveryVersion(t *testing.T) {
 	h := newHarness(t, harnessOpts{brokers: 1,
 		policy: limits.PolicyOptions{MaxRequestBytes: 1 << 20, PerAPI: map[int16]int32{0: 64 << 10},
 			MaxClientIDBytes: 256, MaxDrainBytes: 1 << 20}})
-	maxVer := kmsg.NewPtrProduceRequest().MaxVersion()
+	maxVer, _ := framing.MaxVersion(kmsg.Produce.Int16()) // the versions kafkaguard serves (KIP-951 cap)
 	for v := int16(0); v <= maxVer; v++ {
 		req := kmsg.NewPtrProduceRequest()
 		req.Version = v
