@@ -171,15 +171,16 @@ func soakSleep(ctx context.Context, d time.Duration) bool {
 }
 
 // oneShot sends the kind's payload on a new connection every 200 ms, from
-// 50 rotating addresses, and checks kafkaguard closes each in time.
+// 10 rotating addresses (so each earns a ban within seconds and comes back
+// banned), and checks kafkaguard closes each in time.
 func (h *soakHostile) oneShot(ctx context.Context, k soakOneShot) {
 	for i := range 100_000 {
 		if !soakSleep(ctx, 200*time.Millisecond) {
 			return
 		}
-		c, err := soakDial(ctx, soakSource(k.block, i, 50), h.addr)
+		c, err := soakDial(ctx, soakSource(k.block, i, 10), h.addr)
 		if err != nil {
-			h.out.add(k.reason+" dial_error", 1)
+			h.out.fail(k.reason+" dial_error", err)
 			continue
 		}
 		c.SetWriteDeadline(time.Now().Add(5 * time.Second))
@@ -207,14 +208,14 @@ func (h *soakHostile) pipelineWaves(ctx context.Context) {
 				src := &net.TCPAddr{IP: net.IPv4(127, 40, byte(wave%250), byte(i%20+1))}
 				c, err := soakDial(ctx, src, h.addr)
 				if err != nil {
-					h.out.add("pipeline dial_error", 1)
+					h.out.fail("pipeline dial_error", err)
 					return
 				}
 				defer c.Close()
 				c.SetWriteDeadline(time.Now().Add(20 * time.Second))
 				for range 2 {
 					if _, err := c.Write(frame); err != nil {
-						h.out.add("pipeline write_error", 1)
+						h.out.fail("pipeline write_error", err)
 						return
 					}
 				}
@@ -246,7 +247,7 @@ func (h *soakHostile) slowFrameWaves(ctx context.Context) {
 				src := &net.TCPAddr{IP: net.IPv4(127, 41, byte(wave%250), byte(i%8+1))}
 				c, err := soakDial(ctx, src, h.addr)
 				if err != nil {
-					h.out.add("slow dial_error", 1)
+					h.out.fail("slow dial_error", err)
 					return
 				}
 				defer c.Close()
@@ -279,20 +280,20 @@ func (h *soakHostile) slowFrameWaves(ctx context.Context) {
 	}
 }
 
-// reconnectFlood: 100 connects a second from 2 addresses (twice the
-// per-IP rate), each closed at once; most are refused as "rate".
+// reconnectFlood: 200 connects a second from 2 addresses (twice the
+// per-IP rate), each closed at once; half are refused as "rate".
 func (h *soakHostile) reconnectFlood(ctx context.Context) {
 	for sec := range 100_000 {
 		start := time.Now()
 		var wg sync.WaitGroup
-		for w := range 4 {
+		for w := range 8 {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				for i := range 25 {
 					c, err := soakDial(ctx, soakSource(42, w*25+i, 2), h.addr)
 					if err != nil {
-						h.out.add("flood dial_error", 1)
+						h.out.fail("flood dial_error", err)
 						continue
 					}
 					c.Close()
@@ -318,7 +319,7 @@ func (h *soakHostile) capFlood(ctx context.Context) {
 		for range soakPerIPCap + 8 {
 			c, err := soakDial(ctx, src, h.addr)
 			if err != nil {
-				h.out.add("cap dial_error", 1)
+				h.out.fail("cap dial_error", err)
 				continue
 			}
 			conns = append(conns, c)

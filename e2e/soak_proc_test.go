@@ -224,10 +224,35 @@ func soakScrape(admin, name, label string) (map[string]float64, error) {
 	return out, sc.Err()
 }
 
-// soakCounter is a set of named counts shared by goroutines.
+// soakCounter is a set of named counts shared by goroutines, with the
+// first error seen under each name.
 type soakCounter struct {
-	mu sync.Mutex
-	m  map[string]int
+	mu   sync.Mutex
+	m    map[string]int
+	errs map[string]string
+}
+
+// fail counts name and remembers its first error.
+func (c *soakCounter) fail(name string, err error) {
+	c.add(name, 1)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.errs == nil {
+		c.errs = map[string]string{}
+	}
+	if _, ok := c.errs[name]; !ok {
+		c.errs[name] = err.Error()
+	}
+}
+
+func (c *soakCounter) firstErrs() map[string]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]string, len(c.errs))
+	for k, v := range c.errs {
+		out[k] = v
+	}
+	return out
 }
 
 func (c *soakCounter) add(name string, n int) {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // soakEnv sets the soak's duration (a Go duration: "2m" in CI, "30m" by
@@ -86,7 +87,7 @@ type soakLedger struct {
 	mu                  sync.Mutex
 	acked               map[string]struct{}
 	failedIn, failedOut int // failed produces inside and outside the restart window
-	firstErr            error
+	firstErr, firstIn   error
 	restartFrom         time.Time // zero: no restart yet
 	restartTo           time.Time // zero: restart under way (or none yet)
 }
@@ -109,6 +110,9 @@ func (l *soakLedger) done(r *kgo.Record, err error) {
 	}
 	if l.inWindow(r.Timestamp) {
 		l.failedIn++
+		if l.firstIn == nil {
+			l.firstIn = fmt.Errorf("record %s produced at %s: %w", r.Key, r.Timestamp.Format(time.TimeOnly), err)
+		}
 	} else {
 		l.failedOut++
 		if l.firstErr == nil {
@@ -209,6 +213,7 @@ func TestSoak(t *testing.T) {
 	b := newBroker(t)
 	g := soakStartGuard(t, bin, soakConfig, b.Addr())
 	pid := g.cmd.Process.Pid
+	t.Cleanup(func() { soakKeepLog(t, g) })
 	topic := fmt.Sprintf("soak-%d", time.Now().UnixNano()%1e9)
 	t.Logf("soak for %v: kafkaguard pid %d on %s (admin %s), broker %s, topic %s", dur, pid, g.addrs[0], g.admin, b.Addr(), topic)
 
@@ -343,8 +348,10 @@ func TestSoak(t *testing.T) {
 	}
 	peakKiB := max(endMem.hwm, smp.peakRSS)
 
-	// The final SIGTERM, with the producers and the consumer still connected
-	// (the consumer's fetch is usually owed by the broker at that moment).
+	// The final SIGTERM, with the producers and the consumer still connected,
+	// and one more consumer's long poll parked in the broker: a response owed
+	// for longer than timeouts.shutdown (the issue's defect 1).
+	parked := soakParkFetch(t, g.addrs, topic+"-idle")
 	if err := g.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatalf("SIGTERM kafkaguard: %v", err)
 	}
@@ -358,6 +365,7 @@ func TestSoak(t *testing.T) {
 		<-g.done
 	}
 	exitTook := time.Since(sigAt)
+	parkedOwed := parked.owedAt(sigAt)
 	for _, cl := range append(prods, cons) {
 		cl.Close()
 	}
@@ -393,6 +401,8 @@ func TestSoak(t *testing.T) {
 		exitTook.Round(10*time.Millisecond), g.waitErr, bans, local)
 	t.Logf("FIGURES soak refusals: frames_rejected_total %v; connections_refused_total %v", soakFmt(rejected), soakFmt(refused))
 	t.Logf("FIGURES soak hostile outcomes: %s", strings.Join(hostileOut, " "))
+	t.Logf("soak: long-poll fetch still owed by the broker at SIGTERM: %v; first produce error in the restart window: %v; first hostile errors: %v",
+		parkedOwed, led.firstIn, out.firstErrs())
 
 	// The assertions.
 	if peakKiB > soakPoolKiB+soakRSSSlackKiB {
@@ -419,12 +429,13 @@ func TestSoak(t *testing.T) {
 	case exitTook > soakShutdown+time.Second:
 		t.Errorf("kafkaguard exited %v after SIGTERM; want within timeouts.shutdown + 1s = %v", exitTook.Round(10*time.Millisecond), soakShutdown+time.Second)
 	}
+	// Exit status: 0, or 1 when the drain's deadline cut connections short
+	// (run returns Shutdown's error); a signal, the race detector's 66 or
+	// anything else is a failure.
 	var ee *exec.ExitError
 	if exited && g.waitErr != nil {
-		if errors.As(g.waitErr, &ee) {
-			t.Errorf("kafkaguard exited with code %d after SIGTERM; want 0\n%s", ee.ExitCode(), g.logTail(20))
-		} else {
-			t.Errorf("kafkaguard: %v", g.waitErr)
+		if !errors.As(g.waitErr, &ee) || ee.ExitCode() != 1 {
+			t.Errorf("kafkaguard ended with %v after SIGTERM; want exit 0 (or 1 for a drain cut short)\n%s", g.waitErr, g.logTail(20))
 		}
 	}
 	for _, bad := range []string{"panic:", "fatal error:", "DATA RACE"} {
@@ -456,7 +467,8 @@ func TestSoak(t *testing.T) {
 		t.Errorf("%d slow-frame connections still open after 15s of dribbling (frame timeout %v)", n, soakFrameWait)
 	}
 	if smp.goodBanned > 0 {
-		t.Errorf("the well-behaved clients' address 127.0.0.1 was in /bans in %d of %d samples", smp.goodBanned, smp.samples)
+		t.Errorf("the well-behaved clients' address 127.0.0.1 was in /bans in %d of %d samples; its refusals and bans:\n%s",
+			smp.goodBanned, smp.samples, soakGoodRefusals(log, 10))
 	}
 	_ = restart
 }
@@ -511,4 +523,91 @@ func soakFmt(m map[string]float64) string {
 		parts = append(parts, fmt.Sprintf("%s=%v", k, m[k]))
 	}
 	return "{" + strings.Join(parts, " ") + "}"
+}
+
+// soakGoodRefusals returns up to n of kafkaguard's log lines that refused or
+// banned the well-behaved clients (source 127.0.0.1).
+func soakGoodRefusals(log string, n int) string {
+	var out []string
+	for _, line := range strings.Split(log, "\n") {
+		if len(out) == n {
+			break
+		}
+		good := strings.Contains(line, `"client":"127.0.0.1:`) || strings.Contains(line, `"addr":"127.0.0.1"`)
+		if good && (strings.Contains(line, "refused") || strings.Contains(line, "banned") || strings.Contains(line, "slow_frame")) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// soakKeepLog copies kafkaguard's log out of the test's temporary directory
+// when the soak failed, for the post-mortem.
+func soakKeepLog(t *testing.T, g *guard) {
+	if !t.Failed() {
+		return
+	}
+	keep := fmt.Sprintf("%s/kafkaguard-soak-%d.log", os.TempDir(), g.cmd.Process.Pid)
+	if raw, err := os.ReadFile(g.logPath); err == nil && os.WriteFile(keep, raw, 0o644) == nil {
+		t.Logf("kafkaguard log kept in %s", keep)
+	}
+}
+
+// soakParked is a Fetch long poll the broker holds for a minute.
+type soakParked struct {
+	done chan struct{}
+	at   time.Time // when the answer came (or the request failed); read after done
+}
+
+// owedAt reports whether the fetch was still unanswered at t.
+func (p *soakParked) owedAt(t time.Time) bool {
+	select {
+	case <-p.done:
+		return p.at.After(t)
+	default:
+		return true
+	}
+}
+
+// soakParkFetch sends, through kafkaguard, a Fetch with max wait 60 s and
+// min bytes 1 for partition 0 of an empty topic: the broker parks it, so a
+// response is owed for a minute. It returns once the poll had a second to
+// reach the broker.
+func soakParkFetch(t *testing.T, seeds []string, topic string) *soakParked {
+	t.Helper()
+	cl := kgoClient(t, seeds, true, kgo.ClientID("soak-longpoll"))
+	p := &soakParked{done: make(chan struct{})}
+	ready := eventually(30*time.Second, 250*time.Millisecond, func() bool {
+		req := kmsg.NewPtrMetadataRequest()
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr(topic)
+		req.Topics = append(req.Topics, rt)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		resp, err := req.RequestWith(ctx, cl)
+		return err == nil && len(resp.Topics) == 1 && resp.Topics[0].ErrorCode == 0 &&
+			len(resp.Topics[0].Partitions) > 0 && resp.Topics[0].Partitions[0].ErrorCode == 0
+	})
+	if !ready {
+		t.Errorf("long-poll topic %s has no leader after 30s; SIGTERM without a parked fetch", topic)
+		close(p.done)
+		return p
+	}
+	fetch := kmsg.NewPtrFetchRequest()
+	fetch.ReplicaID, fetch.MaxWaitMillis, fetch.MinBytes, fetch.MaxBytes = -1, 60000, 1, 1<<20
+	ft := kmsg.NewFetchRequestTopic()
+	ft.Topic = topic
+	fp := kmsg.NewFetchRequestTopicPartition()
+	fp.Partition, fp.FetchOffset, fp.PartitionMaxBytes = 0, 0, 1<<20
+	ft.Partitions = append(ft.Partitions, fp)
+	fetch.Topics = append(fetch.Topics, ft)
+	go func() {
+		defer close(p.done)
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		fetch.RequestWith(ctx, cl)
+		p.at = time.Now()
+	}()
+	time.Sleep(time.Second)
+	return p
 }
