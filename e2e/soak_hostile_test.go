@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"net"
 	"sync"
 	"time"
@@ -120,11 +121,12 @@ func soakDial(ctx context.Context, src *net.TCPAddr, addr string) (net.Conn, err
 }
 
 // soakHostile runs every hostile kind against addr until ctx ends and
-// counts outcomes in out ("KIND closed", "KIND open", "KIND dial_error").
+// counts outcomes in out ("KIND closed", "KIND open", "KIND reset_at_connect").
 type soakHostile struct {
-	addr string
-	out  *soakCounter
-	wg   sync.WaitGroup
+	addr  string
+	out   *soakCounter
+	start time.Time // set before the first goroutine starts
+	wg    sync.WaitGroup
 }
 
 func (h *soakHostile) go_(f func()) {
@@ -148,7 +150,8 @@ func (h *soakHostile) wait(within time.Duration) bool {
 }
 
 // start launches all kinds; they stop when ctx is cancelled.
-func (h *soakHostile) start(ctx context.Context) {
+func (h *soakHostile) run(ctx context.Context) {
+	h.start = time.Now()
 	for _, k := range soakOneShots() {
 		h.go_(func() { h.oneShot(ctx, k) })
 	}
@@ -180,7 +183,7 @@ func (h *soakHostile) oneShot(ctx context.Context, k soakOneShot) {
 		}
 		c, err := soakDial(ctx, soakSource(k.block, i, 10), h.addr)
 		if err != nil {
-			h.out.fail(k.reason+" dial_error", err)
+			h.out.fail(k.reason+" reset_at_connect", err)
 			continue
 		}
 		c.SetWriteDeadline(time.Now().Add(5 * time.Second))
@@ -188,7 +191,7 @@ func (h *soakHostile) oneShot(ctx context.Context, k soakOneShot) {
 		if awaitClose(c, k.wait) == nil {
 			h.out.add(k.reason+" closed", 1)
 		} else {
-			h.out.add(k.reason+" open", 1)
+			h.out.fail(k.reason+" open", fmt.Errorf("first at %v into the soak", time.Since(h.start).Round(time.Second)))
 		}
 		c.Close()
 	}
@@ -208,7 +211,7 @@ func (h *soakHostile) pipelineWaves(ctx context.Context) {
 				src := &net.TCPAddr{IP: net.IPv4(127, 40, byte(wave%250), byte(i%20+1))}
 				c, err := soakDial(ctx, src, h.addr)
 				if err != nil {
-					h.out.fail("pipeline dial_error", err)
+					h.out.fail("pipeline reset_at_connect", err)
 					return
 				}
 				defer c.Close()
@@ -247,7 +250,7 @@ func (h *soakHostile) slowFrameWaves(ctx context.Context) {
 				src := &net.TCPAddr{IP: net.IPv4(127, 41, byte(wave%250), byte(i%8+1))}
 				c, err := soakDial(ctx, src, h.addr)
 				if err != nil {
-					h.out.fail("slow dial_error", err)
+					h.out.fail("slow reset_at_connect", err)
 					return
 				}
 				defer c.Close()
@@ -270,7 +273,7 @@ func (h *soakHostile) slowFrameWaves(ctx context.Context) {
 						return
 					}
 				}
-				h.out.add("slow open", 1)
+				h.out.fail("slow open", fmt.Errorf("first at %v into the soak", time.Since(h.start).Round(time.Second)))
 			}()
 		}
 		wg.Wait()
@@ -293,7 +296,7 @@ func (h *soakHostile) reconnectFlood(ctx context.Context) {
 				for i := range 25 {
 					c, err := soakDial(ctx, soakSource(42, w*25+i, 2), h.addr)
 					if err != nil {
-						h.out.fail("flood dial_error", err)
+						h.out.fail("flood reset_at_connect", err)
 						continue
 					}
 					c.Close()
@@ -319,7 +322,7 @@ func (h *soakHostile) capFlood(ctx context.Context) {
 		for range soakPerIPCap + 8 {
 			c, err := soakDial(ctx, src, h.addr)
 			if err != nil {
-				h.out.fail("cap dial_error", err)
+				h.out.fail("cap reset_at_connect", err)
 				continue
 			}
 			conns = append(conns, c)

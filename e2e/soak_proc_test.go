@@ -134,26 +134,46 @@ type soakSampler struct {
 	samples          int
 	goroutines       float64 // peak go_goroutines scraped alongside
 	goodBanned       int     // samples in which /bans listed 127.0.0.1
+	trace            []soakPoint
 }
 
-func soakStartSampler(pid int, admin string, every time.Duration, max int) *soakSampler {
+// soakPoint is one sample: resident memory in KiB and go_goroutines.
+type soakPoint struct {
+	rss        int64
+	goroutines float64
+}
+
+// series renders every n-th sample as "RSS/goroutines".
+func (s *soakSampler) series(n int) string {
+	var b strings.Builder
+	for i := 0; i < len(s.trace); i += n {
+		fmt.Fprintf(&b, "%d/%.0f ", s.trace[i].rss>>10, s.trace[i].goroutines)
+	}
+	return strings.TrimSpace(b.String())
+}
+
+func soakStartSampler(pid int, admin string, every time.Duration, limit int) *soakSampler {
 	s := &soakSampler{stop: make(chan struct{}), done: make(chan struct{})}
 	start := time.Now()
 	go func() {
 		defer close(s.done)
 		tick := time.NewTicker(every)
 		defer tick.Stop()
-		for range max {
+		for range limit {
+			var p soakPoint
 			if m, err := soakReadMem(pid); err == nil {
 				s.samples++
 				s.lastHWM = m.hwm
+				p.rss = m.rss
 				if m.rss > s.peakRSS {
 					s.peakRSS, s.peakAt = m.rss, time.Since(start)
 				}
 			}
-			if v, err := soakScrape(admin, "go_goroutines", ""); err == nil && v[""] > s.goroutines {
-				s.goroutines = v[""]
+			if v, err := soakScrape(admin, "go_goroutines", ""); err == nil {
+				p.goroutines = v[""]
+				s.goroutines = max(s.goroutines, p.goroutines)
 			}
+			s.trace = append(s.trace, p)
 			if _, body, err := httpGet("http://" + admin + "/bans"); err == nil && strings.Contains(body, `"127.0.0.1"`) {
 				s.goodBanned++
 			}

@@ -289,8 +289,8 @@ func TestSoak(t *testing.T) {
 	defer hcancel()
 	out := &soakCounter{}
 	h := &soakHostile{addr: g.addrs[0], out: out}
-	h.start(hctx)
-	hostileStart := time.Now()
+	h.run(hctx)
+	hostileStart := h.start
 
 	soakSleep(hctx, dur/2)
 	restart := soakRestartBroker(t, b, led)
@@ -399,6 +399,7 @@ func TestSoak(t *testing.T) {
 		acked, failedIn, failedOut, len(live.keys), live.dups, live.corrupt, liveMissing, len(direct.keys), direct.corrupt, lost,
 		base, smp.goroutines, endG, settle.Round(100*time.Millisecond), baseConns, endConns,
 		exitTook.Round(10*time.Millisecond), g.waitErr, bans, local)
+	t.Logf("soak: VmRSS MiB / go_goroutines every 5s from the baseline: %s", smp.series(5))
 	t.Logf("FIGURES soak refusals: frames_rejected_total %v; connections_refused_total %v", soakFmt(rejected), soakFmt(refused))
 	t.Logf("FIGURES soak hostile outcomes: %s", strings.Join(hostileOut, " "))
 	t.Logf("soak: long-poll fetch still owed by the broker at SIGTERM: %v; first produce error in the restart window: %v; first hostile errors: %v",
