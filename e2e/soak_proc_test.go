@@ -134,6 +134,7 @@ type soakSampler struct {
 	samples          int
 	goroutines       float64 // peak go_goroutines scraped alongside
 	goodBanned       int     // samples in which /bans listed 127.0.0.1
+	scrapeFailed     int     // samples in which /metrics did not answer
 	trace            []soakPoint
 }
 
@@ -143,11 +144,16 @@ type soakPoint struct {
 	goroutines float64
 }
 
-// series renders every n-th sample as "RSS/goroutines".
+// series renders every n-th sample as "RSS/goroutines" ("?" when /metrics
+// did not answer).
 func (s *soakSampler) series(n int) string {
 	var b strings.Builder
 	for i := 0; i < len(s.trace); i += n {
-		fmt.Fprintf(&b, "%d/%.0f ", s.trace[i].rss>>10, s.trace[i].goroutines)
+		g := fmt.Sprintf("%.0f", s.trace[i].goroutines)
+		if s.trace[i].goroutines < 0 {
+			g = "?"
+		}
+		fmt.Fprintf(&b, "%d/%s ", s.trace[i].rss>>10, g)
 	}
 	return strings.TrimSpace(b.String())
 }
@@ -172,6 +178,9 @@ func soakStartSampler(pid int, admin string, every time.Duration, limit int) *so
 			if v, err := soakScrape(admin, "go_goroutines", ""); err == nil {
 				p.goroutines = v[""]
 				s.goroutines = max(s.goroutines, p.goroutines)
+			} else {
+				p.goroutines = -1 // /metrics did not answer within 10 s
+				s.scrapeFailed++
 			}
 			s.trace = append(s.trace, p)
 			if _, body, err := httpGet("http://" + admin + "/bans"); err == nil && strings.Contains(body, `"127.0.0.1"`) {

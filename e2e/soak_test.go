@@ -297,8 +297,8 @@ func TestSoak(t *testing.T) {
 	t.Logf("broker restarted %v into the soak, down for %v", restart.start.Sub(hostileStart).Round(time.Second), restart.took.Round(100*time.Millisecond))
 
 	<-hctx.Done()
-	if !h.wait(30 * time.Second) {
-		t.Errorf("hostile clients still running 30s after the soak's end")
+	if !h.wait(time.Minute) {
+		t.Errorf("hostile clients still running a minute after the soak's end")
 	}
 	hostileEnd := time.Now()
 
@@ -399,7 +399,8 @@ func TestSoak(t *testing.T) {
 		acked, failedIn, failedOut, len(live.keys), live.dups, live.corrupt, liveMissing, len(direct.keys), direct.corrupt, lost,
 		base, smp.goroutines, endG, settle.Round(100*time.Millisecond), baseConns, endConns,
 		exitTook.Round(10*time.Millisecond), g.waitErr, bans, local)
-	t.Logf("soak: VmRSS MiB / go_goroutines every 5s from the baseline: %s", smp.series(5))
+	t.Logf("soak: VmRSS MiB / go_goroutines every 5s from the baseline (/metrics unanswered in 10s: %d of %d samples): %s",
+		smp.scrapeFailed, smp.samples, smp.series(5))
 	t.Logf("FIGURES soak refusals: frames_rejected_total %v; connections_refused_total %v", soakFmt(rejected), soakFmt(refused))
 	t.Logf("FIGURES soak hostile outcomes: %s", strings.Join(hostileOut, " "))
 	t.Logf("soak: long-poll fetch still owed by the broker at SIGTERM: %v; first produce error in the restart window: %v; first hostile errors: %v",
@@ -461,7 +462,7 @@ func TestSoak(t *testing.T) {
 	}
 	for _, k := range frames {
 		if n := snap[k+" open"]; n > 0 {
-			t.Errorf("%d hostile %s connections were still open after their bad input and the timeouts", n, k)
+			t.Errorf("%d hostile %s connections were still open %v after their bad input (%s)", n, k, soakLateAfter, out.firstErrs()[k+" open"])
 		}
 	}
 	if n := snap["slow open"]; n > 0 {
