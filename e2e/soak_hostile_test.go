@@ -3,7 +3,9 @@ package e2e
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -42,11 +44,13 @@ func soakFrame(key, version int16, clientID string, body []byte) []byte {
 	return append(soakReqHeader(int32(size), key, version, 1, clientID), body...)
 }
 
-// soakOversizedProduce is a Produce v7 (acks=all) just over the 1 MiB limit
-// that names 99 000 partitions with 3 bytes of "records" each: 1.09 MB in,
-// and an answer of MESSAGE_TOO_LARGE for every partition (30 bytes each,
-// ~3 MB) out. The defect 2: answers built on the heap per request.
-func soakOversizedProduce(partitions int) []byte {
+// soakOversizedProduce is a Produce v7 (acks=all) over the 1 MiB limit that
+// names partitions partitions of one topic with recBytes bytes of "records"
+// each. kafkaguard answers it with MESSAGE_TOO_LARGE for every partition,
+// 30 bytes each: (99 000, 3) is 1.09 MB in and ~3 MB out, the issue's
+// defect 2 (answers built on the heap per request); (2 000, 530) is 1.07 MB
+// in and 60 KB out; (1, 1.05 MiB) is a real producer's too-large batch.
+func soakOversizedProduce(partitions, recBytes int) []byte {
 	var body []byte
 	body = binary.BigEndian.AppendUint16(body, 0xffff) // null transactional id
 	body = binary.BigEndian.AppendUint16(body, 0xffff) // acks = -1
@@ -55,10 +59,11 @@ func soakOversizedProduce(partitions int) []byte {
 	body = binary.BigEndian.AppendUint16(body, 10)
 	body = append(body, "soak-flood"...)
 	body = binary.BigEndian.AppendUint32(body, uint32(partitions))
+	recs := make([]byte, recBytes)
 	for i := range partitions {
 		body = binary.BigEndian.AppendUint32(body, uint32(i))
-		body = binary.BigEndian.AppendUint32(body, 3)
-		body = append(body, 'r', 'e', 'c')
+		body = binary.BigEndian.AppendUint32(body, uint32(recBytes))
+		body = append(body, recs...)
 	}
 	return soakFrame(0, 7, "soak-pipeline", body)
 }
@@ -155,6 +160,7 @@ func (h *soakHostile) run(ctx context.Context) {
 	for _, k := range soakOneShots() {
 		h.go_(func() { h.oneShot(ctx, k) })
 	}
+	h.go_(func() { h.answered(ctx) })
 	h.go_(func() { h.pipelineWaves(ctx) })
 	h.go_(func() { h.slowFrameWaves(ctx) })
 	h.go_(func() { h.reconnectFlood(ctx) })
@@ -226,14 +232,86 @@ func (h *soakHostile) oneShot(ctx context.Context, k soakOneShot) {
 	}
 }
 
-// pipelineWaves: every 20 s, 100 connections from 20 addresses each write
-// two oversized many-partition Produce frames and never read the answers,
-// for 10 s. kafkaguard owes each about 6 MB of MESSAGE_TOO_LARGE.
+// answered: every 500 ms, from 10 rotating addresses, a producer sends one
+// too-large batch (one partition, 1.05 MiB) and reads its answer, which must
+// be MESSAGE_TOO_LARGE (error 10) for that partition: "answered", else
+// "wrong_answer"; a source banned by then is closed ("closed").
+func (h *soakHostile) answered(ctx context.Context) {
+	frame := soakOversizedProduce(1, soakMaxRequest+50<<10)
+	for i := range 100_000 {
+		if !soakSleep(ctx, 500*time.Millisecond) {
+			return
+		}
+		c, err := soakDial(ctx, soakSource(22, i, 10), h.addr)
+		if err != nil {
+			h.out.fail("answered reset_at_connect", err)
+			continue
+		}
+		c.SetDeadline(time.Now().Add(soakFrameWait + 10*time.Second))
+		code, err := soakProduceAnswer(c, frame)
+		c.Close()
+		switch {
+		case err == nil && code == 10:
+			h.out.add("answered answered", 1)
+		case err == nil:
+			h.out.fail("answered wrong_answer", fmt.Errorf("error code %d, want 10 (MESSAGE_TOO_LARGE)", code))
+		case errors.Is(err, errSoakBadAnswer):
+			h.out.fail("answered wrong_answer", err)
+		default:
+			h.out.fail("answered closed", err)
+		}
+	}
+}
+
+var errSoakBadAnswer = errors.New("malformed Produce answer")
+
+// soakProduceAnswer writes a Produce v7 frame (correlation id 1, one topic,
+// one partition) and returns the partition's error code from its answer.
+func soakProduceAnswer(c net.Conn, frame []byte) (int16, error) {
+	if _, err := c.Write(frame); err != nil {
+		return 0, err
+	}
+	var size [4]byte
+	if _, err := io.ReadFull(c, size[:]); err != nil {
+		return 0, err
+	}
+	n := binary.BigEndian.Uint32(size[:])
+	if n < 8 || n > 1<<16 {
+		return 0, fmt.Errorf("%w: size %d", errSoakBadAnswer, n)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(c, b); err != nil {
+		return 0, err
+	}
+	// correlation id, [topics: name, [partitions: partition, error_code, ...]]
+	if corr := binary.BigEndian.Uint32(b); corr != 1 {
+		return 0, fmt.Errorf("%w: correlation id %d, want 1", errSoakBadAnswer, corr)
+	}
+	if binary.BigEndian.Uint32(b[4:]) != 1 {
+		return 0, fmt.Errorf("%w: %d topics, want 1", errSoakBadAnswer, binary.BigEndian.Uint32(b[4:]))
+	}
+	off := 8 + 2 + int(binary.BigEndian.Uint16(b[8:]))
+	if len(b) < off+10 || binary.BigEndian.Uint32(b[off:]) != 1 {
+		return 0, fmt.Errorf("%w: want one partition", errSoakBadAnswer)
+	}
+	return int16(binary.BigEndian.Uint16(b[off+8:])), nil
+}
+
+// pipelineWaves: every 20 s, 100 connections from 20 addresses pipeline
+// oversized Produce frames and never read the answers, for 10 s. Half send
+// two frames naming 99 000 partitions (kafkaguard owes each ~6 MB of
+// MESSAGE_TOO_LARGE, or closes it for an answer over its bound); half send
+// three naming 2 000 (60 KB of answer each), answers that pile up unread.
 func (h *soakHostile) pipelineWaves(ctx context.Context) {
-	frame := soakOversizedProduce(99_000)
+	huge := soakOversizedProduce(99_000, 3)
+	many := soakOversizedProduce(2_000, 530)
 	for wave := range 10_000 {
 		var wg sync.WaitGroup
 		for i := range 100 {
+			frame, n := huge, 2
+			if i%2 == 1 {
+				frame, n = many, 3
+			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -245,7 +323,7 @@ func (h *soakHostile) pipelineWaves(ctx context.Context) {
 				}
 				defer c.Close()
 				c.SetWriteDeadline(time.Now().Add(20 * time.Second))
-				for range 2 {
+				for range n {
 					if _, err := c.Write(frame); err != nil {
 						h.out.fail("pipeline write_error", err)
 						return

@@ -457,8 +457,12 @@ func TestSoak(t *testing.T) {
 			t.Errorf("no connection refused as %q at accept", r)
 		}
 	}
-	if local < 1 {
-		t.Errorf("kafkaguard_local_responses_total = 0: no oversized Produce was answered with MESSAGE_TOO_LARGE")
+	if local < 1 || snap["answered answered"] < 1 {
+		t.Errorf("kafkaguard_local_responses_total = %v, %d too-large batches answered MESSAGE_TOO_LARGE on the wire; want both > 0",
+			local, snap["answered answered"])
+	}
+	if n := snap["answered wrong_answer"]; n > 0 {
+		t.Errorf("%d too-large batches got a wrong answer: %s", n, out.firstErrs()["answered wrong_answer"])
 	}
 	for _, k := range frames {
 		if n := snap[k+" open"]; n > 0 {
