@@ -403,8 +403,9 @@ func TestSoak(t *testing.T) {
 		acked, failedIn, failedOut, len(live.keys), live.dups, live.corrupt, liveMissing, len(direct.keys), direct.corrupt, lost,
 		base, smp.goroutines, endG, settle.Round(100*time.Millisecond), baseConns, endConns,
 		exitTook.Round(10*time.Millisecond), g.waitErr, bans, local)
-	t.Logf("soak: VmRSS MiB / go_goroutines every 5s from the baseline (/metrics unanswered in 10s: %d of %d samples): %s",
-		smp.scrapeFailed, smp.samples, smp.series(5))
+	every := max(5, smp.samples/60) // about 60 points, however long the soak
+	t.Logf("soak: VmRSS MiB / go_goroutines every %ds from the baseline (/metrics unanswered in 10s: %d of %d samples): %s",
+		every, smp.scrapeFailed, smp.samples, smp.series(every))
 	t.Logf("FIGURES soak refusals: frames_rejected_total %v; connections_refused_total %v", soakFmt(rejected), soakFmt(refused))
 	t.Logf("FIGURES soak hostile outcomes: %s", strings.Join(hostileOut, " "))
 	t.Logf("soak: long-poll fetch still owed by the broker at SIGTERM: %v; first produce error in the restart window: %v; first hostile errors: %v",
