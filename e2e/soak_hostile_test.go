@@ -458,6 +458,6 @@ func soakKinds() (frames []string, conns []string) {
 	for _, k := range soakOneShots() {
 		frames = append(frames, k.reason)
 	}
-	frames = append(frames, "slow_frame")
+	frames = append(frames, "slow_frame", "answer_too_large")
 	return frames, []string{"banned", "per_ip_cap", "rate"}
 }
