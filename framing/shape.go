@@ -110,12 +110,14 @@ var responseShapes = map[int16]struct {
 
 // Decoded structs are charged their Go size per element; strings their bytes
 // plus a header, tagged fields a map entry plus their bytes times
-// tagByteCost (kmsg decodes the known tags of ApiVersions into feature
-// arrays: an element of at least 6 bytes on the wire is ~40 in Go).
+// tagByteCost. kmsg decodes the known tags of ApiVersions (v3+: supported
+// and finalized features) into arrays whose length it checks only against
+// the tag's bytes at one byte an element, and each element is about 40
+// bytes in Go: so every tag byte is charged as one such element.
 const (
 	stringCost  = 16
 	tagCost     = 64
-	tagByteCost = 8
+	tagByteCost = 48
 	// respCostBase covers the top-level struct and slack.
 	respCostBase = 1024
 )

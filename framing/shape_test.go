@@ -178,3 +178,33 @@ func FuzzResponseCost(f *testing.F) {
 		}
 	})
 }
+
+// kmsg decodes ApiVersions v3's known tags into feature arrays whose
+// length it checks only against the tag's bytes, one byte an element: a tag
+// of S bytes declaring S features makes kmsg allocate about 40 × S before it
+// fails. The cost must cover that, whatever the tag's elements hold.
+func TestResponseCostCoversApiVersionsFeatureTags(t *testing.T) {
+	const size = 256 << 10
+	for _, tag := range []uint64{0, 2} {
+		t.Run(fmt.Sprintf("tag %d", tag), func(t *testing.T) {
+			var tagBody []byte
+			tagBody = binary.AppendUvarint(tagBody, size+1) // compact array: size elements
+			tagBody = append(tagBody, make([]byte, size)...)
+			body := []byte{0, 0}            // error code
+			body = append(body, 1)          // no api keys (compact array of 0)
+			body = append(body, 0, 0, 0, 0) // throttle
+			body = append(body, 1)          // one tagged field
+			body = binary.AppendUvarint(body, tag)
+			body = binary.AppendUvarint(body, uint64(len(tagBody)))
+			body = append(body, tagBody...)
+			cost, _, err := ResponseCost(18, 3, body)
+			if err != nil {
+				t.Fatalf("cost: %v", err)
+			}
+			got, _ := decodeAlloc(18, 3, body)
+			if int64(got) > cost {
+				t.Errorf("kmsg allocated %d bytes for a %d-byte body, cost said at most %d", got, len(body), cost)
+			}
+		})
+	}
+}
