@@ -8,6 +8,7 @@ import (
 	"net"
 	"runtime"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -347,12 +348,12 @@ func isTimeout(err error) bool {
 // it, though it takes several times timeouts.write; one that stops reading
 // is cut after about timeouts.write.
 //
-// The kernel makes "progress" coarse: a socket whose send buffer (up to
-// 4 MiB autotuned on loopback) is full becomes writable again only once a
-// third of it has drained, so a reader must take about 1.3 MB per
-// timeouts.write to count as moving. The reader here takes about 7 MB/s
-// with a 500ms timeout, and the response is bigger than the kernel buffers
-// plus a timeout's worth, so the old whole-response deadline cut it.
+// Each splice step of 256 KiB has its own timeouts.write (see spliceStep),
+// so a reader must take that much per timeout. The reader here takes about
+// 7 MB/s with a 500ms timeout, and the response is bigger than the kernel
+// buffers (up to 4 MiB autotuned on loopback) plus a timeout's worth, so a
+// whole-response deadline would cut it. TestTrickleReaderCut is the other
+// side: a reader under a step per timeout is cut.
 func TestWriteTimeoutMeasuresProgress(t *testing.T) {
 	const (
 		writeTimeout = 500 * time.Millisecond
@@ -423,6 +424,85 @@ func TestWriteTimeoutMeasuresProgress(t *testing.T) {
 		waitFor(t, 4*writeTimeout+2*time.Second, "stalled reader cut", func() bool { return s.connCount() == 0 })
 		t.Logf("cut %v after the request", time.Since(start).Round(time.Millisecond))
 	})
+}
+
+// A client that keeps taking a little of a response that sits whole in a
+// pool chunk, steadily but less than a splice step (256 KiB) per
+// timeouts.write, is cut within about two timeouts.write: each write step
+// must complete by its own deadline. Were every write that moved a byte
+// granted a fresh timeout, such a reader (here about 160 KB/s; in the field
+// a segment every 29 s) would pin the chunk for as long as it liked.
+//
+// The kernel reports a blocked write's progress only once about a third of
+// the send buffer has drained, and a receive window opens only by whole
+// segments (64 KiB on loopback), so the test fixes the client's receive
+// buffer and segment size before it connects and the proxy's send buffer
+// once it has accepted: every bite the reader takes is then progress the
+// proxy sees.
+func TestTrickleReaderCut(t *testing.T) {
+	const (
+		writeTimeout = 400 * time.Millisecond
+		chunk        = 1 << 20
+		total        = chunk - 1024 // relayed from the chunk, not spliced
+		bite         = 8 << 10
+		pause        = 50 * time.Millisecond
+	)
+	b := newScriptedBroker(t, func(_ int16, corr int32) ([]byte, bool) { return response(corr, total), false })
+	pool, err := limits.NewPool(limits.PoolOptions{ChunkBytes: chunk, TotalBytes: 4 * chunk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, reg, addr := lifecycleServer(t, b.addr(), func(o *Options) {
+		o.WriteTimeout = writeTimeout
+		o.Pool = pool
+	})
+	// The client's receive buffer is fixed before it connects (set later,
+	// the window it already advertised cannot shrink); the proxy's send
+	// buffer is fixed once it has accepted.
+	d := net.Dialer{Timeout: 2 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = errors.Join(
+				syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 2*bite),
+				syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_MAXSEG, 1400))
+		})
+		return errors.Join(err, serr)
+	}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitFor(t, 2*time.Second, "connection accepted", func() bool { return s.connCount() == 1 })
+	for _, pc := range s.snapshot() {
+		if err := pc.client.(*net.TCPConn).SetWriteBuffer(bite / 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Write(rawRequest(1, 4, 3, "trickle", make([]byte, 32))) // Fetch: relayed, not rewritten
+	b.waitRequest(t)
+	start := time.Now()
+	read := make(chan int, 1)
+	go func() { // a bite every pause until the connection ends
+		buf := make([]byte, bite)
+		got := 0
+		for {
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			n, err := io.ReadFull(c, buf)
+			got += n
+			if err != nil {
+				read <- got
+				return
+			}
+			time.Sleep(pause)
+		}
+	}()
+	waitFor(t, 2*writeTimeout+time.Second, "trickle reader cut", func() bool { return s.connCount() == 0 })
+	t.Logf("cut %v after the request; the client read %d bytes", time.Since(start).Round(time.Millisecond), <-read)
+	if n := gauge(t, reg, "kafkaguard_upstream_closes_total", nil); n != 0 {
+		t.Errorf("upstream_closes_total = %v: a slow client is not the broker's fault", n)
+	}
+	waitFor(t, time.Second, "chunk returned", func() bool { return pool.InUse() == 0 })
 }
 
 // BenchmarkIdleConnections measures what an idle connection costs once its

@@ -418,21 +418,23 @@ func (c *conn) badResponse(api string, err error) {
 	c.upstream.Close()
 }
 
-// writeClient writes b to the client. The write deadline measures a lack
-// of progress: each write that moved some bytes before WriteTimeout ran out
-// earns another WriteTimeout, so a slow reader of a large response is
-// served and only a stalled one is cut.
+// writeClient writes b to the client in steps of at most spliceStep bytes,
+// each under its own deadline of WriteTimeout, as relayLarge splices: the
+// client must take min(what is left, spliceStep) bytes in every
+// WriteTimeout or the connection ends (client_error). So a slow but steady
+// reader of a large response is served, while one taking a segment now and
+// then cannot pin the chunk, reservation or answer behind b for longer than
+// about one WriteTimeout per step. A step that times out cannot be resumed
+// anyway: its bytes are part-written.
 func (c *conn) writeClient(b []byte) bool {
 	for len(b) > 0 {
+		step := b[:min(len(b), spliceStep)]
 		c.client.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
-		n, err := c.client.Write(b)
+		n, err := c.client.Write(step)
 		c.out.Add(int64(n))
 		c.s.metrics.sent(n)
 		b = b[n:]
 		if err != nil {
-			if timeout, _ := classifyIO(err); timeout && n > 0 {
-				continue
-			}
 			c.clientWriteFailed(fmt.Errorf("write client: %w", err))
 			return false
 		}
