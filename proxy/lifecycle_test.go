@@ -284,6 +284,42 @@ func TestRequestTimeoutClosesConnection(t *testing.T) {
 	}
 }
 
+// A broker that goes silent in the middle of a large (spliced) response is
+// cut as request_timeout, the broker's fault, even with a write timeout
+// shorter than the request timeout: the splice step's write deadline has
+// passed by the time its read times out, yet the client read all it was
+// sent.
+func TestSilentBrokerMidResponse(t *testing.T) {
+	const requestTimeout = 500 * time.Millisecond
+	b := newScriptedBroker(t, func(_ int16, corr int32) ([]byte, bool) {
+		return response(corr, 4<<20)[:100<<10], false // then nothing more
+	})
+	s, reg, addr := lifecycleServer(t, b.addr(), func(o *Options) {
+		o.WriteTimeout = requestTimeout / 2
+		o.RequestTimeout = requestTimeout
+	})
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write(rawRequest(1, 4, 3, "silent", make([]byte, 32))) // Fetch: relayed, not rewritten
+	start := time.Now()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := io.Copy(io.Discard, c) // a prompt reader
+	t.Logf("closed %v after the request, %d bytes read: %v", time.Since(start).Round(time.Millisecond), n, err)
+	if isTimeout(err) {
+		t.Fatal("the connection was not closed")
+	}
+	if n != 100<<10 {
+		t.Errorf("read %d bytes, want the %d the broker sent", n, 100<<10)
+	}
+	waitFor(t, 2*time.Second, "connection forgotten", func() bool { return s.connCount() == 0 })
+	if got := gauge(t, reg, "kafkaguard_upstream_closes_total", map[string]string{"reason": reasonRequestTimeout}); got != 1 {
+		t.Errorf("upstream_closes_total{reason=request_timeout} = %v, want 1", got)
+	}
+}
+
 // A broker that closes a connection on which nothing is owed gets the
 // client's connection closed promptly, so the client reconnects at once
 // instead of failing its next request; a broker that stays open does not.

@@ -188,11 +188,13 @@ func later(a, b time.Time) time.Time {
 }
 
 // spliceStep is how much of a large response is relayed under one pair of
-// deadlines. A step that makes no progress on the client for WriteTimeout,
-// or on the broker for RequestTimeout, ends the connection; each step that
-// completes refreshes both. So the deadline measures a lack of progress,
-// not the whole response: a consumer reading a 50 MiB fetch slowly but
-// steadily is served, one taking less than a step per WriteTimeout is cut.
+// deadlines, and the most writeClient writes under one: a step the client
+// has not taken within WriteTimeout ends the connection (client_error), as
+// does one the broker has not sent within RequestTimeout (request_timeout,
+// see clientSideFailed); each step that completes refreshes both. So the
+// deadlines measure a lack of progress, not the whole response: a consumer
+// reading a 50 MiB fetch slowly but steadily is served, one taking less
+// than a step per WriteTimeout is cut.
 // The step is small because a step cut short loses the bytes the kernel
 // pipe holds, so a timed-out step cannot be resumed.
 const spliceStep = 256 << 10
@@ -223,7 +225,7 @@ func (c *conn) relayLarge(buffered []byte, total int) bool {
 	for rest > 0 {
 		var n int64
 		var err error
-		c.upstreamDeadline(time.Now().Add(c.s.opts.RequestTimeout))
+		rdl := c.upstreamDeadline(time.Now().Add(c.s.opts.RequestTimeout))
 		if splice {
 			wdl := time.Now().Add(c.s.opts.WriteTimeout)
 			dst.SetWriteDeadline(wdl)
@@ -233,7 +235,7 @@ func (c *conn) relayLarge(buffered []byte, total int) bool {
 			c.s.metrics.sent(int(n))
 			if err == nil && c.rlim.N > 0 {
 				err = io.ErrUnexpectedEOF // the broker closed mid-response
-			} else if err != nil && rest-n > 0 && c.clientSideFailed(err, wdl) {
+			} else if err != nil && rest-n > 0 && c.clientSideFailed(err, wdl, rdl) {
 				c.clientWriteFailed(fmt.Errorf("relay response: %w", err))
 				return false
 			}
@@ -351,12 +353,19 @@ func (c *conn) relayRewritten(p pending, total int) bool {
 }
 
 // clientSideFailed tells which socket failed a splice step, which reports
-// both sides' errors alike: the client when the write deadline passed (it
-// took less than a step in a whole WriteTimeout) or, for an error that is
-// not a timeout, when the broker's side is still open.
-func (c *conn) clientSideFailed(err error, wdl time.Time) bool {
+// both sides' errors alike. A timeout is the client's only when its write
+// deadline wdl has passed and the broker's read deadline rdl has not: then
+// the step stalled writing (the client took less than a step in a whole
+// WriteTimeout). Once rdl has passed too, the broker sent nothing for
+// RequestTimeout (or the drain deadline came), which is the broker's
+// failure whatever the write deadline says; with the defaults wdl comes
+// first, so a broker silent mid-response would otherwise be blamed on the
+// client. An error that is not a timeout is the client's when the broker's
+// side is still open.
+func (c *conn) clientSideFailed(err error, wdl, rdl time.Time) bool {
 	if timeout, _ := classifyIO(err); timeout {
-		return !time.Now().Before(wdl)
+		now := time.Now()
+		return !now.Before(wdl) && now.Before(rdl)
 	}
 	gone, _ := peerClosed(c.upstream)
 	return !gone
@@ -453,17 +462,19 @@ func (c *conn) clientWriteFailed(err error) {
 }
 
 // upstreamDeadline sets the broker read deadline to t, or to the drain
-// deadline serve set when that is earlier. serve may set drainBy at any
-// moment, so it is read again after the set: whichever of the two sets
-// runs last, the earlier deadline holds.
-func (c *conn) upstreamDeadline(t time.Time) {
+// deadline serve set when that is earlier, and returns the deadline set.
+// serve may set drainBy at any moment, so it is read again after the set:
+// whichever of the two sets runs last, the earlier deadline holds.
+func (c *conn) upstreamDeadline(t time.Time) time.Time {
 	if by := c.drainBy.Load(); by != 0 && by < t.UnixNano() {
 		t = time.Unix(0, by)
 	}
 	c.upstream.SetReadDeadline(t)
 	if by := c.drainBy.Load(); by != 0 && by < t.UnixNano() {
-		c.upstream.SetReadDeadline(time.Unix(0, by))
+		t = time.Unix(0, by)
+		c.upstream.SetReadDeadline(t)
 	}
+	return t
 }
 
 // upstreamFailed ends the connection after the broker closed or failed while
