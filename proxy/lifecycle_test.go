@@ -320,6 +320,52 @@ func TestSilentBrokerMidResponse(t *testing.T) {
 	}
 }
 
+// A broker that stops reading requests gets the client's connection closed
+// once a write to it makes no progress for timeouts.write, counted in
+// kafkaguard_upstream_closes_total as upstream_error.
+func TestUpstreamWriteFailureCounted(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() { // accepts one connection and never reads it
+		c, err := ln.Accept()
+		if err == nil {
+			accepted <- c
+		}
+	}()
+	defer func() {
+		select {
+		case c := <-accepted:
+			c.Close()
+		default:
+		}
+	}()
+	s, reg, addr := lifecycleServer(t, ln.Addr().String(), func(o *Options) { o.WriteTimeout = 300 * time.Millisecond })
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	go func() { // more than the kernel buffers both ways hold
+		frame := rawRequest(12, 0, 1, "unread", make([]byte, 900<<10))
+		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		for i := range 32 {
+			binary.BigEndian.PutUint32(frame[8:], uint32(i))
+			if _, err := c.Write(frame); err != nil {
+				return
+			}
+		}
+	}()
+	expectClosed(t, c, 10*time.Second)
+	waitFor(t, 2*time.Second, "connection forgotten", func() bool { return s.connCount() == 0 })
+	if got := gauge(t, reg, "kafkaguard_upstream_closes_total", map[string]string{"reason": reasonUpstreamError}); got != 1 {
+		t.Errorf("upstream_closes_total{reason=upstream_error} = %v, want 1", got)
+	}
+}
+
 // A broker that closes a connection on which nothing is owed gets the
 // client's connection closed promptly, so the client reconnects at once
 // instead of failing its next request; a broker that stays open does not.

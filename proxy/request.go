@@ -526,7 +526,9 @@ func (c *conn) writeUpstream(bufs [][]byte) bool {
 		_, err = c.wbufs.WriteTo(c.upstream)
 	}
 	if err != nil {
-		c.setReason(reasonUpstreamError, fmt.Errorf("write upstream: %w", err))
+		if c.setReason(reasonUpstreamError, fmt.Errorf("write upstream: %w", err)) {
+			c.s.metrics.upstreamClose(reasonUpstreamError)
+		}
 		return false
 	}
 	return true
