@@ -327,7 +327,8 @@ func (c *conn) relayRewritten(p pending, total int) bool {
 	}
 	// The output is the input re-encoded, each broker entry's host replaced
 	// by one kafkaguard advertises.
-	need := cost + int64(total) + int64(addrs)*int64(c.s.rw.maxHostGrowth()) + 64
+	slack := rewriteSlack(addrs, c.s.rw.maxHostGrowth())
+	need := cost + int64(total) + int64(slack)
 	if inChunk && c.rw-c.rr == total && int64(total)+need <= int64(len(c.rbuf)) {
 		// Small and alone in its chunk (the common case): copy it out and
 		// let the chunk's budget cover the copy, the decode and the output,
@@ -343,7 +344,7 @@ func (c *conn) relayRewritten(p pending, total int) bool {
 			return false
 		}
 	}
-	out, err := c.s.rw.rewrite(p.key, p.version, buf[:4+hlen], body)
+	out, err := c.s.rw.rewrite(p.key, p.version, buf[:4+hlen], body, slack)
 	if err != nil {
 		c.badResponse(api, fmt.Errorf("rewrite %s v%d: %w", api, p.version, err))
 		return false

@@ -50,20 +50,30 @@ func (rw *rewriter) advertise(node int32, host string, port int32) (string, int3
 }
 
 // maxHostGrowth is the most bytes rewriting one broker entry can add: the
-// longest host kafkaguard advertises (an unmapped broker keeps its own).
+// longest host kafkaguard advertises (an unmapped broker keeps its own),
+// plus 2 for its length prefix, whose uvarint in flexible versions grows
+// from 1 byte (an empty host, matched by node id) to at most 3.
 func (rw *rewriter) maxHostGrowth() int {
 	n := 0
 	for _, r := range rw.s.routes {
 		n = max(n, len(r.advHost))
 	}
-	return n
+	return n + 2
 }
+
+// rewriteSlack is how many bytes a rewritten response may be longer than
+// the broker's: addrs broker entries, each grown by at most growth (see
+// maxHostGrowth), and 64 more for the rest of the re-encoding.
+// relayRewritten reserves it and rewrite sizes its output with it, so the
+// output is allocated once, within the reservation.
+func rewriteSlack(addrs, growth int) int { return addrs*growth + 64 }
 
 // rewrite decodes body (the response after its header) with kmsg, rewrites
 // every broker address and returns the whole frame: head (size prefix and
 // response header, as the broker sent them) then the new body, with the
-// size prefix fixed.
-func (rw *rewriter) rewrite(key, version int16, head, body []byte) ([]byte, error) {
+// size prefix fixed. The output is made with room for slack bytes more
+// than head and body (rewriteSlack), so encoding it never reallocates.
+func (rw *rewriter) rewrite(key, version int16, head, body []byte, slack int) ([]byte, error) {
 	resp := kmsg.ResponseForKey(key)
 	resp.SetVersion(version)
 	if err := resp.ReadFrom(body); err != nil {
@@ -101,7 +111,7 @@ func (rw *rewriter) rewrite(key, version int16, head, body []byte) ([]byte, erro
 			b.Host, b.Port = rw.advertise(b.NodeID, b.Host, b.Port)
 		}
 	}
-	out := make([]byte, len(head), len(head)+len(body)+64)
+	out := make([]byte, len(head), len(head)+len(body)+slack)
 	copy(out, head)
 	out = resp.AppendTo(out)
 	binary.BigEndian.PutUint32(out, uint32(len(out)-4))

@@ -1,9 +1,12 @@
 package proxy
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafkaguard/kafkaguard/framing"
 )
 
 // FindCoordinator error entries (node -1, host "", port -1) are not brokers:
@@ -56,5 +59,40 @@ func TestFindCoordinatorErrorPassesThrough(t *testing.T) {
 				t.Errorf("error entries counted as %v unmapped brokers, want 0", n)
 			}
 		})
+	}
+}
+
+// The rewritten response is encoded into one buffer sized for the longest
+// host kafkaguard advertises, which relayRewritten reserves from the pool:
+// however much longer the advertised host is than the brokers', the output
+// never reallocates (an extra copy outside the reservation).
+func TestRewriteOutputDoesNotReallocate(t *testing.T) {
+	long := strings.Repeat("h", 200) + ".proxy.example"
+	s := &Server{routes: []*route{{advHost: long, advPort: 9092, upHost: "b", upPort: 9092}}, warnLog: newLogLimiter(1, 1)}
+	rw := &rewriter{s: s}
+	for _, v := range []int16{1, 9, 12} { // classic and flexible encodings
+		r := kmsg.NewPtrMetadataResponse()
+		for i := range 100 {
+			b := kmsg.NewMetadataResponseBroker()
+			b.NodeID, b.Host, b.Port = int32(i), "b", 9092
+			r.Brokers = append(r.Brokers, b)
+		}
+		body := encodeResponse(r, v)
+		head := make([]byte, 9) // size, correlation id, header tags
+		_, addrs, err := framing.ResponseCost(keyMetadata, v, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		planned := len(head) + len(body) + rewriteSlack(addrs, rw.maxHostGrowth())
+		out, err := rw.rewrite(keyMetadata, v, head, body, rewriteSlack(addrs, rw.maxHostGrowth()))
+		if err != nil {
+			t.Fatalf("v%d: %v", v, err)
+		}
+		if len(out) <= len(head)+len(body)+64 {
+			t.Fatalf("v%d: output %d bytes: the hosts did not grow enough to test anything", v, len(out))
+		}
+		if cap(out) != planned {
+			t.Errorf("v%d: output of %d bytes reallocated to cap %d, want the %d planned", v, len(out), cap(out), planned)
+		}
 	}
 }
