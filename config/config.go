@@ -97,8 +97,12 @@ type Timeouts struct {
 	Shutdown time.Duration `koanf:"shutdown"`
 	// Request bounds how long the broker may owe the oldest response on a
 	// connection (and, inside a response, go without sending a byte); past
-	// it the connection is closed as request_timeout. Generous by default
-	// (5m): a JoinGroup or a long-poll Fetch legitimately waits a while.
+	// it the connection is closed as request_timeout. Default 10m. It must
+	// exceed the longest time a broker legitimately holds a request: a
+	// JoinGroup (and the SyncGroup after it) waits up to the group's
+	// rebalance timeout, which consumers set to max.poll.interval.ms (Kafka's
+	// default 5m, Kafka Streams' far more), so raise it above the largest
+	// max.poll.interval.ms of the clients behind kafkaguard.
 	Request time.Duration `koanf:"request"`
 }
 
@@ -218,7 +222,7 @@ func Default() Config {
 			Dial:     5 * time.Second,
 			Write:    30 * time.Second,
 			Shutdown: 30 * time.Second,
-			Request:  5 * time.Minute,
+			Request:  10 * time.Minute,
 		},
 		Pool: Pool{ChunkBytes: 32 * KiB, TotalBytes: 64 * MiB, Wait: 5 * time.Second},
 		Proxy: Proxy{

@@ -61,8 +61,10 @@ type Options struct {
 	WriteTimeout  time.Duration // no write progress to either side (default 30s)
 	// RequestTimeout bounds how long the oldest owed response may be owed,
 	// and how long a response under way may go without a byte from the
-	// broker (default 5m). Past it the connection closes as
-	// request_timeout: the broker's fault, not the client's.
+	// broker (default 10m). Past it the connection closes as
+	// request_timeout: the broker's fault, not the client's. It must exceed
+	// the clients' rebalance timeout (max.poll.interval.ms), which a
+	// JoinGroup or SyncGroup may legitimately wait.
 	RequestTimeout time.Duration
 
 	// CutThroughBytes: frames larger than this are forwarded chunk by chunk
@@ -116,7 +118,7 @@ func (o *Options) setDefaults() error {
 	def(&o.IdleTimeout, 10*time.Minute)
 	def(&o.DialTimeout, 5*time.Second)
 	def(&o.WriteTimeout, 30*time.Second)
-	def(&o.RequestTimeout, 5*time.Minute)
+	def(&o.RequestTimeout, 10*time.Minute)
 	if o.MaxInflight <= 0 {
 		o.MaxInflight = 128
 	}
