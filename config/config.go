@@ -89,9 +89,12 @@ type Timeouts struct {
 	Idle time.Duration `koanf:"idle"`
 	// Dial bounds connecting to the upstream broker. Default 5s.
 	Dial time.Duration `koanf:"dial"`
-	// Write bounds a write to either peer that makes no progress: a client
+	// Write bounds writes to the peers. To a client, responses go in steps
+	// of at most 256 KiB, each of which must complete within it: a client
 	// reading a large response slowly but steadily is served, one that
-	// stops reading is cut after about this long. Default 30s.
+	// takes less than a step in this long (or stops reading) is cut. To the
+	// broker, each write of a request (a whole frame, or one chunk of a
+	// frame cut through) must complete within it. Default 30s.
 	Write time.Duration `koanf:"write"`
 	// Shutdown bounds the graceful drain on exit. Default 30s.
 	Shutdown time.Duration `koanf:"shutdown"`

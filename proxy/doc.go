@@ -11,9 +11,13 @@
 // pump, runs while responses are owed (and a second after): it relays them
 // in request order, writes local responses in their turn, rewrites broker
 // addresses in Metadata, FindCoordinator and DescribeCluster responses, and
-// clamps ApiVersions. Shutdown stops accepting, lets each connection finish
-// its frame and receive what it is owed, and waits for every goroutine it
-// started.
+// clamps ApiVersions. One more goroutine per Server, the upstream watcher
+// (started by Serve), looks once a second at each connection on which
+// nothing is owed, without blocking, and when its broker has closed the
+// upstream (an idle timeout, a restart) closes the client's side too
+// (upstream_closed), so the client reconnects at once. Shutdown stops
+// accepting, lets each connection finish its frame and receive what it is
+// owed, and waits for every goroutine it started, the watcher included.
 //
 //	srv, err := proxy.New(proxy.Options{Routes: routes, Policy: pol, Pool: pool, Logger: log})
 //	if err != nil { ... }

@@ -58,7 +58,14 @@ type Options struct {
 	FrameTimeout  time.Duration // first byte of a frame to its end (default 30s)
 	IdleTimeout   time.Duration // silence between frames (default 10m)
 	DialTimeout   time.Duration // upstream dial (default 5s)
-	WriteTimeout  time.Duration // no write progress to either side (default 30s)
+	// WriteTimeout bounds writes (default 30s). To the client, responses
+	// are written in steps of at most 256 KiB, each of which must complete
+	// within it, so a slow but steady reader is served and one taking less
+	// than a step per WriteTimeout is cut (client_error). To the broker,
+	// each write of a request (the whole frame, or one chunk of a frame cut
+	// through) must complete within it (upstream_error); requests are
+	// bounded by the Policy, so one deadline per write suffices.
+	WriteTimeout time.Duration
 	// RequestTimeout bounds how long the oldest owed response may be owed,
 	// and how long a response under way may go without a byte from the
 	// broker (default 10m). Past it the connection closes as

@@ -515,7 +515,11 @@ func (c *conn) peekAcks(h framing.RequestHeader, total int, deadline time.Time) 
 	}
 }
 
-// writeUpstream writes bufs, the frame's segments, in one writev.
+// writeUpstream writes bufs, the frame's segments, in one writev, which
+// must complete within WriteTimeout: one deadline for the whole write,
+// unlike writeClient's steps, as a request is bounded by the Policy (and a
+// frame cut through is written a chunk at a time). A broker that does not
+// take it in time ends the connection (upstream_error).
 func (c *conn) writeUpstream(bufs [][]byte) bool {
 	c.upstream.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
 	var err error
