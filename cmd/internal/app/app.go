@@ -281,11 +281,13 @@ func (a *App) Stop() error {
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.Timeouts.Shutdown)
 	defer cancel()
 	err := a.srv.Shutdown(ctx)
+	// When the drain used the whole timeout, ctx has expired and Shutdown
+	// leaves connections mid-request open: Close ends them.
 	if a.admin != nil && a.admin.Shutdown(ctx) != nil {
-		a.admin.Close() // the drain used the whole timeout: close admin connections too
+		a.admin.Close()
 	}
-	if a.mets != nil {
-		a.mets.Shutdown(ctx)
+	if a.mets != nil && a.mets.Shutdown(ctx) != nil {
+		a.mets.Close()
 	}
 	close(a.stopc)
 	a.wg.Wait()

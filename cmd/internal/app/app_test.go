@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -145,6 +146,59 @@ func TestMetricsAddressIsReadOnly(t *testing.T) {
 	} {
 		if got := do(tt.method, tt.url); got != tt.want {
 			t.Errorf("%s %s = %d, want %d", tt.method, tt.url, got, tt.want)
+		}
+	}
+}
+
+// A drain that runs out of timeouts.shutdown closes the connections of both
+// HTTP servers, not just the admin one: Shutdown with an expired context
+// leaves a connection mid-request open.
+func TestStopClosesHTTPConnectionsAfterTimedOutDrain(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Admin.Address = freeAddr(t)
+	cfg.Admin.MetricsAddress = freeAddr(t)
+	cfg.Timeouts.Shutdown = 300 * time.Millisecond
+	a, err := Build(cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	dial := func(addr string, send []byte) net.Conn {
+		t.Helper()
+		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if _, err := c.Write(send); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	// A request frame never finished keeps the drain busy until its deadline.
+	dial(a.Server().Addrs()[0].String(), []byte{0, 0, 0, 100, 0, 3})
+	partial := []byte("GET /metrics HTTP/1.1\r\nHost: x\r\n") // no end of headers: the request stays active
+	conns := map[string]net.Conn{
+		"admin.address":         dial(cfg.Admin.Address, partial),
+		"admin.metrics_address": dial(cfg.Admin.MetricsAddress, partial),
+	}
+	time.Sleep(100 * time.Millisecond) // both servers read the partial request
+	stopped := make(chan error, 1)
+	go func() { stopped <- a.Stop() }()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Stop did not return")
+	}
+	for name, c := range conns {
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, err := io.Copy(io.Discard, c); err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Errorf("%s: connection still open after Stop", name)
+			}
 		}
 	}
 }
