@@ -201,6 +201,9 @@ func TestResponseCostCoversApiVersionsFeatureTags(t *testing.T) {
 			if err != nil {
 				t.Fatalf("cost: %v", err)
 			}
+			if raceEnabled {
+				t.Skip("the race detector's runtime allocates more than the shipped build")
+			}
 			got, _ := decodeAlloc(18, 3, body)
 			if int64(got) > cost {
 				t.Errorf("kmsg allocated %d bytes for a %d-byte body, cost said at most %d", got, len(body), cost)
