@@ -11,27 +11,24 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// fakeBroker is a few lines of broker on 127.0.0.1:0 that answers every
-// request with whatever its handler returns: the response body after the
-// response header (nil: no answer, the request is swallowed). Tests use it
-// for brokers that answer badly or hugely, which kfake will not.
-type fakeBroker struct {
-	ln   net.Listener
-	wg   sync.WaitGroup
-	mu   sync.Mutex
-	conn []net.Conn
+// testBroker is the plumbing the brokers of these tests share: a listener on
+// 127.0.0.1:0 whose accepted connections each run serve in a goroutine, and
+// a Close (also run at cleanup) that ends the listener, every connection and
+// every goroutine.
+type testBroker struct {
+	ln    net.Listener
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	conns []net.Conn
 }
 
-// brokerHandler returns the response body for one request.
-type brokerHandler func(key, version int16, body []byte) []byte
-
-func newFakeBroker(t *testing.T, h brokerHandler) *fakeBroker {
+func listenBroker(t testing.TB, serve func(net.Conn)) *testBroker {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &fakeBroker{ln: ln}
+	b := &testBroker{ln: ln}
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
@@ -41,28 +38,54 @@ func newFakeBroker(t *testing.T, h brokerHandler) *fakeBroker {
 				return
 			}
 			b.mu.Lock()
-			b.conn = append(b.conn, c)
+			b.conns = append(b.conns, c)
 			b.mu.Unlock()
 			b.wg.Add(1)
 			go func() {
 				defer b.wg.Done()
-				b.serve(c, h)
+				serve(c)
 			}()
 		}
 	}()
-	t.Cleanup(func() {
-		ln.Close()
-		b.mu.Lock()
-		for _, c := range b.conn {
-			c.Close()
-		}
-		b.mu.Unlock()
-		b.wg.Wait()
-	})
+	t.Cleanup(b.Close)
 	return b
 }
 
-func (b *fakeBroker) addr() string { return b.ln.Addr().String() }
+func (b *testBroker) addr() string { return b.ln.Addr().String() }
+
+// closeConns closes every connection the broker accepted, so requests still
+// owed a response end (the broker "went away").
+func (b *testBroker) closeConns() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, c := range b.conns {
+		c.Close()
+	}
+}
+
+// Close ends the listener and every connection, and waits for their
+// goroutines.
+func (b *testBroker) Close() {
+	b.ln.Close()
+	b.closeConns()
+	b.wg.Wait()
+}
+
+// fakeBroker is a few lines of broker that answers every request with
+// whatever its handler returns: the response body after the response header
+// (nil: no answer, the request is swallowed). Tests use it for brokers that
+// answer badly or hugely, which kfake will not.
+type fakeBroker struct{ *testBroker }
+
+// brokerHandler returns the response body for one request.
+type brokerHandler func(key, version int16, body []byte) []byte
+
+func newFakeBroker(t *testing.T, h brokerHandler) *fakeBroker {
+	t.Helper()
+	b := &fakeBroker{}
+	b.testBroker = listenBroker(t, func(c net.Conn) { b.serve(c, h) })
+	return b
+}
 
 func (b *fakeBroker) serve(c net.Conn, h brokerHandler) {
 	defer c.Close()
@@ -112,14 +135,4 @@ func (b *fakeBroker) serve(c net.Conn, h brokerHandler) {
 func encodeResponse(resp kmsg.Response, version int16) []byte {
 	resp.SetVersion(version)
 	return resp.AppendTo(nil)
-}
-
-// closeConns closes every connection the broker accepted, so requests still
-// owed a response end (the broker "went away").
-func (b *fakeBroker) closeConns() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, c := range b.conn {
-		c.Close()
-	}
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"runtime"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,14 +22,10 @@ import (
 // brokers here are a few lines of Go on 127.0.0.1:0, not kfake, because
 // kfake always answers promptly.
 
-// scriptedBroker accepts connections and hands each to serve. Close ends the
-// listener and every connection it accepted.
+// scriptedBroker reads each request frame and does what its reply says.
 type scriptedBroker struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-	got   chan struct{} // a token per request frame read (buffered)
-	wg    sync.WaitGroup
+	*testBroker
+	got chan struct{} // a token per request frame read (buffered)
 }
 
 // brokerReply says what a scriptedBroker does with one request: the response
@@ -39,27 +34,8 @@ type brokerReply func(key int16, corr int32) (resp []byte, closeAfter bool)
 
 func newScriptedBroker(t testing.TB, reply brokerReply) *scriptedBroker {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &scriptedBroker{ln: ln, got: make(chan struct{}, 64)}
-	b.wg.Add(1)
-	go func() {
-		defer b.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			b.mu.Lock()
-			b.conns = append(b.conns, c)
-			b.mu.Unlock()
-			b.wg.Add(1)
-			go func() { defer b.wg.Done(); b.serve(c, reply) }()
-		}
-	}()
-	t.Cleanup(b.Close)
+	b := &scriptedBroker{got: make(chan struct{}, 64)}
+	b.testBroker = listenBroker(t, func(c net.Conn) { b.serve(c, reply) })
 	return b
 }
 
@@ -89,18 +65,6 @@ func (b *scriptedBroker) serve(c net.Conn, reply brokerReply) {
 		}
 	}
 }
-
-func (b *scriptedBroker) Close() {
-	b.ln.Close()
-	b.mu.Lock()
-	for _, c := range b.conns {
-		c.Close()
-	}
-	b.mu.Unlock()
-	b.wg.Wait()
-}
-
-func (b *scriptedBroker) addr() string { return b.ln.Addr().String() }
 
 // waitRequest waits until the broker has read a request frame.
 func (b *scriptedBroker) waitRequest(t *testing.T) {
