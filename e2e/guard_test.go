@@ -60,33 +60,7 @@ func startGuard(t *testing.T, upstreams []string) *guard {
 	}
 	g.admin = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cfg := strings.NewReplacer("{{LISTENERS}}", strings.TrimRight(ls.String(), "\n"), "{{ADMIN}}", g.admin).Replace(guardConfig)
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "kafkaguard.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	g.logPath = filepath.Join(dir, "kafkaguard.log")
-	logf, err := os.Create(g.logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g.cmd = exec.Command(binPath, "run", "--config", cfgPath)
-	// kafkaguard reads KAFKAGUARD_* as config overrides and rejects unknown
-	// keys: keep whatever the developer's shell has of them away from it.
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "KAFKAGUARD_") {
-			g.cmd.Env = append(g.cmd.Env, kv)
-		}
-	}
-	g.cmd.Stdout, g.cmd.Stderr = logf, logf
-	if err := g.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		g.waitErr = g.cmd.Wait()
-		logf.Close()
-		close(g.done)
-	}()
+	g.launch(t, binPath, cfg)
 	t.Cleanup(func() { g.stop(t) })
 	ok := eventually(30*time.Second, 100*time.Millisecond, func() bool {
 		select {
@@ -106,6 +80,40 @@ func startGuard(t *testing.T, upstreams []string) *guard {
 		t.Fatalf("kafkaguard /healthz not ready in 30s\n%s", g.logTail(40))
 	}
 	return g
+}
+
+// launch writes cfg to a temporary file and starts bin run with it, its
+// output in g.logPath; g.done closes when the process has exited (g.waitErr
+// then holds how).
+func (g *guard) launch(t *testing.T, bin, cfg string) {
+	t.Helper()
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "kafkaguard.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g.logPath = filepath.Join(dir, "kafkaguard.log")
+	logf, err := os.Create(g.logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.cmd = exec.Command(bin, "run", "--config", cfgPath)
+	// kafkaguard reads KAFKAGUARD_* as config overrides and rejects unknown
+	// keys: keep whatever the developer's shell has of them away from it.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "KAFKAGUARD_") {
+			g.cmd.Env = append(g.cmd.Env, kv)
+		}
+	}
+	g.cmd.Stdout, g.cmd.Stderr = logf, logf
+	if err := g.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		g.waitErr = g.cmd.Wait()
+		logf.Close()
+		close(g.done)
+	}()
 }
 
 // stop sends SIGTERM to kafkaguard's pid and waits for a clean exit.

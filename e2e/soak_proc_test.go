@@ -41,31 +41,7 @@ func soakStartGuard(t *testing.T, bin, cfg, upstream string) *guard {
 	g.addrs = []string{fmt.Sprintf("127.0.0.1:%d", freePort(t))}
 	g.admin = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cfg = strings.NewReplacer("{{LISTEN}}", g.addrs[0], "{{UPSTREAM}}", upstream, "{{ADMIN}}", g.admin).Replace(cfg)
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "kafkaguard.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	g.logPath = filepath.Join(dir, "kafkaguard.log")
-	logf, err := os.Create(g.logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g.cmd = exec.Command(bin, "run", "--config", cfgPath)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "KAFKAGUARD_") {
-			g.cmd.Env = append(g.cmd.Env, kv)
-		}
-	}
-	g.cmd.Stdout, g.cmd.Stderr = logf, logf
-	if err := g.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		g.waitErr = g.cmd.Wait()
-		logf.Close()
-		close(g.done)
-	}()
+	g.launch(t, bin, cfg)
 	t.Cleanup(func() {
 		select {
 		case <-g.done:
