@@ -400,7 +400,7 @@ func (c *conn) reserveBytes(n int64) (int, error) {
 	if err == nil || n > pool.Capacity() {
 		return k, err
 	}
-	c.s.evictSlowest(c, evictStale)
+	c.evictFor(n, evictStale)
 	deadline := time.Now().Add(c.s.opts.PoolWait)
 	for {
 		k, err := pool.Reserve(n, min(time.Until(deadline), evictAfter), c.s.done)
@@ -410,7 +410,23 @@ func (c *conn) reserveBytes(n int64) (int, error) {
 		if errors.Is(err, limits.ErrPoolClosed) || !time.Now().Before(deadline) {
 			return 0, err
 		}
-		c.s.evictSlowest(c, evictAfter)
+		c.evictFor(n, evictAfter)
+	}
+}
+
+// evictFor evicts slow frames at least minAge old until the ones evicted
+// hold enough chunks for n bytes the pool lacks: a reservation of several
+// chunks would otherwise free one a round and give up at pool.wait while
+// slow clients keep the rest (a chunk request needs one; it evicts one).
+// Every evicted frame holds at least a chunk; what it holds is returned
+// when its own goroutine sees the close.
+func (c *conn) evictFor(n int64, minAge time.Duration) {
+	pool := c.s.opts.Pool
+	missing := n - (pool.Capacity() - pool.InUse())
+	for chunk := int64(pool.ChunkBytes()); missing > 0; missing -= chunk {
+		if !c.s.evictSlowest(c, minAge) {
+			return
+		}
 	}
 }
 
