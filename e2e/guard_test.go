@@ -62,6 +62,14 @@ func startGuard(t *testing.T, upstreams []string) *guard {
 	cfg := strings.NewReplacer("{{LISTENERS}}", strings.TrimRight(ls.String(), "\n"), "{{ADMIN}}", g.admin).Replace(guardConfig)
 	g.launch(t, binPath, cfg)
 	t.Cleanup(func() { g.stop(t) })
+	g.waitHealthy(t)
+	return g
+}
+
+// waitHealthy waits up to 30 s for the started process's /healthz, and fails
+// the test with the log's tail if it exits or never answers.
+func (g *guard) waitHealthy(t *testing.T) {
+	t.Helper()
 	ok := eventually(30*time.Second, 100*time.Millisecond, func() bool {
 		select {
 		case <-g.done:
@@ -79,7 +87,6 @@ func startGuard(t *testing.T, upstreams []string) *guard {
 	if !ok {
 		t.Fatalf("kafkaguard /healthz not ready in 30s\n%s", g.logTail(40))
 	}
-	return g
 }
 
 // launch writes cfg to a temporary file and starts bin run with it, its

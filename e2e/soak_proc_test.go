@@ -50,23 +50,7 @@ func soakStartGuard(t *testing.T, bin, cfg, upstream string) *guard {
 			<-g.done
 		}
 	})
-	ok := eventually(30*time.Second, 100*time.Millisecond, func() bool {
-		select {
-		case <-g.done:
-			return true
-		default:
-		}
-		code, _, err := httpGet("http://" + g.admin + "/healthz")
-		return err == nil && code == http.StatusOK
-	})
-	select {
-	case <-g.done:
-		t.Fatalf("kafkaguard exited at start: %v\n%s", g.waitErr, g.logTail(40))
-	default:
-	}
-	if !ok {
-		t.Fatalf("kafkaguard /healthz not ready in 30s\n%s", g.logTail(40))
-	}
+	g.waitHealthy(t)
 	return g
 }
 
