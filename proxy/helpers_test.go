@@ -92,10 +92,9 @@ func newHarness(t *testing.T, ho harnessOpts) *harness {
 	for _, up := range upstreams {
 		routes = append(routes, Route{Listen: "127.0.0.1:0", Upstream: up})
 	}
-	o := Options{
-		Routes: routes, Policy: pol, Pool: pool, Metrics: m,
-		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
-	}
+	o := testOptions()
+	o.Routes, o.Policy, o.Pool, o.Metrics = routes, pol, pool, m
+	o.Logger = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
 	if ho.gate != nil {
 		o.Gate = limits.NewGate(*ho.gate)
 	}
