@@ -184,8 +184,8 @@ func newFloodServer(b *testing.B) (*Server, *prometheus.Registry, string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	gate := limits.NewGate(limits.GateOptions{
-		OffencesBeforeBan: 1, BanMin: time.Hour, MaxConnsPerIP: 1000, RatePerSecond: 50,
+	gate := testGate(b, limits.GateOptions{
+		OffencesBeforeBan: 1, BanMin: time.Hour, MaxConnsPerIP: 1000, RatePerSecond: 50, RateBurst: 50,
 		OnBan: func(limits.Ban) { m.Banned() },
 	})
 	o := testOptions()

@@ -96,7 +96,7 @@ func newHarness(t *testing.T, ho harnessOpts) *harness {
 	o.Routes, o.Policy, o.Pool, o.Metrics = routes, pol, pool, m
 	o.Logger = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
 	if ho.gate != nil {
-		o.Gate = limits.NewGate(*ho.gate)
+		o.Gate = testGate(t, *ho.gate)
 	}
 	d := &net.Dialer{Timeout: 2 * time.Second}
 	o.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {

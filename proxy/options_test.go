@@ -35,6 +35,38 @@ func testOptions() Options {
 	}
 }
 
+// testGate is limits.NewGate with the fields a test leaves at zero, and the
+// gate requires, set to config.Default()'s values (as cmd/internal/app passes
+// them); the fields where zero means "off" (OffencesBeforeBan,
+// MaxConnsPerIP, RatePerSecond) stay as the test set them.
+func testGate(tb testing.TB, o limits.GateOptions) *limits.Gate {
+	tb.Helper()
+	d := config.Default().Abuse
+	set := func(v *time.Duration, def time.Duration) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	set(&o.OffenceWindow, d.OffenceWindow)
+	set(&o.BanMin, d.BanMin)
+	set(&o.BanMax, d.BanMax)
+	set(&o.ForgetAfter, d.ForgetAfter)
+	if o.MaxTracked == 0 {
+		o.MaxTracked = d.MaxTrackedSources
+	}
+	if o.IPv4Prefix == 0 {
+		o.IPv4Prefix = d.IPv4Prefix
+	}
+	if o.IPv6Prefix == 0 {
+		o.IPv6Prefix = d.IPv6Prefix
+	}
+	g, err := limits.NewGate(o)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return g
+}
+
 // New refuses a value it cannot run with and names the field, instead of
 // putting a default in its place; zero weights are valid (offences harmless)
 // and kept.
