@@ -117,7 +117,7 @@ func Build(cfg config.Config, log zerolog.Logger) (*App, error) {
 		MaxClientIDBytes: cfg.Limits.MaxClientIDBytes,
 		MaxDrainBytes:    int64(cfg.EffectiveMaxDrain()),
 		Deny:             deny,
-		ForwardUnknown:   cfg.Limits.UnknownAPI == "forward",
+		ForwardUnknown:   cfg.Limits.UnknownAPI == config.UnknownAPIForward,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("limits: %w", err)
