@@ -27,7 +27,7 @@ const deployExample = "../../../deploy/kafkaguard.yaml"
 // running is what a built App runs with, read back from its parts.
 type running struct {
 	app    *App
-	opts   proxy.Options      // the proxy server's
+	opts   proxy.Options       // the proxy server's
 	gate   *limits.GateOptions // the gate's; nil without one
 	policy *limits.Policy
 	pool   *limits.Pool
@@ -74,9 +74,13 @@ var wiring = map[string]check{
 	},
 	// The admin servers and the shutdown drain are the App's own: Start and
 	// Stop read them from the config the App keeps.
-	"admin.address":         func(c config.Config, r running, _ string) (any, any) { return c.Admin.Address, r.app.cfg.Admin.Address },
-	"admin.metrics_address": func(c config.Config, r running, _ string) (any, any) { return c.Admin.MetricsAddress, r.app.cfg.Admin.MetricsAddress },
-	"timeouts.shutdown":     func(c config.Config, r running, _ string) (any, any) { return c.Timeouts.Shutdown, r.app.cfg.Timeouts.Shutdown },
+	"admin.address": func(c config.Config, r running, _ string) (any, any) { return c.Admin.Address, r.app.cfg.Admin.Address },
+	"admin.metrics_address": func(c config.Config, r running, _ string) (any, any) {
+		return c.Admin.MetricsAddress, r.app.cfg.Admin.MetricsAddress
+	},
+	"timeouts.shutdown": func(c config.Config, r running, _ string) (any, any) {
+		return c.Timeouts.Shutdown, r.app.cfg.Timeouts.Shutdown
+	},
 
 	"limits.max_request_bytes": func(c config.Config, r running, _ string) (any, any) {
 		// Fetch has no entry in the example's limits.api.
@@ -113,12 +117,14 @@ var wiring = map[string]check{
 		return c.Limits.UnknownAPI == config.UnknownAPIForward, r.policy.ForwardsUnknown()
 	},
 
-	"timeouts.header":  func(c config.Config, r running, _ string) (any, any) { return c.Timeouts.Header, r.opts.HeaderTimeout },
-	"timeouts.frame":   func(c config.Config, r running, _ string) (any, any) { return c.Timeouts.Frame, r.opts.FrameTimeout },
-	"timeouts.idle":    func(c config.Config, r running, _ string) (any, any) { return c.Timeouts.Idle, r.opts.IdleTimeout },
-	"timeouts.dial":    func(c config.Config, r running, _ string) (any, any) { return c.Timeouts.Dial, r.opts.DialTimeout },
-	"timeouts.write":   func(c config.Config, r running, _ string) (any, any) { return c.Timeouts.Write, r.opts.WriteTimeout },
-	"timeouts.request": func(c config.Config, r running, _ string) (any, any) { return c.Timeouts.Request, r.opts.RequestTimeout },
+	"timeouts.header": func(c config.Config, r running, _ string) (any, any) { return c.Timeouts.Header, r.opts.HeaderTimeout },
+	"timeouts.frame":  func(c config.Config, r running, _ string) (any, any) { return c.Timeouts.Frame, r.opts.FrameTimeout },
+	"timeouts.idle":   func(c config.Config, r running, _ string) (any, any) { return c.Timeouts.Idle, r.opts.IdleTimeout },
+	"timeouts.dial":   func(c config.Config, r running, _ string) (any, any) { return c.Timeouts.Dial, r.opts.DialTimeout },
+	"timeouts.write":  func(c config.Config, r running, _ string) (any, any) { return c.Timeouts.Write, r.opts.WriteTimeout },
+	"timeouts.request": func(c config.Config, r running, _ string) (any, any) {
+		return c.Timeouts.Request, r.opts.RequestTimeout
+	},
 
 	"pool.chunk_bytes": func(c config.Config, r running, _ string) (any, any) {
 		return int64(c.Pool.ChunkBytes), int64(r.pool.ChunkBytes())
@@ -135,7 +141,9 @@ var wiring = map[string]check{
 	"proxy.max_rewrite_bytes": func(c config.Config, r running, _ string) (any, any) {
 		return int64(c.Proxy.MaxRewriteBytes), int64(r.opts.MaxRewriteBytes)
 	},
-	"rewrite.unmapped_port": func(c config.Config, r running, _ string) (any, any) { return c.Rewrite.UnmappedPort, r.opts.UnmappedPort },
+	"rewrite.unmapped_port": func(c config.Config, r running, _ string) (any, any) {
+		return c.Rewrite.UnmappedPort, r.opts.UnmappedPort
+	},
 
 	"abuse.enabled": func(c config.Config, r running, _ string) (any, any) {
 		return c.Abuse.Enabled, r.gate != nil && r.opts.Gate != nil
