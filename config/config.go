@@ -207,7 +207,9 @@ type Log struct {
 
 // Default returns the configuration used for every key the file and the
 // environment leave unset. It has no listeners, so it only validates once
-// one is added.
+// one is added. It is the only place defaults live: proxy.Options and
+// limits.GateOptions take every value as given (cmd/internal/app copies them
+// from the Config) and refuse, rather than replace, one out of range.
 func Default() Config {
 	return Config{
 		Admin: Admin{Address: "127.0.0.1:9644"},

@@ -90,6 +90,19 @@ func TestLoadDeployExample(t *testing.T) {
 	if !reflect.DeepEqual(a, da) {
 		t.Errorf("example abuse drifted: %+v, want %+v", a, da)
 	}
+	// And the whole of it: every key but the listeners and the per-API
+	// examples is Default()'s ("set to its default unless noted").
+	all := cfg
+	all.Listeners, all.Limits.API = nil, nil
+	if len(all.Limits.DenyAPI) == 0 {
+		all.Limits.DenyAPI = nil
+	}
+	if len(all.Abuse.Allow) == 0 {
+		all.Abuse.Allow = nil
+	}
+	if !reflect.DeepEqual(all, d) {
+		t.Errorf("example drifted from Default():\n%+v\nwant\n%+v", all, d)
+	}
 }
 
 func TestLoadNoPathGivesDefaults(t *testing.T) {

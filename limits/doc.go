@@ -11,7 +11,9 @@
 //
 //	pool, err := limits.NewPool(limits.PoolOptions{ChunkBytes: 16 << 10, TotalBytes: 64 << 20})
 //	policy, err := limits.NewPolicy(limits.PolicyOptions{MaxRequestBytes: 1 << 20, MaxDrainBytes: 4 << 20})
-//	gate := limits.NewGate(limits.GateOptions{OffencesBeforeBan: 5, MaxConnsPerIP: 100, OnBan: logBan})
+//	gate, err := limits.NewGate(limits.GateOptions{OffencesBeforeBan: 5, OffenceWindow: time.Minute,
+//		BanMin: 30 * time.Second, BanMax: time.Hour, ForgetAfter: time.Hour, MaxConnsPerIP: 100,
+//		MaxTracked: 50_000, IPv4Prefix: 32, IPv6Prefix: 64, OnBan: logBan}) // every field given: no defaults here
 //
 //	ok, reason := gate.Admit(addr) // on accept, before reading a byte
 //	if !ok {

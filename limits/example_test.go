@@ -43,14 +43,25 @@ func ExamplePolicy_Check() {
 }
 
 func ExampleGate() {
-	gate := limits.NewGate(limits.GateOptions{
+	// Every setting is given; NewGate fills in nothing (kafkaguard takes them from config.Default).
+	gate, err := limits.NewGate(limits.GateOptions{
 		OffencesBeforeBan: 3,
+		OffenceWindow:     time.Minute,
 		BanMin:            time.Minute,
+		BanMax:            time.Hour,
+		ForgetAfter:       time.Hour,
 		MaxConnsPerIP:     2,
+		MaxTracked:        50_000,
+		IPv4Prefix:        32,
+		IPv6Prefix:        64,
 		OnBan: func(b limits.Ban) {
 			fmt.Println("banned", limits.SourceString(b.Source), b.ClientID, b.Reason, b.Count)
 		},
 	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	addr := netip.MustParseAddr("192.0.2.7")
 	for range 3 {
 		if ok, _ := gate.Admit(addr); ok {

@@ -1,6 +1,8 @@
 package limits
 
 import (
+	"errors"
+	"fmt"
 	"hash/maphash"
 	"math"
 	"net/netip"
@@ -16,51 +18,40 @@ const (
 	ReasonRate     Reason = "rate"
 )
 
-// Defaults for GateOptions fields left at zero.
-const (
-	DefaultOffenceWindow = time.Minute
-	DefaultBanMin        = time.Minute
-	DefaultBanMax        = time.Hour
-	DefaultForgetAfter   = 24 * time.Hour
-	DefaultMaxTracked    = 50_000
-	// DefaultIPv4Prefix judges each IPv4 address on its own: one host, one address, as a rule.
-	DefaultIPv4Prefix = 32
-	// DefaultIPv6Prefix judges IPv6 sources by /64, the smallest network handed to a host or a LAN: one
-	// machine can use all 2^64 addresses in it, so judging them one by one would let it dodge every ban.
-	DefaultIPv6Prefix = 64
-)
-
 // longestBan keeps ban arithmetic in int64 nanoseconds far from overflow (about 146 years).
 const longestBan = time.Duration(1 << 62)
 
-// GateOptions configures NewGate. Negative numbers count as zero.
+// GateOptions configures NewGate, which takes every value as given and refuses one out of range with an
+// error naming the field (ErrInvalidOptions); it fills in nothing. The defaults live in config.Default.
+// Where zero means "off" the field says so.
 type GateOptions struct {
 	// OffencesBeforeBan is the weighted sum of offences within OffenceWindow that earns a ban. Zero disables
-	// bans, and offences are then not tracked at all.
+	// bans, and offences are then not tracked at all. Finite, >= 0.
 	OffencesBeforeBan float64
-	// OffenceWindow is the sliding window offences are summed over; zero means DefaultOffenceWindow.
+	// OffenceWindow is the sliding window offences are summed over. Must be positive.
 	OffenceWindow time.Duration
-	// BanMin is the first ban of a source; zero means DefaultBanMin.
+	// BanMin is the first ban of a source. Must be positive.
 	BanMin time.Duration
-	// BanMax caps a ban: each further ban of the same source doubles, up to it. Zero means DefaultBanMax;
-	// below BanMin means BanMin.
+	// BanMax caps a ban: each further ban of the same source doubles, up to it. At least BanMin. Bans
+	// longer than about 146 years (1<<62 ns) last that long, which keeps the arithmetic from overflowing.
 	BanMax time.Duration
 	// ForgetAfter is the clean stretch (no offence, no ban) after which a source's ban history is forgotten,
-	// so its next ban is BanMin again; zero means DefaultForgetAfter.
+	// so its next ban is BanMin again. Must be positive.
 	ForgetAfter time.Duration
-	// MaxConnsPerIP caps a source's concurrent connections; zero means no cap.
+	// MaxConnsPerIP caps a source's concurrent connections; zero means no cap. Must not be negative.
 	MaxConnsPerIP int
 	// RatePerSecond is the refill of a source's token bucket of new connections; zero means no rate limit.
+	// Finite, >= 0.
 	RatePerSecond float64
-	// RateBurst is the bucket's size, and a new source starts with a full bucket. Below 1 means
-	// max(1, ceil(RatePerSecond)).
+	// RateBurst is the bucket's size, and a new source starts with a full bucket. At least 1 when
+	// RatePerSecond is set; unused (and >= 0) when it is not.
 	RateBurst int
 	// Allow lists prefixes that are never banned, capped or rate-limited (health checks, the operator's own
 	// hosts). IPv4-mapped IPv6 prefixes are read as IPv4. Nil means none. A client's own address is checked,
-	// not its source prefix.
+	// not its source prefix. Every prefix must be valid.
 	Allow []netip.Prefix
-	// MaxTracked bounds how many sources are tracked; see Gate for what is forgotten to make room. Zero
-	// means DefaultMaxTracked.
+	// MaxTracked bounds how many sources are tracked; see Gate for what is forgotten to make room. At
+	// least 1.
 	MaxTracked int
 	// Now returns the current time; nil means time.Now. Tests inject a fake clock.
 	Now func() time.Time
@@ -70,10 +61,62 @@ type GateOptions struct {
 	// Admit, Offence or Unban of the source, by Sweep, or when room is made for a new source) or by Unban.
 	OnUnban func(Ban)
 	// IPv4Prefix is the length of the IPv4 prefix judged as one source: every address in it shares one
-	// offence count, ban, connection cap and rate. Zero means DefaultIPv4Prefix; above 32 means 32.
+	// offence count, ban, connection cap and rate. 1..32; 32 judges each address alone.
 	IPv4Prefix int
-	// IPv6Prefix is the same for IPv6. Zero means DefaultIPv6Prefix; above 128 means 128.
+	// IPv6Prefix is the same for IPv6, 1..128. One IPv6 host commonly holds a whole /64.
 	IPv6Prefix int
+}
+
+// check refuses options NewGate cannot run with, naming each field, all problems joined.
+func (o *GateOptions) check() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("new gate: "+format+": %w", append(args, ErrInvalidOptions)...))
+	}
+	finite := func(v float64) bool { return v >= 0 && !math.IsInf(v, 1) } // false for NaN too
+	if !finite(o.OffencesBeforeBan) {
+		bad("OffencesBeforeBan %v must be a finite number >= 0", o.OffencesBeforeBan)
+	}
+	for _, d := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"OffenceWindow", o.OffenceWindow},
+		{"BanMin", o.BanMin},
+		{"BanMax", o.BanMax},
+		{"ForgetAfter", o.ForgetAfter},
+	} {
+		if d.d <= 0 {
+			bad("%s %s must be positive", d.name, d.d)
+		}
+	}
+	if o.BanMin > 0 && o.BanMax < o.BanMin {
+		bad("BanMax %s must be at least BanMin %s", o.BanMax, o.BanMin)
+	}
+	if o.MaxConnsPerIP < 0 {
+		bad("MaxConnsPerIP %d must not be negative (0 means no cap)", o.MaxConnsPerIP)
+	}
+	if !finite(o.RatePerSecond) {
+		bad("RatePerSecond %v must be a finite number >= 0 (0 means no rate limit)", o.RatePerSecond)
+	}
+	if o.RateBurst < 0 || (o.RatePerSecond > 0 && o.RateBurst < 1) {
+		bad("RateBurst %d must be at least 1 with a rate", o.RateBurst)
+	}
+	for i, p := range o.Allow {
+		if !p.IsValid() {
+			bad("Allow[%d] is not a valid prefix", i)
+		}
+	}
+	if o.MaxTracked < 1 {
+		bad("MaxTracked %d must be at least 1", o.MaxTracked)
+	}
+	if o.IPv4Prefix < 1 || o.IPv4Prefix > 32 {
+		bad("IPv4Prefix %d must be 1..32", o.IPv4Prefix)
+	}
+	if o.IPv6Prefix < 1 || o.IPv6Prefix > 128 {
+		bad("IPv6Prefix %d must be 1..128", o.IPv6Prefix)
+	}
+	return errors.Join(errs...)
 }
 
 // Ban describes one ban of a source.
@@ -135,20 +178,27 @@ type Gate struct {
 
 	evictedConnected atomic.Int64 // connected sources forgotten to make room
 	evictedBanned    atomic.Int64 // bans in force forgotten to make room
+
+	opts GateOptions // as NewGate took them, for Options
 }
 
-// NewGate returns a gate configured by o, with zero fields defaulted as documented on GateOptions.
-func NewGate(o GateOptions) *Gate {
+// NewGate returns a gate configured by o, or an error wrapping ErrInvalidOptions for every field out of
+// range.
+func NewGate(o GateOptions) (*Gate, error) {
+	if err := o.check(); err != nil {
+		return nil, err
+	}
 	g := &Gate{
 		seed:       maphash.MakeSeed(),
 		clock:      o.Now,
 		onBan:      o.OnBan,
 		onUnban:    o.OnUnban,
-		threshold:  max(o.OffencesBeforeBan, 0),
-		maxConns:   int32(min(max(o.MaxConnsPerIP, 0), math.MaxInt32)),
+		threshold:  o.OffencesBeforeBan,
+		maxConns:   int32(min(o.MaxConnsPerIP, math.MaxInt32)),
 		maxTracked: o.MaxTracked,
-		v4Bits:     prefixBits(o.IPv4Prefix, DefaultIPv4Prefix, 32),
-		v6Bits:     prefixBits(o.IPv6Prefix, DefaultIPv6Prefix, 128),
+		v4Bits:     o.IPv4Prefix,
+		v6Bits:     o.IPv6Prefix,
+		opts:       o,
 	}
 	if g.clock == nil {
 		g.clock = time.Now
@@ -156,26 +206,17 @@ func NewGate(o GateOptions) *Gate {
 	g.epoch = g.clock()
 	g.wall = g.epoch.Round(0)
 
-	window := orDefault(o.OffenceWindow, DefaultOffenceWindow)
-	g.slotLen = max(int64(window)/windowSlots, 1)
-	banMin := min(orDefault(o.BanMin, DefaultBanMin), longestBan)
-	banMax := min(max(orDefault(o.BanMax, DefaultBanMax), banMin), longestBan)
-	g.banMin, g.banMax = int64(banMin), int64(banMax)
-	g.forget = int64(orDefault(o.ForgetAfter, DefaultForgetAfter))
+	g.slotLen = max(int64(o.OffenceWindow)/windowSlots, 1)
+	g.banMin, g.banMax = int64(min(o.BanMin, longestBan)), int64(min(o.BanMax, longestBan))
+	g.forget = int64(o.ForgetAfter)
 
-	if o.RatePerSecond > 0 && !math.IsInf(o.RatePerSecond, 1) {
+	if o.RatePerSecond > 0 {
 		g.rate = o.RatePerSecond / 1e9
 		g.burst = float64(o.RateBurst)
-		if o.RateBurst < 1 {
-			g.burst = max(1, math.Ceil(o.RatePerSecond))
-		}
 		g.refill = int64(min(g.burst/g.rate, float64(longestBan)))
 	}
 	g.track = g.maxConns > 0 || g.rate > 0
 
-	if g.maxTracked <= 0 {
-		g.maxTracked = DefaultMaxTracked
-	}
 	// Up to 16 shards, but never fewer than 64 entries a shard, so a small bound still spreads evenly
 	// and shards*perShard never exceeds MaxTracked.
 	n := 16
@@ -190,31 +231,16 @@ func NewGate(o GateOptions) *Gate {
 	}
 
 	for _, p := range o.Allow {
-		if !p.IsValid() {
-			continue
-		}
 		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
 			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
 		}
 		g.allow = append(g.allow, p.Masked())
 	}
-	return g
+	return g, nil
 }
 
-// prefixBits returns the prefix length for option o: def for zero or less, at most full.
-func prefixBits(o, def, full int) int {
-	if o <= 0 {
-		return def
-	}
-	return min(o, full)
-}
-
-func orDefault(d, def time.Duration) time.Duration {
-	if d <= 0 {
-		return def
-	}
-	return d
-}
+// Options returns the options the gate runs with, as NewGate took them.
+func (g *Gate) Options() GateOptions { return g.opts }
 
 // Admit judges a new connection from addr before any byte is read, by addr's source. ok=false with a
 // Reason when banned, over the per-source concurrent cap, or over the rate (checked in that order; a

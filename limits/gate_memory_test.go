@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/kafkaguard/kafkaguard/config"
 )
 
 // maxBytesPerSource is the most heap one tracked source may hold with the longest client id kept: the
@@ -21,11 +23,11 @@ func TestGateMemoryAtBound(t *testing.T) {
 	if testing.Short() {
 		t.Skip("100 000 sources; skipped with -short")
 	}
-	const n = DefaultMaxTracked
+	n := config.Default().Abuse.MaxTrackedSources
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	g := NewGate(GateOptions{OffencesBeforeBan: 5, MaxConnsPerIP: 10, RatePerSecond: 50})
+	g := newGate(t, GateOptions{OffencesBeforeBan: 5, MaxConnsPerIP: 10, RatePerSecond: 50, RateBurst: 50})
 	pad := strings.Repeat("x", 2*maxStoredClientID)
 	for i := range 2 * n {
 		a := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 4: byte(i >> 16), 5: byte(i >> 8), 6: byte(i), 15: 1})
@@ -38,7 +40,7 @@ func TestGateMemoryAtBound(t *testing.T) {
 	if g.Tracked() != n {
 		t.Errorf("Tracked = %d, want %d", g.Tracked(), n)
 	}
-	if grew > n*maxBytesPerSource {
+	if grew > int64(n*maxBytesPerSource) {
 		t.Errorf("heap grew by %d bytes, over %d x %d", grew, n, maxBytesPerSource)
 	}
 	runtime.KeepAlive(g)

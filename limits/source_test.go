@@ -29,7 +29,7 @@ func TestGateSourcePrefix(t *testing.T) {
 			c, r := newFakeClock(), &recorder{}
 			o := banOptions(c, r)
 			o.IPv4Prefix, o.IPv6Prefix = tt.v4, tt.v6
-			g := NewGate(o)
+			g := newGate(t, o)
 			offender, sibling, stranger := netip.MustParseAddr(tt.offender), netip.MustParseAddr(tt.sibling),
 				netip.MustParseAddr(tt.stranger)
 			b, banned := offend(g, c, offender, 5)
@@ -62,7 +62,7 @@ func TestGateSourcePrefix(t *testing.T) {
 // The connection cap and the rate are per source too.
 func TestGateSourcePrefixCapAndRate(t *testing.T) {
 	c := newFakeClock()
-	g := NewGate(GateOptions{MaxConnsPerIP: 2, RatePerSecond: 3, RateBurst: 3, Now: c.Now})
+	g := newGate(t, GateOptions{MaxConnsPerIP: 2, RatePerSecond: 3, RateBurst: 3, Now: c.Now})
 	a := func(i int) netip.Addr {
 		return netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(i)})
 	}
@@ -95,7 +95,7 @@ func TestGateSourcePrefixSprayIsOneEntry(t *testing.T) {
 	o := banOptions(c, r)
 	o.MaxConnsPerIP = 1 << 20
 	o.MaxTracked = 64
-	g := NewGate(o)
+	g := newGate(t, o)
 	other := netip.MustParseAddr("2001:db8:ffff::1")
 	if ok, _ := g.Admit(other); !ok {
 		t.Fatal("first client refused")
@@ -120,7 +120,7 @@ func TestGateAllowListByAddress(t *testing.T) {
 	c, r := newFakeClock(), &recorder{}
 	o := banOptions(c, r)
 	o.Allow = []netip.Prefix{netip.MustParsePrefix("2001:db8::1/128")}
-	g := NewGate(o)
+	g := newGate(t, o)
 	if _, banned := offend(g, c, netip.MustParseAddr("2001:db8::1"), 10); banned {
 		t.Fatal("allowed address banned")
 	}

@@ -184,14 +184,14 @@ func newFloodServer(b *testing.B) (*Server, *prometheus.Registry, string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	gate := limits.NewGate(limits.GateOptions{
-		OffencesBeforeBan: 1, BanMin: time.Hour, MaxConnsPerIP: 1000, RatePerSecond: 50,
+	gate := testGate(b, limits.GateOptions{
+		OffencesBeforeBan: 1, BanMin: time.Hour, MaxConnsPerIP: 1000, RatePerSecond: 50, RateBurst: 50,
 		OnBan: func(limits.Ban) { m.Banned() },
 	})
-	srv, err := New(Options{
-		Routes: []Route{{Listen: "127.0.0.1:0", Upstream: cluster.ListenAddrs()[0]}},
-		Policy: pol, Pool: pool, Gate: gate, Metrics: m, Logger: zerolog.Nop(),
-	})
+	o := testOptions()
+	o.Routes = []Route{{Listen: "127.0.0.1:0", Upstream: cluster.ListenAddrs()[0]}}
+	o.Policy, o.Pool, o.Gate, o.Metrics, o.Logger = pol, pool, gate, m, zerolog.Nop()
+	srv, err := New(o)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -64,7 +64,7 @@ func newAbuseHarness(t *testing.T, g limits.GateOptions, ho harnessOpts) (*harne
 			bl.unbans = append(bl.unbans, b)
 			bl.mu.Unlock()
 		}
-		o.Gate = limits.NewGate(g)
+		o.Gate = testGate(t, g)
 		if prev != nil {
 			prev(o)
 		}
@@ -296,7 +296,7 @@ func TestAbuseReconnectLoopBanned(t *testing.T) {
 	const banMin = 2 * time.Second
 	h, bl := newAbuseHarness(t, limits.GateOptions{
 		OffencesBeforeBan: 5, BanMin: banMin, BanMax: 10 * time.Second,
-		MaxConnsPerIP: 100, RatePerSecond: 1000,
+		MaxConnsPerIP: 100, RatePerSecond: 1000, RateBurst: 1000,
 	}, harnessOpts{})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -514,7 +514,7 @@ func TestRateLimit(t *testing.T) {
 // often they offend, while a neighbour outside the list is.
 func TestAllowListNeverBanned(t *testing.T) {
 	h, _ := newAbuseHarness(t, limits.GateOptions{
-		OffencesBeforeBan: 2, MaxConnsPerIP: 1, RatePerSecond: 1000, BanMin: time.Minute,
+		OffencesBeforeBan: 2, MaxConnsPerIP: 1, RatePerSecond: 1000, RateBurst: 1000, BanMin: time.Minute,
 		Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.4/32")},
 	}, harnessOpts{})
 	for range 10 {
@@ -610,7 +610,7 @@ func TestAbuseManySourcesBounded(t *testing.T) {
 		t.Skip("10 000 connections; skipped with -short")
 	}
 	const sources, maxTracked, workers = 10_000, 1000, 16
-	h, _ := newAbuseHarness(t, limits.GateOptions{OffencesBeforeBan: 5, MaxConnsPerIP: 10, RatePerSecond: 50,
+	h, _ := newAbuseHarness(t, limits.GateOptions{OffencesBeforeBan: 5, MaxConnsPerIP: 10, RatePerSecond: 50, RateBurst: 50,
 		MaxTracked: maxTracked}, harnessOpts{})
 	gate := h.srv.Gate()
 

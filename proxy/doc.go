@@ -19,7 +19,10 @@
 // accepting, lets each connection finish its frame and receive what it is
 // owed, and waits for every goroutine it started, the watcher included.
 //
-//	srv, err := proxy.New(proxy.Options{Routes: routes, Policy: pol, Pool: pool, Logger: log})
+//	// Every setting is given: proxy fills in no defaults (cmd/internal/app
+//	// builds Options from config.Default() and the file).
+//	srv, err := proxy.New(proxy.Options{Routes: routes, Policy: pol, Pool: pool,
+//		PoolWait: 5 * time.Second, HeaderTimeout: 10 * time.Second, ..., Logger: log})
 //	if err != nil { ... }
 //	if err := srv.Listen(); err != nil { ... }
 //	go srv.Serve()

@@ -86,8 +86,10 @@ func benchProxy(b *testing.B, upstream string) string {
 	b.Helper()
 	pool, _ := limits.NewPool(limits.PoolOptions{ChunkBytes: 32 << 10, TotalBytes: 64 << 20})
 	pol, _ := limits.NewPolicy(limits.PolicyOptions{MaxRequestBytes: 1 << 20, MaxClientIDBytes: 256, MaxDrainBytes: 4 << 20})
-	srv, err := New(Options{Routes: []Route{{Listen: "127.0.0.1:0", Upstream: upstream}},
-		Policy: pol, Pool: pool, Logger: zerolog.Nop(), Metrics: NewMetrics(nil)})
+	o := testOptions()
+	o.Routes = []Route{{Listen: "127.0.0.1:0", Upstream: upstream}}
+	o.Policy, o.Pool, o.Logger, o.Metrics = pol, pool, zerolog.Nop(), NewMetrics(nil)
+	srv, err := New(o)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -92,12 +92,11 @@ func newHarness(t *testing.T, ho harnessOpts) *harness {
 	for _, up := range upstreams {
 		routes = append(routes, Route{Listen: "127.0.0.1:0", Upstream: up})
 	}
-	o := Options{
-		Routes: routes, Policy: pol, Pool: pool, Metrics: m,
-		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
-	}
+	o := testOptions()
+	o.Routes, o.Policy, o.Pool, o.Metrics = routes, pol, pool, m
+	o.Logger = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
 	if ho.gate != nil {
-		o.Gate = limits.NewGate(*ho.gate)
+		o.Gate = testGate(t, *ho.gate)
 	}
 	d := &net.Dialer{Timeout: 2 * time.Second}
 	o.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {

@@ -101,11 +101,10 @@ func lifecycleServer(t testing.TB, upstream string, mutate func(*Options)) (*Ser
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := Options{
-		Routes: []Route{{Listen: "127.0.0.1:0", Upstream: upstream}},
-		Policy: pol, Pool: pool, Metrics: NewMetrics(reg),
-		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
-	}
+	o := testOptions()
+	o.Routes = []Route{{Listen: "127.0.0.1:0", Upstream: upstream}}
+	o.Policy, o.Pool, o.Metrics = pol, pool, NewMetrics(reg)
+	o.Logger = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
 	if mutate != nil {
 		mutate(&o)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"time"
 
@@ -30,7 +31,8 @@ type Route struct {
 	HasNodeID bool
 }
 
-// Weights are how much one offence counts towards a ban.
+// Weights are how much one offence counts towards a ban. A weight of 0 makes
+// that kind of offence harmless; none may be negative.
 type Weights struct {
 	// Closed is the weight of an offence that closed the connection.
 	Closed float64
@@ -39,7 +41,13 @@ type Weights struct {
 	RejectedProduce float64
 }
 
-// Options configure a Server. Zero durations take the defaults listed.
+// ErrInvalidOptions is wrapped by New for every option it refuses.
+var ErrInvalidOptions = errors.New("invalid options")
+
+// Options configure a Server. New takes every value as given and refuses
+// one out of range with an error naming the field; it fills in nothing.
+// Defaults live in config.Default, and cmd/internal/app turns a config into
+// Options.
 type Options struct {
 	Routes []Route
 
@@ -47,53 +55,59 @@ type Options struct {
 	Policy *limits.Policy
 	// Pool supplies every chunk a frame moves through; required.
 	Pool *limits.Pool
-	// PoolWait is how long a connection may wait for a chunk (default 5s);
-	// past it the connection is closed with reason pool_exhausted.
+	// PoolWait is how long a connection may wait for a chunk; past it the
+	// connection is closed with reason pool_exhausted. Must be positive.
 	PoolWait time.Duration
 	// Gate, when set, judges connections at accept and collects offences.
-	Gate    *limits.Gate
+	// Nil means no bans, caps or rates.
+	Gate *limits.Gate
+	// Weights price offences for the Gate; the zero Weights make every
+	// offence harmless.
 	Weights Weights
 
-	HeaderTimeout time.Duration // first byte of a frame to end of its header (default 10s)
-	FrameTimeout  time.Duration // first byte of a frame to its end (default 30s)
-	IdleTimeout   time.Duration // silence between frames (default 10m)
-	DialTimeout   time.Duration // upstream dial (default 5s)
-	// WriteTimeout bounds writes (default 30s). To the client, responses
-	// are written in steps of at most 256 KiB, each of which must complete
-	// within it, so a slow but steady reader is served and one taking less
-	// than a step per WriteTimeout is cut (client_error). To the broker,
-	// each write of a request (the whole frame, or one chunk of a frame cut
-	// through) must complete within it (upstream_error); requests are
-	// bounded by the Policy, so one deadline per write suffices.
+	// The timeouts below must all be positive.
+	HeaderTimeout time.Duration // first byte of a frame to end of its header
+	FrameTimeout  time.Duration // first byte of a frame to its end
+	IdleTimeout   time.Duration // silence between frames
+	DialTimeout   time.Duration // upstream dial
+	// WriteTimeout bounds writes. To the client, responses are written in
+	// steps of at most 256 KiB, each of which must complete within it, so a
+	// slow but steady reader is served and one taking less than a step per
+	// WriteTimeout is cut (client_error). To the broker, each write of a
+	// request (the whole frame, or one chunk of a frame cut through) must
+	// complete within it (upstream_error); requests are bounded by the
+	// Policy, so one deadline per write suffices.
 	WriteTimeout time.Duration
 	// RequestTimeout bounds how long the oldest owed response may be owed,
 	// and how long a response under way may go without a byte from the
-	// broker (default 10m). Past it the connection closes as
-	// request_timeout: the broker's fault, not the client's. It must exceed
-	// the clients' rebalance timeout (max.poll.interval.ms), which a
-	// JoinGroup or SyncGroup may legitimately wait.
+	// broker. Past it the connection closes as request_timeout: the
+	// broker's fault, not the client's. It must exceed the clients'
+	// rebalance timeout (max.poll.interval.ms), which a JoinGroup or
+	// SyncGroup may legitimately wait.
 	RequestTimeout time.Duration
 
 	// CutThroughBytes: frames larger than this are forwarded chunk by chunk
 	// as they arrive; zero stores and forwards every frame whole, so the
 	// broker never sees a length prefix for bytes that have not arrived.
+	// Must not be negative.
 	CutThroughBytes int32
-	// MaxInflight bounds requests awaiting a response per connection
-	// (default 128); the client's reads pause while it is reached.
+	// MaxInflight bounds requests awaiting a response per connection; the
+	// client's reads pause while it is reached. 1..65536.
 	MaxInflight int
-	// MaxRewriteBytes bounds a response decoded for address rewriting
-	// (default 16 MiB); a larger one closes the connection.
+	// MaxRewriteBytes bounds a response decoded for address rewriting; a
+	// larger one closes the connection. Must be positive.
 	MaxRewriteBytes int32
 	// MaxLocalAnswerBytes bounds a response kafkaguard builds itself (the
 	// MESSAGE_TOO_LARGE answer to an oversized Produce, whose size follows
-	// the partitions the request names), size prefix included (default
-	// 64 KiB). An answer that would be larger closes the connection
-	// (answer_too_large) instead, as Kafka closes on a request it cannot
-	// answer. It is also how many pool bytes a connection's queued answers
-	// may hold before kafkaguard stops reading its requests.
+	// the partitions the request names), size prefix included. An answer
+	// that would be larger closes the connection (answer_too_large)
+	// instead, as Kafka closes on a request it cannot answer. It is also
+	// how many pool bytes a connection's queued answers may hold before
+	// kafkaguard stops reading its requests. Must be positive.
 	MaxLocalAnswerBytes int
 	// UnmappedPort, when non-zero, advertises brokers that no route fronts
 	// at their own host with this port (one kafkaguard sidecar per broker).
+	// 0..65535.
 	UnmappedPort int
 
 	// Dial dials an upstream; nil uses a net.Dialer with DialTimeout.
@@ -103,52 +117,86 @@ type Options struct {
 	Metrics *Metrics
 }
 
-func (o *Options) setDefaults() error {
+// maxInflight is the most requests a connection may owe responses for: each
+// is a slot in a channel made per connection.
+const maxInflight = 1 << 16
+
+// validate refuses options New cannot run with, naming each field, all
+// problems joined. It changes nothing but a nil Dial, which is wiring, not a
+// setting.
+func (o *Options) validate() error {
 	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("proxy: "+format+": %w", append(args, ErrInvalidOptions)...))
+	}
 	if len(o.Routes) == 0 {
-		errs = append(errs, errors.New("proxy: no routes"))
+		bad("Routes: none")
 	}
 	if o.Policy == nil {
-		errs = append(errs, errors.New("proxy: no policy"))
+		bad("Policy: nil")
 	}
 	if o.Pool == nil {
-		errs = append(errs, errors.New("proxy: no pool"))
+		bad("Pool: nil")
 	}
-	def := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
+	for _, d := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"PoolWait", o.PoolWait},
+		{"HeaderTimeout", o.HeaderTimeout},
+		{"FrameTimeout", o.FrameTimeout},
+		{"IdleTimeout", o.IdleTimeout},
+		{"DialTimeout", o.DialTimeout},
+		{"WriteTimeout", o.WriteTimeout},
+		{"RequestTimeout", o.RequestTimeout},
+	} {
+		if d.d <= 0 {
+			bad("%s %s must be positive", d.name, d.d)
 		}
 	}
-	def(&o.PoolWait, 5*time.Second)
-	def(&o.HeaderTimeout, 10*time.Second)
-	def(&o.FrameTimeout, 30*time.Second)
-	def(&o.IdleTimeout, 10*time.Minute)
-	def(&o.DialTimeout, 5*time.Second)
-	def(&o.WriteTimeout, 30*time.Second)
-	def(&o.RequestTimeout, 10*time.Minute)
-	if o.MaxInflight <= 0 {
-		o.MaxInflight = 128
+	if o.CutThroughBytes < 0 {
+		bad("CutThroughBytes %d must not be negative", o.CutThroughBytes)
 	}
-	if o.MaxLocalAnswerBytes <= 0 {
-		o.MaxLocalAnswerBytes = 64 << 10
+	if o.MaxInflight < 1 || o.MaxInflight > maxInflight {
+		bad("MaxInflight %d must be 1..%d", o.MaxInflight, maxInflight)
 	}
 	if o.MaxRewriteBytes <= 0 {
-		o.MaxRewriteBytes = 16 << 20
+		bad("MaxRewriteBytes %d must be positive", o.MaxRewriteBytes)
 	}
-	if o.Weights == (Weights{}) {
-		o.Weights = Weights{Closed: 1, RejectedProduce: 0.25}
+	if o.MaxLocalAnswerBytes <= 0 {
+		bad("MaxLocalAnswerBytes %d must be positive", o.MaxLocalAnswerBytes)
+	}
+	if o.UnmappedPort < 0 || o.UnmappedPort > 65535 {
+		bad("UnmappedPort %d must be 0..65535", o.UnmappedPort)
+	}
+	for _, w := range []struct {
+		name string
+		v    float64
+	}{
+		{"Weights.Closed", o.Weights.Closed},
+		{"Weights.RejectedProduce", o.Weights.RejectedProduce},
+	} {
+		if !(w.v >= 0) || math.IsInf(w.v, 1) {
+			bad("%s %v must be a finite number >= 0", w.name, w.v)
+		}
+	}
+	for i, r := range o.Routes {
+		if _, _, err := net.SplitHostPort(r.Listen); err != nil {
+			bad("Routes[%d].Listen %q: %v", i, r.Listen, err)
+		}
+		if _, _, err := net.SplitHostPort(r.Upstream); err != nil {
+			bad("Routes[%d].Upstream %q: %v", i, r.Upstream, err)
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
 	}
 	if o.Dial == nil {
 		d := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}
 		o.Dial = d.DialContext
 	}
-	for i, r := range o.Routes {
-		if _, _, err := net.SplitHostPort(r.Listen); err != nil {
-			errs = append(errs, fmt.Errorf("proxy: route %d listen %q: %w", i, r.Listen, err))
-		}
-		if _, _, err := net.SplitHostPort(r.Upstream); err != nil {
-			errs = append(errs, fmt.Errorf("proxy: route %d upstream %q: %w", i, r.Upstream, err))
-		}
-	}
-	return errors.Join(errs...)
+	return nil
 }
+
+// Options returns the options the server runs with, as New took them.
+func (s *Server) Options() Options { return s.opts }

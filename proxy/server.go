@@ -62,7 +62,7 @@ type route struct {
 
 // New checks opts and builds a Server; nothing is bound yet.
 func New(opts Options) (*Server, error) {
-	if err := opts.setDefaults(); err != nil {
+	if err := opts.validate(); err != nil {
 		return nil, err
 	}
 	s := &Server{

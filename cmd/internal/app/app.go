@@ -117,7 +117,7 @@ func Build(cfg config.Config, log zerolog.Logger) (*App, error) {
 		MaxClientIDBytes: cfg.Limits.MaxClientIDBytes,
 		MaxDrainBytes:    int64(cfg.EffectiveMaxDrain()),
 		Deny:             deny,
-		ForwardUnknown:   cfg.Limits.UnknownAPI == "forward",
+		ForwardUnknown:   cfg.Limits.UnknownAPI == config.UnknownAPIForward,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("limits: %w", err)
@@ -128,7 +128,7 @@ func Build(cfg config.Config, log zerolog.Logger) (*App, error) {
 		// attacker can cause, these are rate-limited (kafkaguard_bans_total
 		// still counts every ban).
 		banLog := log.Sample(&zerolog.BurstSampler{Burst: banLogBurst, Period: time.Second})
-		a.gate = limits.NewGate(limits.GateOptions{
+		gate, err := limits.NewGate(limits.GateOptions{
 			OffencesBeforeBan: ab.OffencesBeforeBan,
 			OffenceWindow:     ab.OffenceWindow,
 			BanMin:            ab.BanMin,
@@ -150,7 +150,10 @@ func Build(cfg config.Config, log zerolog.Logger) (*App, error) {
 				banLog.Info().Str("addr", limits.SourceString(b.Source)).Int("ban_count", b.Count).Msg("source unbanned")
 			},
 		})
-		gate := a.gate
+		if err != nil {
+			return nil, fmt.Errorf("abuse: %w", err)
+		}
+		a.gate = gate
 		a.reg.MustRegister(
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kafkaguard_bans_active",
 				Help: "Source addresses banned now."}, func() float64 { return float64(gate.ActiveBans()) }),
