@@ -60,7 +60,10 @@ type bench struct {
 	s         settings
 	upstream  string
 	synthetic bool
-	kg, relay *child
+	guardBin  string // the kafkaguard binary built (or given by --kafkaguard)
+	kg        *guard
+	kgRuns    int // kafkaguard processes started, for their log names
+	relay     *child
 	targets   []target // A, B, C and, with --splice-sf, D
 	payload   payload
 
@@ -103,12 +106,26 @@ func (b *bench) run(ctx context.Context, w io.Writer) error {
 		b.upstream = c.ListenAddrs()[0]
 		b.synthetic = true
 	}
-	var err error
-	b.kg, err = startChild(modeProxy, b.upstream, filepath.Join(s.out, "kafkaguard.log"))
-	if err != nil {
+	b.guardBin = s.guardBin
+	if b.guardBin == "" {
+		dir, err := os.MkdirTemp("", "kafkaguard-bench-bin-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		if b.guardBin, err = buildGuard(ctx, dir); err != nil {
+			return err
+		}
+	}
+	if err := b.startGuard(); err != nil {
 		return err
 	}
-	defer b.kg.stop()
+	defer func() {
+		if err := b.kg.stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "kafkaguard-bench:", err)
+		}
+	}()
+	var err error
 	b.relay, err = startChild(modeRelay, b.upstream, filepath.Join(s.out, "relay.log"))
 	if err != nil {
 		return err
@@ -149,6 +166,30 @@ func (b *bench) run(ctx context.Context, w io.Writer) error {
 	return nil
 }
 
+// startGuard starts a kafkaguard process as path B, replacing the one
+// running, if any.
+func (b *bench) startGuard() error {
+	if b.kg != nil {
+		if err := b.kg.stop(); err != nil {
+			return err
+		}
+	}
+	b.kgRuns++
+	name := "kafkaguard.log"
+	if b.kgRuns > 1 {
+		name = fmt.Sprintf("kafkaguard-%d.log", b.kgRuns)
+	}
+	g, err := startGuard(b.guardBin, b.upstream, filepath.Join(b.s.out, name))
+	if err != nil {
+		return err
+	}
+	b.kg = g
+	if len(b.targets) > pathB {
+		b.targets[pathB].seed, b.targets[pathB].proc = g.addr, g
+	}
+	return nil
+}
+
 func contains(ss []string, s string) bool {
 	for _, x := range ss {
 		if x == s {
@@ -185,9 +226,11 @@ func (b *bench) runWorkload(ctx context.Context, wl string) error {
 	return fmt.Errorf("unknown workload %q", wl)
 }
 
-// profile starts kafkaguard's CPU profile for a workload when --cpuprofile
-// is set and returns the function that stops it.
-func (b *bench) profile(wl string) (func() error, error) {
+// profile records kafkaguard's CPU profile of about the next seconds (the
+// expected length of workload wl) when --cpuprofile is set, from its admin
+// server's /debug/pprof, and returns the function that waits for it and
+// saves the allocation profile.
+func (b *bench) profile(wl string, seconds float64) (func() error, error) {
 	if b.s.cpuprofile == "" {
 		return func() error { return nil }, nil
 	}
@@ -195,22 +238,31 @@ func (b *bench) profile(wl string) (func() error, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := b.kg.call("prof-start " + prefix); err != nil {
+	if err := b.kg.allocs(prefix + ".allocs-base.pprof"); err != nil {
 		return nil, err
 	}
+	done := make(chan error, 1)
+	g := b.kg
+	go func() { done <- g.profile(prefix+".cpu.pprof", max(int(seconds+0.5), 1)) }()
 	return func() error {
-		_, err := b.kg.call("prof-stop " + prefix)
-		if err == nil {
-			b.profiles = append(b.profiles, prefix+".cpu.pprof")
+		if err := <-done; err != nil {
+			return err
 		}
-		return err
+		b.profiles = append(b.profiles, prefix+".cpu.pprof")
+		return g.allocs(prefix + ".allocs.pprof")
 	}, nil
+}
+
+// roundsSeconds is about how long rounds of d on every path take, warm-ups
+// included.
+func (b *bench) roundsSeconds(d time.Duration) float64 {
+	return float64(b.s.rounds*len(b.targets)) * (d.Seconds() + 0.5)
 }
 
 // throughput runs fn on A, B, C in turn, rounds times.
 func (b *bench) throughput(ctx context.Context, wl string, fn func(target) (tputResult, error)) error {
 	r := &row{workload: wl, metric: "throughput", unit: "MiB/s", higherBetter: true}
-	stop, err := b.profile(wl)
+	stop, err := b.profile(wl, b.roundsSeconds(b.s.duration))
 	if err != nil {
 		return err
 	}
@@ -244,7 +296,7 @@ func (b *bench) cpuOf(t target) float64 {
 	if t.proc == nil {
 		return 0
 	}
-	ps, err := readProc(t.proc.pid)
+	ps, err := readProc(t.proc.PID())
 	if err != nil {
 		return 0
 	}
@@ -261,7 +313,7 @@ func (b *bench) latencyRounds(ctx context.Context) error {
 	for i, q := range qs {
 		rows[i] = &row{workload: fmt.Sprintf("latency %d rec/s × %d B", b.s.rate, b.s.latBytes), metric: q.name, unit: "ms"}
 	}
-	stop, err := b.profile(wLatency)
+	stop, err := b.profile(wLatency, b.roundsSeconds(b.s.duration))
 	if err != nil {
 		return err
 	}

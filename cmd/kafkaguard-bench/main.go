@@ -4,16 +4,20 @@
 // hostile workloads against kafkaguard, and prints a markdown table of
 // medians and ratios plus PNG charts.
 //
-// kafkaguard and the relay run as subprocesses (this binary re-executed in
-// a child mode), so /proc/PID gives their own RSS and CPU seconds; the
-// clients and the in-process kfake cluster share the parent process.
+// kafkaguard runs as the binary that ships: the bench builds the main
+// module's ./cmd/kafkaguard (or takes --kafkaguard), starts it with a config
+// file and reads its figures from the admin server's /metrics. The relay
+// runs as this binary re-executed in a child mode. Both are processes of
+// their own, so /proc/PID gives their own RSS and CPU seconds; the clients
+// and the in-process kfake cluster share the parent process.
 //
-// Usage:
+// The bench is a module of its own (its charts need gonum plot, which the
+// product must not carry). Usage, from cmd/kafkaguard-bench:
 //
-//	go run ./cmd/kafkaguard-bench                 # full run, about 6 minutes on 2 cores
-//	go run ./cmd/kafkaguard-bench --quick         # 1-2 minute smoke run
-//	go run ./cmd/kafkaguard-bench --workloads produce-1k,produce-64k --cpuprofile bench-out/prof
-//	go run ./cmd/kafkaguard-bench --splice-sf --workloads produce-1k,produce-64k,fetch
+//	go run .                 # full run, about 6 minutes on 2 cores
+//	go run . --quick         # 1-2 minute smoke run
+//	go run . --workloads produce-1k,produce-64k --cpuprofile bench-out/prof
+//	go run . --splice-sf --workloads produce-1k,produce-64k,fetch
 //
 // --splice-sf adds path D, a prototype store-and-forward relay that keeps
 // frame bodies in the kernel (splice through a pipe): a yardstick for what
@@ -62,6 +66,7 @@ type settings struct {
 	floodIPs   int
 	floodConns int // concurrent flood dialers
 	spliceSF   bool
+	guardBin   string // a kafkaguard binary; empty = go build the main module's ./cmd/kafkaguard
 }
 
 func main() {
@@ -99,6 +104,7 @@ func parseFlags(args []string) (settings, error) {
 	fs.IntVar(&s.floodIPs, "flood-ips", 64, "source addresses (127.3.0.0/16) the reconnect flood cycles through")
 	fs.IntVar(&s.floodConns, "flood-workers", 32, "concurrent dialers of the reconnect flood")
 	fs.BoolVar(&s.spliceSF, "splice-sf", false, "also measure path D, a prototype store-and-forward relay that keeps bodies in the kernel (splice via a pipe)")
+	fs.StringVar(&s.guardBin, "kafkaguard", "", "kafkaguard binary to measure; empty builds ./cmd/kafkaguard of the repository around the working directory")
 	if err := fs.Parse(args); err != nil {
 		return s, err
 	}

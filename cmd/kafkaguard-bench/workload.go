@@ -19,8 +19,8 @@ const topic = "kafkaguard-bench"
 type target struct {
 	name  string
 	seed  string
-	proc  *child // the process to account CPU and RSS to; nil for A
-	relay bool   // dial every broker through seed (a relay cannot rewrite metadata)
+	proc  process // the process to account CPU and RSS to; nil for A
+	relay bool    // dial every broker through seed (a relay cannot rewrite metadata)
 }
 
 func (t target) opts() []kgo.Opt {
@@ -33,6 +33,12 @@ func (t target) opts() []kgo.Opt {
 		}))
 	}
 	return o
+}
+
+// process is a child process a path runs in: kafkaguard or a relay.
+type process interface {
+	PID() int
+	FreeOSMemory() error
 }
 
 // payload is incompressible bytes that record values are cut from; values
