@@ -21,7 +21,8 @@ func (b *bench) report(w io.Writer, took time.Duration) {
 	fmt.Fprintf(w, "%s, %s/%s, %d CPUs, %s; upstream %s; %d rounds × %v per path, alternating %s; took %v.\n",
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(),
 		b.upstreamDesc(), b.s.rounds, b.s.duration, order, took.Round(time.Second))
-	fmt.Fprintf(w, "Medians over rounds; ratios are medians of the per-round ratios (each round runs the paths back to back, so drift cancels). kafkaguard (default config: 1 MiB limit, 64 MiB pool of 32 KiB chunks, gate on) and the relay "+
+	fmt.Fprintf(w, "Medians over rounds; ratios are medians of the per-round ratios (each round runs the paths back to back, so drift cancels). kafkaguard (the built binary, default config: 1 MiB limit, 64 MiB pool of 32 KiB chunks, gate on; "+
+		"a fresh process for each attack, its pool high water read from /metrics) and the relay "+
 		"run as child processes; their CPU and RSS come from /proc. Clients and kfake share the parent process.\n\n")
 
 	if len(b.rows) > 0 {
