@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -99,6 +100,60 @@ func TestQuickHostileAndIdle(t *testing.T) {
 	}
 }
 
+// --pin, a sweep of 1 and 2 producers and a --peer (the relay run as a
+// peer): every proxy path gets figures, and the CPU per GiB table has a
+// row per produce workload.
+func TestQuickPinnedPeerSweep(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts kfake, kafkaguard, a relay and a peer and drives load for seconds")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := "env " + childModeEnv + "=" + modePeerRelay + " " + childUpstreamEnv + "={upstream} " + childListenEnv + "={listen} " + exe
+	s, err := parseFlags([]string{"--quick", "--pin", "--producers", "1,2", "--peer", peer,
+		"--workloads", wProduce1K, "--duration", "500ms", "--out", t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	b, err := run(ctx, s, &out)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	if len(b.rows) != 2 {
+		t.Fatalf("got %d rows, want produce-1k with 1 and 2 producers:\n%s", len(b.rows), out.String())
+	}
+	for _, r := range b.rows {
+		for _, p := range []int{pathB, pathC, pathE} {
+			if !(median(r.vals[p]) > 0) || !(r.cpuPerGiB(p) > 0) {
+				t.Errorf("%s, %s: throughput %v, CPU s/GiB %v, want both positive", r.workload, pathNames[p], r.vals[p], r.cpuPerGiB(p))
+			}
+		}
+	}
+	for _, want := range []string{"| produce-1k ×2 producers | throughput (MiB/s) |", "| E peer | E/C | E CPU s/round |",
+		"E peer CPU s/GiB", "pinned: proxies on CPU"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestCoreSplit(t *testing.T) {
+	tests := []struct {
+		n              int
+		clients, proxy string
+	}{{1, "", ""}, {2, "0", "1"}, {3, "0", "1-2"}, {16, "0-7", "8-15"}}
+	for _, tt := range tests {
+		if c, p := coreSplit(tt.n); c != tt.clients || p != tt.proxy {
+			t.Errorf("coreSplit(%d) = %q, %q, want %q, %q", tt.n, c, p, tt.clients, tt.proxy)
+		}
+	}
+}
+
 func TestParseMetrics(t *testing.T) {
 	m := parseMetrics(`# HELP kafkaguard_pool_bytes_high_water Most pooled bytes ever held at once.
 # TYPE kafkaguard_pool_bytes_high_water gauge
@@ -148,6 +203,13 @@ func TestParseFlags(t *testing.T) {
 			return len(s.workloads) == 2 && s.workloads[0] == wFetch && s.workloads[1] == wIdle
 		}},
 		{"unknown workload", []string{"--workloads", "nope"}, true, nil},
+		{"producer sweep", []string{"--producers", "1, 4,16"}, false, func(s settings) bool {
+			return slices.Equal(s.producers, []int{1, 4, 16})
+		}},
+		{"default one producer", nil, false, func(s settings) bool { return slices.Equal(s.producers, []int{1}) }},
+		{"zero producers", []string{"--producers", "0"}, true, nil},
+		{"peer without placeholders", []string{"--peer", "kafka-proxy server"}, true, nil},
+		{"peer", []string{"--peer", "p --from {listen} --to {upstream}"}, false, func(s settings) bool { return s.peer != "" }},
 		{"zero rounds", []string{"--rounds", "0"}, true, nil},
 	}
 	for _, tt := range tests {

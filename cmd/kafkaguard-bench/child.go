@@ -2,15 +2,18 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"runtime/debug"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -21,7 +24,13 @@ const (
 	childModeEnv     = "KAFKAGUARD_BENCH_CHILD"
 	childUpstreamEnv = "KAFKAGUARD_BENCH_UPSTREAM"
 	modeRelay        = "relay"
-	modeSFRelay      = "sfrelay"
+	// modePeerRelay is the relay as --peer runs any proxy: listening on
+	// childListenEnv until SIGTERM, with no command channel. It lets the
+	// tests (and a reader checking path E against path C) use --peer
+	// without another proxy installed.
+	modePeerRelay  = "peer-relay"
+	childListenEnv = "KAFKAGUARD_BENCH_LISTEN"
+	modeSFRelay    = "sfrelay"
 )
 
 // child is a running subprocess seen from the parent. It prints its listen
@@ -38,7 +47,7 @@ type child struct {
 	log  *os.File
 }
 
-func startChild(mode, upstream, logPath string) (*child, error) {
+func startChild(pin pinning, mode, upstream, logPath string) (*child, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("start %s child: %w", mode, err)
@@ -47,7 +56,7 @@ func startChild(mode, upstream, logPath string) (*child, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start %s child: %w", mode, err)
 	}
-	cmd := exec.Command(exe)
+	cmd := pin.command(exe)
 	cmd.Env = append(os.Environ(), childModeEnv+"="+mode, childUpstreamEnv+"="+upstream)
 	cmd.Stderr = logf
 	in, err := cmd.StdinPipe()
@@ -135,6 +144,9 @@ func (c *child) stop() {
 // runChild is main for a child process.
 func runChild(mode string) int {
 	upstream := os.Getenv(childUpstreamEnv)
+	if mode == modePeerRelay {
+		return runPeerRelay(os.Getenv(childListenEnv), upstream)
+	}
 	var (
 		addr    string
 		cleanup func()
@@ -169,6 +181,21 @@ func runChild(mode string) int {
 		}
 		fmt.Println(reply)
 	}
+	return 0
+}
+
+// runPeerRelay serves the plain relay on listen until SIGTERM or SIGINT.
+func runPeerRelay(listen, upstream string) int {
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	go acceptLoop(ln, func(c net.Conn) { relayConn(c, upstream) })
+	<-ctx.Done()
+	ln.Close()
 	return 0
 }
 

@@ -96,7 +96,7 @@ type guard struct {
 // startGuard writes a config for one listener in front of upstream, starts
 // bin run with it (output appended to logPath) and waits up to 30 s for
 // /healthz.
-func startGuard(bin, upstream, logPath string) (*guard, error) {
+func startGuard(pin pinning, bin, upstream, logPath string) (*guard, error) {
 	listen, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -114,7 +114,7 @@ func startGuard(bin, upstream, logPath string) (*guard, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "run", "--config", cfgPath)
+	cmd := pin.command(bin, "run", "--config", cfgPath)
 	// kafkaguard reads KAFKAGUARD_* as config overrides: keep the shell's
 	// away from it, so the bench measures the config above.
 	for _, kv := range os.Environ() {

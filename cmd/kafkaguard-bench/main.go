@@ -18,8 +18,13 @@
 //	go run . --quick         # 1-2 minute smoke run
 //	go run . --workloads produce-1k,produce-64k --cpuprofile bench-out/prof
 //	go run . --splice-sf --workloads produce-1k,produce-64k,fetch
+//	go run . --pin --producers 1,4,16 --workloads produce-1k,produce-64k,fetch
+//	go run . --pin --peer 'kafka-proxy server --bootstrap-server-mapping "{upstream},{listen}"'
 //
-// --splice-sf adds path D, a prototype store-and-forward relay that keeps
+// --pin puts the proxy under test on cores of its own (issue 14: measure the
+// proxy, not the machine), so the report's CPU seconds per GiB of each
+// proxy against the relay's are the proxy's own cost. --peer adds path E,
+// any other proxy's command line. --splice-sf adds path D, a prototype store-and-forward relay that keeps
 // frame bodies in the kernel (splice through a pipe): a yardstick for what
 // kafkaguard's store-and-forward could reach, not part of kafkaguard.
 package main
@@ -31,6 +36,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -67,6 +73,9 @@ type settings struct {
 	floodConns int // concurrent flood dialers
 	spliceSF   bool
 	guardBin   string // a kafkaguard binary; empty = go build the main module's ./cmd/kafkaguard
+	pin        bool   // proxies on cores of their own, clients and kfake on the others
+	peer       string // another proxy's command line, path E
+	producers  []int  // producer counts the produce workloads sweep
 }
 
 func main() {
@@ -105,6 +114,9 @@ func parseFlags(args []string) (settings, error) {
 	fs.IntVar(&s.floodConns, "flood-workers", 32, "concurrent dialers of the reconnect flood")
 	fs.BoolVar(&s.spliceSF, "splice-sf", false, "also measure path D, a prototype store-and-forward relay that keeps bodies in the kernel (splice via a pipe)")
 	fs.StringVar(&s.guardBin, "kafkaguard", "", "kafkaguard binary to measure; empty builds ./cmd/kafkaguard of the repository around the working directory")
+	fs.BoolVar(&s.pin, "pin", false, "pin the proxy under test to the upper half of the CPUs and the bench (clients, kfake) to the rest (taskset); on 2 CPUs one each")
+	fs.StringVar(&s.peer, "peer", "", "command line of another proxy to measure as path E, run by sh; {listen} and {upstream} are replaced by host:port")
+	prods := fs.String("producers", "1", "comma list of producer counts for the produce workloads, e.g. 1,4,16")
 	if err := fs.Parse(args); err != nil {
 		return s, err
 	}
@@ -133,6 +145,16 @@ func parseFlags(args []string) (settings, error) {
 			return s, fmt.Errorf("unknown workload %q (want one of %s)", w, strings.Join(allWorkloads, ", "))
 		}
 		s.workloads = append(s.workloads, w)
+	}
+	for _, f := range strings.Split(*prods, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > 64 {
+			return s, fmt.Errorf("--producers %q: want counts 1..64", *prods)
+		}
+		s.producers = append(s.producers, n)
+	}
+	if s.peer != "" && (!strings.Contains(s.peer, "{listen}") || !strings.Contains(s.peer, "{upstream}")) {
+		return s, fmt.Errorf("--peer %q: want a command line with {listen} and {upstream}", s.peer)
 	}
 	switch {
 	case s.rounds < 1 || s.rounds > 100:
