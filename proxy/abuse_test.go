@@ -3,13 +3,10 @@ package proxy
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -240,39 +237,23 @@ func offend(t *testing.T, h *harness, src string) {
 	})
 }
 
-// adminBans lists the bans through GET /bans.
-func adminBans(t *testing.T, h *harness) []string {
+// bansInForce lists the sources banned now, as GET /bans names them (the handler is in cmd/internal/app).
+func bansInForce(t *testing.T, h *harness) []string {
 	t.Helper()
-	rec := httptest.NewRecorder()
-	AdminHandler(h.srv, h.reg).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/bans", nil))
-	if rec.Code != http.StatusOK {
-		t.Fatalf("GET /bans: %d %s", rec.Code, rec.Body)
-	}
-	var out []struct {
-		Addr   string    `json:"addr"`
-		Reason string    `json:"reason"`
-		Since  time.Time `json:"since"`
-		Until  time.Time `json:"until"`
-		Count  int       `json:"count"`
-	}
-	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
-		t.Fatalf("GET /bans: %v in %s", err, rec.Body)
-	}
 	addrs := []string{}
-	for _, b := range out {
+	for _, b := range h.srv.Gate().Bans() {
 		if b.Reason == "" || b.Count < 1 || !b.Until.After(b.Since) {
-			t.Errorf("GET /bans: incomplete entry %+v", b)
+			t.Errorf("incomplete ban %+v", b)
 		}
-		addrs = append(addrs, b.Addr)
+		addrs = append(addrs, limits.SourceString(b.Source))
 	}
 	return addrs
 }
 
-// adminUnban calls DELETE /bans/{ip} and returns the status code.
-func adminUnban(h *harness, ip string) int {
-	rec := httptest.NewRecorder()
-	AdminHandler(h.srv, h.reg).ServeHTTP(rec, httptest.NewRequest(http.MethodDelete, "/bans/"+ip, nil))
-	return rec.Code
+// unban lifts the ban of the source holding ip, as DELETE /bans/{ip} does, and reports whether there was one.
+func unban(h *harness, ip string) bool {
+	g := h.srv.Gate()
+	return g.Unban(g.Source(netip.MustParseAddr(ip)).Addr())
 }
 
 // onlyBan returns the one ban in force, which must be of addr (as /bans shows it).
@@ -325,8 +306,8 @@ func TestAbuseReconnectLoopBanned(t *testing.T) {
 	if ban.Count != 1 || ban.Until.Sub(ban.Since) != banMin || ban.Reason != "too_large" {
 		t.Errorf("ban = %+v, want the first (count 1), %v long, for too_large", ban, banMin)
 	}
-	if got := adminBans(t, h); len(got) != 1 || got[0] != "127.0.0.2" {
-		t.Errorf("GET /bans lists %v, want [127.0.0.2]", got)
+	if got := bansInForce(t, h); len(got) != 1 || got[0] != "127.0.0.2" {
+		t.Errorf("bans in force: %v, want [127.0.0.2]", got)
 	}
 	produce("right after the ban")
 
@@ -354,8 +335,8 @@ func TestAbuseReconnectLoopBanned(t *testing.T) {
 	if _, unbans := bl.counts(); unbans != 1 {
 		t.Errorf("OnUnban called %d times after the ban expired, want 1", unbans)
 	}
-	if got := adminBans(t, h); len(got) != 0 {
-		t.Errorf("GET /bans lists %v after expiry, want none", got)
+	if got := bansInForce(t, h); len(got) != 0 {
+		t.Errorf("bans in force: %v after expiry, want none", got)
 	}
 	if got := h.counter("kafkaguard_bans_active", nil); got != 0 {
 		t.Errorf("bans_active = %v after expiry, want 0", got)
@@ -394,23 +375,20 @@ func TestBanDoublesExpiresAndLifts(t *testing.T) {
 	served(t, h, src).Close()
 
 	earn(2, 2*banMin)
-	if code := adminUnban(h, "not-an-ip"); code != http.StatusBadRequest {
-		t.Errorf("DELETE /bans/not-an-ip: %d, want 400", code)
+	if unban(h, "127.0.0.99") {
+		t.Errorf("unban of an address never banned lifted something")
 	}
-	if code := adminUnban(h, "127.0.0.99"); code != http.StatusNotFound {
-		t.Errorf("DELETE /bans/ of an address never banned: %d, want 404", code)
-	}
-	if code := adminUnban(h, src); code != http.StatusOK {
-		t.Fatalf("DELETE /bans/%s: %d, want 200", src, code)
+	if !unban(h, src) {
+		t.Fatalf("unban %s: no ban lifted", src)
 	}
 	served(t, h, src).Close()
-	if code := adminUnban(h, src); code != http.StatusNotFound {
-		t.Errorf("DELETE /bans/%s twice: %d, want 404", src, code)
+	if unban(h, src) {
+		t.Errorf("unban %s twice: lifted a ban again", src)
 	}
 
 	earn(3, banMax) // 4 x BanMin, capped
-	if code := adminUnban(h, "::ffff:"+src); code != http.StatusOK {
-		t.Fatalf("DELETE /bans/::ffff:%s: %d, want 200 (the IPv4-mapped spelling)", src, code)
+	if !unban(h, "::ffff:"+src) {
+		t.Fatalf("unban ::ffff:%s: no ban lifted (the IPv4-mapped spelling)", src)
 	}
 	served(t, h, src).Close()
 
@@ -531,8 +509,8 @@ func TestAllowListNeverBanned(t *testing.T) {
 	if got := h.counter("kafkaguard_bans_total", nil); got != 1 {
 		t.Errorf("bans_total = %v, want 1 (the neighbour outside the allow list)", got)
 	}
-	if got := adminBans(t, h); len(got) != 1 || got[0] != "127.0.0.8" {
-		t.Errorf("GET /bans lists %v, want [127.0.0.8]", got)
+	if got := bansInForce(t, h); len(got) != 1 || got[0] != "127.0.0.8" {
+		t.Errorf("bans in force: %v, want [127.0.0.8]", got)
 	}
 	served(t, h, "127.0.0.9")
 	expectRefused(t, h, "127.0.0.9", limits.ReasonPerIPCap)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -17,16 +18,18 @@ const (
 	pathB        // kafkaguard
 	pathC        // plain relay
 	pathD        // splice store-and-forward relay prototype (--splice-sf)
+	pathE        // another proxy (--peer)
 	nPaths
 )
 
-var pathNames = [nPaths]string{"A direct", "B kafkaguard", "C relay", "D splice s&f"}
+var pathNames = [nPaths]string{"A direct", "B kafkaguard", "C relay", "D splice s&f", "E peer"}
 
 // row is one measured figure on every path, one value per round.
 type row struct {
 	workload, metric, unit string
 	vals                   [nPaths][]float64
 	cpu                    [nPaths][]float64 // CPU seconds of the path's process per round (B, C)
+	bytes                  [nPaths][]float64 // record value bytes moved per round (throughput rows)
 	errs                   [nPaths]int64
 	peakMiB                float64 // kafkaguard's peak RSS during the workload
 	higherBetter           bool
@@ -60,7 +63,11 @@ type bench struct {
 	s         settings
 	upstream  string
 	synthetic bool
-	kg, relay *child
+	guardBin  string // the kafkaguard binary built (or given by --kafkaguard)
+	kg        *guard
+	kgRuns    int // kafkaguard processes started, for their log names
+	relay     *child
+	pin       pinning
 	targets   []target // A, B, C and, with --splice-sf, D
 	payload   payload
 
@@ -104,28 +111,54 @@ func (b *bench) run(ctx context.Context, w io.Writer) error {
 		b.synthetic = true
 	}
 	var err error
-	b.kg, err = startChild(modeProxy, b.upstream, filepath.Join(s.out, "kafkaguard.log"))
-	if err != nil {
+	if b.pin, err = setupPinning(s.pin); err != nil {
 		return err
 	}
-	defer b.kg.stop()
-	b.relay, err = startChild(modeRelay, b.upstream, filepath.Join(s.out, "relay.log"))
+	defer b.pin.release()
+	b.guardBin = s.guardBin
+	if b.guardBin == "" {
+		dir, err := os.MkdirTemp("", "kafkaguard-bench-bin-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		if b.guardBin, err = buildGuard(ctx, dir); err != nil {
+			return err
+		}
+	}
+	if err := b.startGuard(); err != nil {
+		return err
+	}
+	defer func() {
+		if err := b.kg.stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "kafkaguard-bench:", err)
+		}
+	}()
+	b.relay, err = startChild(b.pin, modeRelay, b.upstream, filepath.Join(s.out, "relay.log"))
 	if err != nil {
 		return err
 	}
 	defer b.relay.stop()
 	b.targets = []target{
-		{name: "A", seed: b.upstream},
-		{name: "B", seed: b.kg.addr, proc: b.kg},
-		{name: "C", seed: b.relay.addr, proc: b.relay, relay: true},
+		{path: pathA, name: "A", seed: b.upstream},
+		{path: pathB, name: "B", seed: b.kg.addr, proc: b.kg},
+		{path: pathC, name: "C", seed: b.relay.addr, proc: b.relay, relay: true},
 	}
 	if s.spliceSF {
-		sf, err := startChild(modeSFRelay, b.upstream, filepath.Join(s.out, "sfrelay.log"))
+		sf, err := startChild(b.pin, modeSFRelay, b.upstream, filepath.Join(s.out, "sfrelay.log"))
 		if err != nil {
 			return err
 		}
 		defer sf.stop()
-		b.targets = append(b.targets, target{name: "D", seed: sf.addr, proc: sf, relay: true})
+		b.targets = append(b.targets, target{path: pathD, name: "D", seed: sf.addr, proc: sf, relay: true})
+	}
+	if s.peer != "" {
+		pe, err := startPeer(b.pin, s.peer, b.upstream, filepath.Join(s.out, "peer.log"))
+		if err != nil {
+			return err
+		}
+		defer pe.stop()
+		b.targets = append(b.targets, target{path: pathE, name: "E", seed: pe.addr, proc: pe, relay: true})
 	}
 	if !b.synthetic && contains(s.workloads, wFetch) {
 		if err := b.preload(ctx); err != nil {
@@ -149,6 +182,30 @@ func (b *bench) run(ctx context.Context, w io.Writer) error {
 	return nil
 }
 
+// startGuard starts a kafkaguard process as path B, replacing the one
+// running, if any.
+func (b *bench) startGuard() error {
+	if b.kg != nil {
+		if err := b.kg.stop(); err != nil {
+			return err
+		}
+	}
+	b.kgRuns++
+	name := "kafkaguard.log"
+	if b.kgRuns > 1 {
+		name = fmt.Sprintf("kafkaguard-%d.log", b.kgRuns)
+	}
+	g, err := startGuard(b.pin, b.guardBin, b.upstream, filepath.Join(b.s.out, name))
+	if err != nil {
+		return err
+	}
+	b.kg = g
+	if len(b.targets) > pathB {
+		b.targets[pathB].seed, b.targets[pathB].proc = g.addr, g
+	}
+	return nil
+}
+
 func contains(ss []string, s string) bool {
 	for _, x := range ss {
 		if x == s {
@@ -161,14 +218,24 @@ func contains(ss []string, s string) bool {
 func (b *bench) runWorkload(ctx context.Context, wl string) error {
 	d := b.s.duration
 	switch wl {
-	case wProduce1K:
-		return b.throughput(ctx, wl, func(t target) (tputResult, error) {
-			return produceThroughput(ctx, t, b.payload, 1<<10, d, 2_000_000)
-		})
-	case wProduce64K:
-		return b.throughput(ctx, wl, func(t target) (tputResult, error) {
-			return produceThroughput(ctx, t, b.payload, 64<<10, d, 100_000)
-		})
+	case wProduce1K, wProduce64K:
+		size, maxRecords := 1<<10, 2_000_000
+		if wl == wProduce64K {
+			size, maxRecords = 64<<10, 100_000
+		}
+		for _, n := range b.s.producers {
+			name := wl
+			if n > 1 {
+				name = fmt.Sprintf("%s ×%d producers", wl, n)
+			}
+			err := b.throughput(ctx, name, func(t target) (tputResult, error) {
+				return produceThroughput(ctx, t, b.payload, size, d, maxRecords, n)
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
 	case wFetch:
 		return b.throughput(ctx, wl, func(t target) (tputResult, error) { return fetchThroughput(ctx, t, d) })
 	case wLatency:
@@ -185,38 +252,51 @@ func (b *bench) runWorkload(ctx context.Context, wl string) error {
 	return fmt.Errorf("unknown workload %q", wl)
 }
 
-// profile starts kafkaguard's CPU profile for a workload when --cpuprofile
-// is set and returns the function that stops it.
-func (b *bench) profile(wl string) (func() error, error) {
+// profile records kafkaguard's CPU profile of about the next seconds (the
+// expected length of workload wl) when --cpuprofile is set, from its admin
+// server's /debug/pprof, and returns the function that waits for it and
+// saves the allocation profile.
+func (b *bench) profile(wl string, seconds float64) (func() error, error) {
 	if b.s.cpuprofile == "" {
 		return func() error { return nil }, nil
 	}
-	prefix, err := filepath.Abs(filepath.Join(b.s.cpuprofile, "kafkaguard-"+wl))
+	name := strings.NewReplacer(" ", "", "×", "x").Replace(wl)
+	prefix, err := filepath.Abs(filepath.Join(b.s.cpuprofile, "kafkaguard-"+name))
 	if err != nil {
 		return nil, err
 	}
-	if _, err := b.kg.call("prof-start " + prefix); err != nil {
+	if err := b.kg.allocs(prefix + ".allocs-base.pprof"); err != nil {
 		return nil, err
 	}
+	done := make(chan error, 1)
+	g := b.kg
+	go func() { done <- g.profile(prefix+".cpu.pprof", max(int(seconds+0.5), 1)) }()
 	return func() error {
-		_, err := b.kg.call("prof-stop " + prefix)
-		if err == nil {
-			b.profiles = append(b.profiles, prefix+".cpu.pprof")
+		if err := <-done; err != nil {
+			return err
 		}
-		return err
+		b.profiles = append(b.profiles, prefix+".cpu.pprof")
+		return g.allocs(prefix + ".allocs.pprof")
 	}, nil
+}
+
+// roundsSeconds is about how long rounds of d on every path take, warm-ups
+// included.
+func (b *bench) roundsSeconds(d time.Duration) float64 {
+	return float64(b.s.rounds*len(b.targets)) * (d.Seconds() + 0.5)
 }
 
 // throughput runs fn on A, B, C in turn, rounds times.
 func (b *bench) throughput(ctx context.Context, wl string, fn func(target) (tputResult, error)) error {
 	r := &row{workload: wl, metric: "throughput", unit: "MiB/s", higherBetter: true}
-	stop, err := b.profile(wl)
+	stop, err := b.profile(wl, b.roundsSeconds(b.s.duration))
 	if err != nil {
 		return err
 	}
 	resetPeak(b.kg.pid)
 	for round := range b.s.rounds {
-		for p, t := range b.targets {
+		for _, t := range b.targets {
+			p := t.path
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -226,6 +306,7 @@ func (b *bench) throughput(ctx context.Context, wl string, fn func(target) (tput
 				return fmt.Errorf("round %d: %w", round+1, err)
 			}
 			r.vals[p] = append(r.vals[p], res.mibps)
+			r.bytes[p] = append(r.bytes[p], float64(res.bytes))
 			r.cpu[p] = append(r.cpu[p], b.cpuOf(t)-before)
 			r.errs[p] += res.errs
 		}
@@ -244,7 +325,7 @@ func (b *bench) cpuOf(t target) float64 {
 	if t.proc == nil {
 		return 0
 	}
-	ps, err := readProc(t.proc.pid)
+	ps, err := readProc(t.proc.PID())
 	if err != nil {
 		return 0
 	}
@@ -261,13 +342,14 @@ func (b *bench) latencyRounds(ctx context.Context) error {
 	for i, q := range qs {
 		rows[i] = &row{workload: fmt.Sprintf("latency %d rec/s × %d B", b.s.rate, b.s.latBytes), metric: q.name, unit: "ms"}
 	}
-	stop, err := b.profile(wLatency)
+	stop, err := b.profile(wLatency, b.roundsSeconds(b.s.duration))
 	if err != nil {
 		return err
 	}
 	resetPeak(b.kg.pid)
 	for round := range b.s.rounds {
-		for p, t := range b.targets {
+		for _, t := range b.targets {
+			p := t.path
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -303,6 +385,6 @@ func (b *bench) latencyRounds(ctx context.Context) error {
 // preload fills a real broker's topic for the fetch workload (a real
 // broker has no synthetic fetch): 256 MiB of 1 KiB records, once.
 func (b *bench) preload(ctx context.Context) error {
-	_, err := produceThroughput(ctx, b.targets[pathA], b.payload, 1<<10, 2*time.Minute, 256<<10)
+	_, err := produceThroughput(ctx, b.targets[pathA], b.payload, 1<<10, 2*time.Minute, 256<<10, 1)
 	return err
 }

@@ -4,13 +4,15 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 )
 
-// TestMain lets the test binary serve as the kafkaguard and relay child
-// processes the bench re-executes itself as.
+// TestMain lets the test binary serve as the relay child processes the
+// bench re-executes itself as.
 func TestMain(m *testing.M) {
 	if mode := os.Getenv(childModeEnv); mode != "" {
 		os.Exit(runChild(mode))
@@ -56,6 +58,137 @@ func TestQuickProduce(t *testing.T) {
 	}
 }
 
+// A slow-frames attack and idle connections against the built kafkaguard:
+// the pool's high water comes from /metrics (a fresh process per attack),
+// and the idle figures need POST /debug/free-os-memory on both kafkaguard
+// and the relay.
+func TestQuickHostileAndIdle(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts kfake, kafkaguard and a relay and drives load for seconds")
+	}
+	s, err := parseFlags([]string{"--quick", "--workloads", wSlow + "," + wIdle, "--attack", "1s", "--conns", "20",
+		"--good-rate", "200", "--out", t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	b, err := run(ctx, s, &out)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	if len(b.hostiles) != 1 || len(b.idle) != 2 {
+		t.Fatalf("got %d attacks and %d idle rows, want 1 and 2:\n%s", len(b.hostiles), len(b.idle), out.String())
+	}
+	h := b.hostiles[0]
+	// 20 connections each send 4 KiB every 100 ms of a frame that never
+	// completes: kafkaguard holds at least a chunk for each.
+	if !(h.poolHighWater > 0) || !(h.peakRSS > 0) {
+		t.Errorf("slow frames: pool high water %v MiB, peak RSS %v MiB, want both positive", h.poolHighWater, h.peakRSS)
+	}
+	if h.goodSent == 0 || h.goodErrs != 0 {
+		t.Errorf("well-behaved client: %d errors of %d sent", h.goodErrs, h.goodSent)
+	}
+	for _, r := range b.idle {
+		if r.conns != 20 {
+			t.Errorf("%s: %d idle connections completed ApiVersions, want 20", r.path, r.conns)
+		}
+	}
+	if b.kgRuns != 2 {
+		t.Errorf("started kafkaguard %d times, want 2 (once, then afresh for the attack)", b.kgRuns)
+	}
+}
+
+// --pin, a sweep of 1 and 2 producers and a --peer (the relay run as a
+// peer): every proxy path gets figures, and the CPU per GiB table has a
+// row per produce workload.
+func TestQuickPinnedPeerSweep(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts kfake, kafkaguard, a relay and a peer and drives load for seconds")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := "env " + childModeEnv + "=" + modePeerRelay + " " + childUpstreamEnv + "={upstream} " + childListenEnv + "={listen} " + exe
+	s, err := parseFlags([]string{"--quick", "--pin", "--producers", "1,2", "--peer", peer,
+		"--workloads", wProduce1K, "--duration", "500ms", "--out", t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	b, err := run(ctx, s, &out)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	if len(b.rows) != 2 {
+		t.Fatalf("got %d rows, want produce-1k with 1 and 2 producers:\n%s", len(b.rows), out.String())
+	}
+	for _, r := range b.rows {
+		for _, p := range []int{pathB, pathC, pathE} {
+			if !(median(r.vals[p]) > 0) || !(r.cpuPerGiB(p) > 0) {
+				t.Errorf("%s, %s: throughput %v, CPU s/GiB %v, want both positive", r.workload, pathNames[p], r.vals[p], r.cpuPerGiB(p))
+			}
+		}
+	}
+	for _, want := range []string{"| produce-1k ×2 producers | throughput (MiB/s) |", "| E peer | E/C | E CPU s/round |",
+		"E peer CPU s/GiB", "pinned: proxies on CPU"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestCoreSplit(t *testing.T) {
+	tests := []struct {
+		n              int
+		clients, proxy string
+	}{{1, "", ""}, {2, "0", "1"}, {3, "0", "1-2"}, {16, "0-7", "8-15"}}
+	for _, tt := range tests {
+		if c, p := coreSplit(tt.n); c != tt.clients || p != tt.proxy {
+			t.Errorf("coreSplit(%d) = %q, %q, want %q, %q", tt.n, c, p, tt.clients, tt.proxy)
+		}
+	}
+}
+
+func TestParseMetrics(t *testing.T) {
+	m := parseMetrics(`# HELP kafkaguard_pool_bytes_high_water Most pooled bytes ever held at once.
+# TYPE kafkaguard_pool_bytes_high_water gauge
+kafkaguard_pool_bytes_high_water 1.048576e+06
+kafkaguard_connections_closed_total{reason="too_large",side="client"} 3
+go_gc_duration_seconds{quantile="0.5"} NaN
+broken
+`)
+	tests := []struct {
+		series string
+		want   float64
+	}{
+		{"kafkaguard_pool_bytes_high_water", 1 << 20},
+		{`kafkaguard_connections_closed_total{reason="too_large",side="client"}`, 3},
+	}
+	for _, tt := range tests {
+		if got, ok := m[tt.series]; !ok || got != tt.want {
+			t.Errorf("%s = %v (present %v), want %v", tt.series, got, ok, tt.want)
+		}
+	}
+	if _, ok := m["broken"]; ok {
+		t.Error("a line without a value was read")
+	}
+}
+
+func TestMainModuleRoot(t *testing.T) {
+	root, err := mainModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "cmd", "kafkaguard", "main.go")); err != nil {
+		t.Errorf("root %s has no cmd/kafkaguard: %v", root, err)
+	}
+}
+
 func TestParseFlags(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -70,6 +203,13 @@ func TestParseFlags(t *testing.T) {
 			return len(s.workloads) == 2 && s.workloads[0] == wFetch && s.workloads[1] == wIdle
 		}},
 		{"unknown workload", []string{"--workloads", "nope"}, true, nil},
+		{"producer sweep", []string{"--producers", "1, 4,16"}, false, func(s settings) bool {
+			return slices.Equal(s.producers, []int{1, 4, 16})
+		}},
+		{"default one producer", nil, false, func(s settings) bool { return slices.Equal(s.producers, []int{1}) }},
+		{"zero producers", []string{"--producers", "0"}, true, nil},
+		{"peer without placeholders", []string{"--peer", "kafka-proxy server"}, true, nil},
+		{"peer", []string{"--peer", "p --from {listen} --to {upstream}"}, false, func(s settings) bool { return s.peer != "" }},
 		{"zero rounds", []string{"--rounds", "0"}, true, nil},
 	}
 	for _, tt := range tests {

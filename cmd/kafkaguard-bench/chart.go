@@ -15,6 +15,7 @@ var pathColors = [nPaths]color.Color{
 	color.RGBA{R: 0xdd, G: 0x84, B: 0x52, A: 0xff}, // B orange
 	color.RGBA{R: 0x55, G: 0xa8, B: 0x68, A: 0xff}, // C green
 	color.RGBA{R: 0x81, G: 0x72, B: 0xb3, A: 0xff}, // D purple
+	color.RGBA{R: 0x93, G: 0x78, B: 0x60, A: 0xff}, // E brown
 }
 
 var seriesColors = []color.Color{
@@ -44,7 +45,8 @@ func (b *bench) throughputChart() error {
 			continue
 		}
 		names = append(names, r.workload)
-		for p := range b.targets {
+		for _, t := range b.targets {
+			p := t.path
 			vals[p] = append(vals[p], median(r.vals[p]))
 		}
 	}
@@ -55,14 +57,15 @@ func (b *bench) throughputChart() error {
 	pl.Title.Text = "Throughput (median of rounds)"
 	pl.Y.Label.Text = "MiB/s of record values"
 	w := vg.Points(22)
-	for p := range b.targets {
+	for i, t := range b.targets {
+		p := t.path
 		bars, err := plotter.NewBarChart(vals[p], w)
 		if err != nil {
 			return err
 		}
 		bars.Color = pathColors[p]
 		bars.LineStyle.Width = 0
-		bars.Offset = (vg.Length(p) - vg.Length(len(b.targets)-1)/2) * w
+		bars.Offset = (vg.Length(i) - vg.Length(len(b.targets)-1)/2) * w
 		pl.Add(bars)
 		pl.Legend.Add(pathNames[p], bars)
 	}
@@ -89,7 +92,8 @@ func (b *bench) latencyChart() error {
 	pl.Y.Label.Text = "fraction of records"
 	pl.X.Scale = plot.LogScale{}
 	pl.X.Tick.Marker = plot.LogTicks{Prec: -1}
-	for p := range b.targets {
+	for _, t := range b.targets {
+		p := t.path
 		s := b.latency[p]
 		if len(s) == 0 {
 			continue

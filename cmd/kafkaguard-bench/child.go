@@ -2,33 +2,35 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
+	"os/signal"
 	"runtime/debug"
-	"runtime/pprof"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
-
-	"github.com/rs/zerolog"
-
-	"github.com/kafkaguard/kafkaguard/cmd/internal/app"
-	"github.com/kafkaguard/kafkaguard/config"
 )
 
-// The bench re-executes itself with childModeEnv set to run kafkaguard or
-// the relay in a process of its own, so their RSS and CPU are their own.
+// The bench re-executes itself with childModeEnv set to run a relay in a
+// process of its own, so its RSS and CPU are its own. (kafkaguard is the
+// built binary: see guard.go.)
 const (
 	childModeEnv     = "KAFKAGUARD_BENCH_CHILD"
 	childUpstreamEnv = "KAFKAGUARD_BENCH_UPSTREAM"
-	modeProxy        = "proxy"
 	modeRelay        = "relay"
-	modeSFRelay      = "sfrelay"
+	// modePeerRelay is the relay as --peer runs any proxy: listening on
+	// childListenEnv until SIGTERM, with no command channel. It lets the
+	// tests (and a reader checking path E against path C) use --peer
+	// without another proxy installed.
+	modePeerRelay  = "peer-relay"
+	childListenEnv = "KAFKAGUARD_BENCH_LISTEN"
+	modeSFRelay    = "sfrelay"
 )
 
 // child is a running subprocess seen from the parent. It prints its listen
@@ -45,7 +47,7 @@ type child struct {
 	log  *os.File
 }
 
-func startChild(mode, upstream, logPath string) (*child, error) {
+func startChild(pin pinning, mode, upstream, logPath string) (*child, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("start %s child: %w", mode, err)
@@ -54,7 +56,7 @@ func startChild(mode, upstream, logPath string) (*child, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start %s child: %w", mode, err)
 	}
-	cmd := exec.Command(exe)
+	cmd := pin.command(exe)
 	cmd.Env = append(os.Environ(), childModeEnv+"="+mode, childUpstreamEnv+"="+upstream)
 	cmd.Stderr = logf
 	in, err := cmd.StdinPipe()
@@ -116,6 +118,16 @@ func (c *child) call(cmd string) (string, error) {
 	return s, nil
 }
 
+// PID is the process CPU and RSS are read from.
+func (c *child) PID() int { return c.pid }
+
+// FreeOSMemory makes the child collect garbage and return freed memory to
+// the OS.
+func (c *child) FreeOSMemory() error {
+	_, err := c.call("gc")
+	return err
+}
+
 func (c *child) stop() {
 	c.in.Close()
 	done := make(chan struct{})
@@ -132,21 +144,19 @@ func (c *child) stop() {
 // runChild is main for a child process.
 func runChild(mode string) int {
 	upstream := os.Getenv(childUpstreamEnv)
+	if mode == modePeerRelay {
+		return runPeerRelay(os.Getenv(childListenEnv), upstream)
+	}
 	var (
 		addr    string
-		stats   func() string
 		cleanup func()
 		err     error
 	)
 	switch mode {
-	case modeProxy:
-		addr, stats, cleanup, err = startProxy(upstream)
 	case modeRelay:
 		addr, cleanup, err = startRelay(upstream)
-		stats = func() string { return "ok" }
 	case modeSFRelay:
 		addr, cleanup, err = startSFRelay(upstream)
-		stats = func() string { return "ok" }
 	default:
 		err = fmt.Errorf("unknown child mode %q", mode)
 	}
@@ -157,7 +167,6 @@ func runChild(mode string) int {
 	defer cleanup()
 	fmt.Printf("addr %s\n", addr)
 	sc := bufio.NewScanner(os.Stdin)
-	var prof *os.File
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
 		if len(fields) == 0 {
@@ -165,89 +174,29 @@ func runChild(mode string) int {
 		}
 		reply := "ok"
 		switch fields[0] {
-		case "stats":
-			reply = stats()
 		case "gc":
 			debug.FreeOSMemory()
-		case "prof-start": // prof-start <path prefix>
-			if len(fields) != 2 || prof != nil {
-				reply = "err usage: prof-start <prefix>, one at a time"
-				break
-			}
-			if err := writeAllocs(fields[1] + ".allocs-base.pprof"); err != nil {
-				reply = "err " + err.Error()
-				break
-			}
-			f, err := os.Create(fields[1] + ".cpu.pprof")
-			if err == nil {
-				err = pprof.StartCPUProfile(f)
-			}
-			if err != nil {
-				reply = "err " + err.Error()
-				break
-			}
-			prof = f
-		case "prof-stop": // prof-stop <path prefix>
-			if prof == nil || len(fields) != 2 {
-				reply = "err no profile running"
-				break
-			}
-			pprof.StopCPUProfile()
-			prof.Close()
-			prof = nil
-			if err := writeAllocs(fields[1] + ".allocs.pprof"); err != nil {
-				reply = "err " + err.Error()
-			}
 		default:
 			reply = "err unknown command " + fields[0]
 		}
 		fmt.Println(reply)
 	}
-	if prof != nil {
-		pprof.StopCPUProfile()
-		prof.Close()
-	}
 	return 0
 }
 
-func writeAllocs(path string) error {
-	runtime.GC() // the allocs profile is as of the last GC
-	f, err := os.Create(path)
+// runPeerRelay serves the plain relay on listen until SIGTERM or SIGINT.
+func runPeerRelay(listen, upstream string) int {
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
-		return err
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	}
-	defer f.Close()
-	return pprof.Lookup("allocs").WriteTo(f, 0)
-}
-
-// startProxy runs kafkaguard exactly as `kafkaguard run` does (app.Build
-// from config.Default: 1 MiB requests, a 64 MiB pool of 32 KiB chunks, the
-// abuse gate on, info logs rate-limited to stderr), with one listener in
-// front of upstream and no admin server.
-func startProxy(upstream string) (addr string, stats func() string, cleanup func(), err error) {
-	cfg := config.Default()
-	cfg.Listeners = []config.Listener{{Address: "127.0.0.1:0", Upstream: upstream}}
-	cfg.Admin.Address = ""
-	if err := cfg.Validate(); err != nil {
-		return "", nil, nil, err
-	}
-	log := zerolog.New(os.Stderr).Level(zerolog.InfoLevel).With().Timestamp().Logger()
-	a, err := app.Build(cfg, log)
-	if err != nil {
-		return "", nil, nil, err
-	}
-	if err := a.Start(); err != nil {
-		return "", nil, nil, err
-	}
-	pool, gate := a.Pool(), a.Gate()
-	stats = func() string {
-		s := fmt.Sprintf("pool_in_use=%d pool_high_water=%d pool_capacity=%d bans=%d",
-			pool.InUse(), pool.HighWater(), pool.Capacity(), gate.ActiveBans())
-		pool.ResetHighWater()
-		return s
-	}
-	cleanup = func() { a.Stop() }
-	return a.Server().Addrs()[0].String(), stats, cleanup, nil
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	go acceptLoop(ln, func(c net.Conn) { relayConn(c, upstream) })
+	<-ctx.Done()
+	ln.Close()
+	return 0
 }
 
 // startRelay runs the plain relay: every accepted connection is joined to a

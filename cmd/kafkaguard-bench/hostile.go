@@ -117,20 +117,27 @@ func (b *bench) quietBaseline(ctx context.Context) error {
 	return nil
 }
 
-// underAttack runs attack against kafkaguard while the well-behaved client
-// produces at --good-rate through it, sampling kafkaguard's RSS.
+// underAttack runs attack against a fresh kafkaguard while the
+// well-behaved client produces at --good-rate through it, sampling
+// kafkaguard's RSS. Each attack gets its own kafkaguard process, so the
+// pool high water /metrics reports (the most held at once since start) is
+// the attack's and no ban of one attack outlives it.
 func (b *bench) underAttack(ctx context.Context, h *hostile, attack func(deadline time.Time)) error {
 	if err := b.quietBaseline(ctx); err != nil {
 		return err
 	}
-	b.kg.call("gc")
-	b.kg.call("stats") // resets the pool's high water
+	if err := b.startGuard(); err != nil {
+		return err
+	}
+	if err := b.kg.FreeOSMemory(); err != nil {
+		return err
+	}
 	time.Sleep(200 * time.Millisecond)
 	base, err := readProc(b.kg.pid)
 	if err != nil {
 		return err
 	}
-	stop, err := b.profile(h.name)
+	stop, err := b.profile(h.name, b.s.attack.Seconds())
 	if err != nil {
 		return err
 	}
@@ -157,11 +164,11 @@ func (b *bench) underAttack(ctx context.Context, h *hostile, attack func(deadlin
 	h.baseRSS = float64(base.rssKiB) / 1024
 	h.peakRSS = float64(after.hwmKiB) / 1024
 	h.cpu = after.cpu - base.cpu
-	if st, err := b.kg.call("stats"); err == nil {
-		var inUse, hw, capacity, bans int64
-		fmt.Sscanf(st, "pool_in_use=%d pool_high_water=%d pool_capacity=%d bans=%d", &inUse, &hw, &capacity, &bans)
-		h.poolHighWater = float64(hw) / (1 << 20)
+	m, err := b.kg.metrics()
+	if err != nil {
+		return err
 	}
+	h.poolHighWater = m["kafkaguard_pool_bytes_high_water"] / (1 << 20)
 	h.quietP99 = percentile(b.quiet.samples, 0.99)
 	h.goodP99 = percentile(good.samples, 0.99)
 	h.goodErrs = good.errs
@@ -309,9 +316,11 @@ func (b *bench) idleConns(ctx context.Context) error {
 func (b *bench) idleOn(t target, block byte) (idleResult, error) {
 	n := b.s.conns
 	proc := t.proc
-	proc.call("gc")
+	if err := proc.FreeOSMemory(); err != nil {
+		return idleResult{}, err
+	}
 	time.Sleep(300 * time.Millisecond)
-	base, err := readProc(proc.pid)
+	base, err := readProc(proc.PID())
 	if err != nil {
 		return idleResult{}, err
 	}
@@ -365,13 +374,15 @@ func (b *bench) idleOn(t target, block byte) (idleResult, error) {
 	// Idle means idle for a while: past kafkaguard's response-pump linger
 	// (1 s), after which an idle connection runs one goroutine.
 	time.Sleep(2500 * time.Millisecond)
-	raw, err := readProc(proc.pid)
+	raw, err := readProc(proc.PID())
 	if err != nil {
 		return idleResult{}, err
 	}
-	proc.call("gc")
+	if err := proc.FreeOSMemory(); err != nil {
+		return idleResult{}, err
+	}
 	time.Sleep(300 * time.Millisecond)
-	gc, err := readProc(proc.pid)
+	gc, err := readProc(proc.PID())
 	if err != nil {
 		return idleResult{}, err
 	}

@@ -4,18 +4,27 @@
 // hostile workloads against kafkaguard, and prints a markdown table of
 // medians and ratios plus PNG charts.
 //
-// kafkaguard and the relay run as subprocesses (this binary re-executed in
-// a child mode), so /proc/PID gives their own RSS and CPU seconds; the
-// clients and the in-process kfake cluster share the parent process.
+// kafkaguard runs as the binary that ships: the bench builds the main
+// module's ./cmd/kafkaguard (or takes --kafkaguard), starts it with a config
+// file and reads its figures from the admin server's /metrics. The relay
+// runs as this binary re-executed in a child mode. Both are processes of
+// their own, so /proc/PID gives their own RSS and CPU seconds; the clients
+// and the in-process kfake cluster share the parent process.
 //
-// Usage:
+// The bench is a module of its own (its charts need gonum plot, which the
+// product must not carry). Usage, from cmd/kafkaguard-bench:
 //
-//	go run ./cmd/kafkaguard-bench                 # full run, about 6 minutes on 2 cores
-//	go run ./cmd/kafkaguard-bench --quick         # 1-2 minute smoke run
-//	go run ./cmd/kafkaguard-bench --workloads produce-1k,produce-64k --cpuprofile bench-out/prof
-//	go run ./cmd/kafkaguard-bench --splice-sf --workloads produce-1k,produce-64k,fetch
+//	go run .                 # full run, about 6 minutes on 2 cores
+//	go run . --quick         # 1-2 minute smoke run
+//	go run . --workloads produce-1k,produce-64k --cpuprofile bench-out/prof
+//	go run . --splice-sf --workloads produce-1k,produce-64k,fetch
+//	go run . --pin --producers 1,4,16 --workloads produce-1k,produce-64k,fetch
+//	go run . --pin --peer 'kafka-proxy server --bootstrap-server-mapping "{upstream},{listen}"'
 //
-// --splice-sf adds path D, a prototype store-and-forward relay that keeps
+// --pin puts the proxy under test on cores of its own (issue 14: measure the
+// proxy, not the machine), so the report's CPU seconds per GiB of each
+// proxy against the relay's are the proxy's own cost. --peer adds path E,
+// any other proxy's command line. --splice-sf adds path D, a prototype store-and-forward relay that keeps
 // frame bodies in the kernel (splice through a pipe): a yardstick for what
 // kafkaguard's store-and-forward could reach, not part of kafkaguard.
 package main
@@ -27,6 +36,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -62,6 +72,10 @@ type settings struct {
 	floodIPs   int
 	floodConns int // concurrent flood dialers
 	spliceSF   bool
+	guardBin   string // a kafkaguard binary; empty = go build the main module's ./cmd/kafkaguard
+	pin        bool   // proxies on cores of their own, clients and kfake on the others
+	peer       string // another proxy's command line, path E
+	producers  []int  // producer counts the produce workloads sweep
 }
 
 func main() {
@@ -99,6 +113,10 @@ func parseFlags(args []string) (settings, error) {
 	fs.IntVar(&s.floodIPs, "flood-ips", 64, "source addresses (127.3.0.0/16) the reconnect flood cycles through")
 	fs.IntVar(&s.floodConns, "flood-workers", 32, "concurrent dialers of the reconnect flood")
 	fs.BoolVar(&s.spliceSF, "splice-sf", false, "also measure path D, a prototype store-and-forward relay that keeps bodies in the kernel (splice via a pipe)")
+	fs.StringVar(&s.guardBin, "kafkaguard", "", "kafkaguard binary to measure; empty builds ./cmd/kafkaguard of the repository around the working directory")
+	fs.BoolVar(&s.pin, "pin", false, "pin the proxy under test to the upper half of the CPUs and the bench (clients, kfake) to the rest (taskset); on 2 CPUs one each")
+	fs.StringVar(&s.peer, "peer", "", "command line of another proxy to measure as path E, run by sh; {listen} and {upstream} are replaced by host:port")
+	prods := fs.String("producers", "1", "comma list of producer counts for the produce workloads, e.g. 1,4,16")
 	if err := fs.Parse(args); err != nil {
 		return s, err
 	}
@@ -127,6 +145,16 @@ func parseFlags(args []string) (settings, error) {
 			return s, fmt.Errorf("unknown workload %q (want one of %s)", w, strings.Join(allWorkloads, ", "))
 		}
 		s.workloads = append(s.workloads, w)
+	}
+	for _, f := range strings.Split(*prods, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > 64 {
+			return s, fmt.Errorf("--producers %q: want counts 1..64", *prods)
+		}
+		s.producers = append(s.producers, n)
+	}
+	if s.peer != "" && (!strings.Contains(s.peer, "{listen}") || !strings.Contains(s.peer, "{upstream}")) {
+		return s, fmt.Errorf("--peer %q: want a command line with {listen} and {upstream}", s.peer)
 	}
 	switch {
 	case s.rounds < 1 || s.rounds > 100:

@@ -14,21 +14,30 @@ const poolBudgetMiB = 64
 
 func (b *bench) report(w io.Writer, took time.Duration) {
 	fmt.Fprintf(w, "## kafkaguard-bench\n\n")
-	order := "A,B,C"
-	if len(b.targets) > pathD {
-		order = "A,B,C,D"
+	var names []string
+	var extra []int // paths beyond C: D (--splice-sf), E (--peer)
+	for _, t := range b.targets {
+		names = append(names, t.name)
+		if t.path > pathC {
+			extra = append(extra, t.path)
+		}
 	}
-	fmt.Fprintf(w, "%s, %s/%s, %d CPUs, %s; upstream %s; %d rounds × %v per path, alternating %s; took %v.\n",
+	fmt.Fprintf(w, "%s, %s/%s, %d CPUs, %s; upstream %s; %d rounds × %v per path, alternating %s; %s; took %v.\n",
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(),
-		b.upstreamDesc(), b.s.rounds, b.s.duration, order, took.Round(time.Second))
-	fmt.Fprintf(w, "Medians over rounds; ratios are medians of the per-round ratios (each round runs the paths back to back, so drift cancels). kafkaguard (default config: 1 MiB limit, 64 MiB pool of 32 KiB chunks, gate on) and the relay "+
+		b.upstreamDesc(), b.s.rounds, b.s.duration, strings.Join(names, ","), b.pinDesc(), took.Round(time.Second))
+	if b.s.peer != "" {
+		fmt.Fprintf(w, "E peer: `%s`.\n", b.s.peer)
+	}
+	fmt.Fprintf(w, "Medians over rounds; ratios are medians of the per-round ratios (each round runs the paths back to back, so drift cancels). kafkaguard (the built binary, default config: 1 MiB limit, 64 MiB pool of 32 KiB chunks, gate on; "+
+		"a fresh process for each attack, its pool high water read from /metrics) and the relay "+
 		"run as child processes; their CPU and RSS come from /proc. Clients and kfake share the parent process.\n\n")
 
 	if len(b.rows) > 0 {
-		sf := len(b.targets) > pathD
 		dHead, dSep := "", ""
-		if sf {
-			dHead, dSep = " D splice s&f | D/C | D CPU s/round |", "---:|---:|---:|"
+		for _, p := range extra {
+			n := pathNames[p][:1]
+			dHead += fmt.Sprintf(" %s | %s/C | %s CPU s/round |", pathNames[p], n, n)
+			dSep += "---:|---:|---:|"
 		}
 		fmt.Fprintln(w, "| workload | metric | A direct | B kafkaguard | C relay | B/A | B/C | B/C range | kafkaguard CPU s/round | relay CPU s/round | kafkaguard peak RSS MiB | errors A/B/C |"+dHead)
 		fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"+dSep)
@@ -36,8 +45,8 @@ func (b *bench) report(w io.Writer, took time.Duration) {
 			a, bb, c := median(r.vals[pathA]), median(r.vals[pathB]), median(r.vals[pathC])
 			lo, hi := minMax(r.ratios(pathB, pathC))
 			d := ""
-			if sf {
-				d = fmt.Sprintf(" %s | %s | %s |", f2(median(r.vals[pathD])), f3(median(r.ratios(pathD, pathC))), f2(median(r.cpu[pathD])))
+			for _, p := range extra {
+				d += fmt.Sprintf(" %s | %s | %s |", f2(median(r.vals[p])), f3(median(r.ratios(p, pathC))), f2(median(r.cpu[p])))
 			}
 			fmt.Fprintf(w, "| %s | %s (%s) | %s | %s | %s | %s | %s | %s–%s | %s | %s | %.0f | %d/%d/%d |%s\n",
 				r.workload, r.metric, r.unit, f2(a), f2(bb), f2(c), f3(median(r.ratios(pathB, pathA))), f3(median(r.ratios(pathB, pathC))),
@@ -45,6 +54,8 @@ func (b *bench) report(w io.Writer, took time.Duration) {
 		}
 		fmt.Fprintln(w)
 	}
+
+	b.cpuPerByteTable(w)
 
 	if len(b.hostiles) > 0 {
 		fmt.Fprintf(w, "Attacks on kafkaguard (B) only; attackers bind distinct 127.x.y.z source addresses so the per-IP gate does not simply refuse them. "+
@@ -79,6 +90,64 @@ func (b *bench) report(w io.Writer, took time.Duration) {
 		fmt.Fprintf(w, " kafkaguard profiles: %s (and .allocs.pprof / .allocs-base.pprof beside each).", strings.Join(b.profiles, ", "))
 	}
 	fmt.Fprintln(w)
+}
+
+// cpuPerByteTable prints each proxy's CPU seconds per GiB of record values
+// over all rounds of each throughput workload, against the relay's: with the
+// proxy pinned to cores of its own (--pin), the cost of the proxy itself.
+func (b *bench) cpuPerByteTable(w io.Writer) {
+	var rows []*row
+	for _, r := range b.rows {
+		if r.metric == "throughput" {
+			rows = append(rows, r)
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	var paths []int
+	for _, t := range b.targets {
+		if t.proc != nil {
+			paths = append(paths, t.path)
+		}
+	}
+	head, sep := "| workload |", "|---|"
+	for _, p := range paths {
+		head += " " + pathNames[p] + " CPU s/GiB |"
+		sep += "---:|"
+		if p != pathC {
+			head += " " + pathNames[p][:1] + "/C CPU per byte |"
+			sep += "---:|"
+		}
+	}
+	fmt.Fprintln(w, head)
+	fmt.Fprintln(w, sep)
+	for _, r := range rows {
+		line := "| " + r.workload + " |"
+		c := r.cpuPerGiB(pathC)
+		for _, p := range paths {
+			x := r.cpuPerGiB(p)
+			line += " " + f3(x) + " |"
+			if p != pathC {
+				line += " " + f2(x/c) + " |"
+			}
+		}
+		fmt.Fprintln(w, line)
+	}
+	fmt.Fprintln(w)
+}
+
+// cpuPerGiB is path p's CPU seconds over all rounds per GiB moved in them.
+func (r *row) cpuPerGiB(p int) float64 {
+	var cpu, bytes float64
+	for i := range min(len(r.cpu[p]), len(r.bytes[p])) {
+		cpu += r.cpu[p][i]
+		bytes += r.bytes[p][i]
+	}
+	if bytes == 0 {
+		return math.NaN()
+	}
+	return cpu / (bytes / (1 << 30))
 }
 
 func (b *bench) upstreamDesc() string {

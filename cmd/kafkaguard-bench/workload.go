@@ -17,10 +17,11 @@ const topic = "kafkaguard-bench"
 
 // target is one way to reach the upstream: A direct, B kafkaguard, C relay.
 type target struct {
+	path  int // pathA, pathB, ...
 	name  string
 	seed  string
-	proc  *child // the process to account CPU and RSS to; nil for A
-	relay bool   // dial every broker through seed (a relay cannot rewrite metadata)
+	proc  process // the process to account CPU and RSS to; nil for A
+	relay bool    // dial every broker through seed (a relay cannot rewrite metadata)
 }
 
 func (t target) opts() []kgo.Opt {
@@ -33,6 +34,12 @@ func (t target) opts() []kgo.Opt {
 		}))
 	}
 	return o
+}
+
+// process is a child process a path runs in: kafkaguard or a relay.
+type process interface {
+	PID() int
+	FreeOSMemory() error
 }
 
 // payload is incompressible bytes that record values are cut from; values
@@ -76,22 +83,32 @@ func producerOpts(linger time.Duration) []kgo.Opt {
 // tputResult is one round of a throughput workload.
 type tputResult struct {
 	mibps float64
+	bytes int64 // record value bytes moved
 	errs  int64
 }
 
-// produceThroughput produces size-byte records as fast as the path takes
-// them for d (at most maxRecords) and returns acknowledged value MiB/s.
-func produceThroughput(ctx context.Context, t target, p payload, size int, d time.Duration, maxRecords int) (tputResult, error) {
-	cl, err := kgo.NewClient(append(t.opts(), producerOpts(time.Millisecond)...)...)
-	if err != nil {
-		return tputResult{}, err
-	}
-	defer cl.Close()
+// produceThroughput produces size-byte records with n producers (clients
+// of their own) as fast as the path takes them for d (at most maxRecords in
+// all) and returns acknowledged value MiB/s.
+func produceThroughput(ctx context.Context, t target, p payload, size int, d time.Duration, maxRecords, n int) (tputResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
 	defer cancel()
-	// Warm up: metadata and connections before the clock starts.
-	if err := cl.ProduceSync(ctx, &kgo.Record{Value: p.value(0, size)}).FirstErr(); err != nil {
-		return tputResult{}, fmt.Errorf("%s warm-up produce: %w", t.name, err)
+	cls := make([]*kgo.Client, 0, n)
+	defer func() {
+		for _, cl := range cls {
+			cl.Close()
+		}
+	}()
+	for range n {
+		cl, err := kgo.NewClient(append(t.opts(), producerOpts(time.Millisecond)...)...)
+		if err != nil {
+			return tputResult{}, err
+		}
+		cls = append(cls, cl)
+		// Warm up: metadata and connections before the clock starts.
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: p.value(0, size)}).FirstErr(); err != nil {
+			return tputResult{}, fmt.Errorf("%s warm-up produce: %w", t.name, err)
+		}
 	}
 	var acked, errs atomic.Int64
 	var firstErr atomic.Value
@@ -106,17 +123,29 @@ func produceThroughput(ctx context.Context, t target, p payload, size int, d tim
 	}
 	start := time.Now()
 	deadline := start.Add(d)
-	for i := 0; i < maxRecords; i++ {
-		if i%32 == 0 && (time.Now().After(deadline) || ctx.Err() != nil) {
-			break
-		}
-		cl.Produce(ctx, &kgo.Record{Value: p.value(i, size)}, cb)
+	flushErrs := make(chan error, n)
+	for k, cl := range cls {
+		go func() {
+			for i := k; i < maxRecords; i += n {
+				if (i/n)%32 == 0 && (time.Now().After(deadline) || ctx.Err() != nil) {
+					break
+				}
+				cl.Produce(ctx, &kgo.Record{Value: p.value(i, size)}, cb)
+			}
+			flushErrs <- cl.Flush(ctx)
+		}()
 	}
-	if err := cl.Flush(ctx); err != nil {
-		return tputResult{}, fmt.Errorf("%s flush: %w", t.name, err)
+	var flushErr error
+	for range n {
+		if err := <-flushErrs; err != nil && flushErr == nil {
+			flushErr = err
+		}
+	}
+	if flushErr != nil {
+		return tputResult{}, fmt.Errorf("%s flush: %w", t.name, flushErr)
 	}
 	el := time.Since(start).Seconds()
-	res := tputResult{mibps: float64(acked.Load()) / el / (1 << 20), errs: errs.Load()}
+	res := tputResult{mibps: float64(acked.Load()) / el / (1 << 20), bytes: acked.Load(), errs: errs.Load()}
 	if e, ok := firstErr.Load().(error); ok && acked.Load() == 0 {
 		return res, fmt.Errorf("%s produce: %w", t.name, e)
 	}
@@ -165,7 +194,7 @@ func fetchThroughput(ctx context.Context, t target, d time.Duration) (tputResult
 		f.EachRecord(func(r *kgo.Record) { bytes += int64(len(r.Value)) })
 	}
 	el := time.Since(start).Seconds()
-	return tputResult{mibps: float64(bytes) / el / (1 << 20), errs: errs}, nil
+	return tputResult{mibps: float64(bytes) / el / (1 << 20), bytes: bytes, errs: errs}, nil
 }
 
 // latencyResult is one run of the fixed-rate producer.

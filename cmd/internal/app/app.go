@@ -1,9 +1,9 @@
 // Package app wires a kafkaguard from a validated config: the chunk pool,
 // the policy, the abuse gate, the proxy server, its metrics and the admin
-// HTTP server. Start starts their goroutines (accept loops, admin server,
-// gate sweeper); Stop drains connections and waits for all of them. Both
-// cmd/kafkaguard and cmd/kafkaguard-bench run kafkaguard through it, so the
-// bench measures exactly what ships.
+// HTTP server (admin.go). Start starts their goroutines (accept loops, admin
+// server, gate sweeper); Stop drains connections and waits for all of them.
+// cmd/kafkaguard runs kafkaguard through it; cmd/kafkaguard-bench measures
+// the built binary and reads its figures from /metrics.
 //
 //	a, err := app.Build(cfg, log)
 //	if err != nil { ... }
@@ -39,7 +39,6 @@ type App struct {
 	log   zerolog.Logger
 	srv   *proxy.Server
 	gate  *limits.Gate
-	pool  *limits.Pool
 	reg   *prometheus.Registry
 	admin *http.Server
 	adLn  net.Listener
@@ -62,10 +61,6 @@ func NewLogger(c config.Log, w io.Writer) (zerolog.Logger, error) {
 
 // banLogBurst is how many ban and unban lines a second reach the log.
 const banLogBurst = 10
-
-// evictedHelp describes kafkaguard_abuse_sources_evicted_total, one help for both states.
-const evictedHelp = "Sources forgotten to make room in a full source table (abuse.max_tracked_sources) " +
-	"while they had connections open (state connected) or a ban in force (state banned)."
 
 // memoryHeadroom is the Go memory limit above the pool budget.
 const memoryHeadroom = 64 << 20
@@ -91,14 +86,7 @@ func Build(cfg config.Config, log zerolog.Logger) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pool: %w", err)
 	}
-	a.reg.MustRegister(
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kafkaguard_pool_bytes_in_use",
-			Help: "Bytes of pooled chunks held by connections now."}, func() float64 { return float64(pool.InUse()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kafkaguard_pool_bytes_high_water",
-			Help: "Most pooled bytes ever held at once."}, func() float64 { return float64(pool.HighWater()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kafkaguard_pool_bytes_capacity",
-			Help: "The pool's memory budget (pool.total_bytes)."}, func() float64 { return float64(pool.Capacity()) }),
-	)
+	registerPoolGauges(a.reg, pool)
 
 	// Names were checked by Validate, so every lookup succeeds.
 	per := make(map[int16]int32)
@@ -154,21 +142,7 @@ func Build(cfg config.Config, log zerolog.Logger) (*App, error) {
 			return nil, fmt.Errorf("abuse: %w", err)
 		}
 		a.gate = gate
-		a.reg.MustRegister(
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kafkaguard_bans_active",
-				Help: "Source addresses banned now."}, func() float64 { return float64(gate.ActiveBans()) }),
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kafkaguard_abuse_tracked_sources",
-				Help: "Sources (addresses or prefixes) the abuse tracker remembers (bounded by abuse.max_tracked_sources)."},
-				func() float64 { return float64(gate.Tracked()) }),
-			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kafkaguard_abuse_sources_evicted_total",
-				Help:        evictedHelp,
-				ConstLabels: prometheus.Labels{"state": "connected"}},
-				func() float64 { c, _ := gate.EvictedPinned(); return float64(c) }),
-			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kafkaguard_abuse_sources_evicted_total",
-				Help:        evictedHelp,
-				ConstLabels: prometheus.Labels{"state": "banned"}},
-				func() float64 { _, b := gate.EvictedPinned(); return float64(b) }),
-		)
+		registerGateGauges(a.reg, a.gate)
 	}
 
 	routes := make([]proxy.Route, len(cfg.Listeners))
@@ -204,7 +178,6 @@ func Build(cfg config.Config, log zerolog.Logger) (*App, error) {
 		return nil, err
 	}
 	a.srv = srv
-	a.pool = pool
 	return a, nil
 }
 
@@ -220,7 +193,7 @@ func (a *App) Start() error {
 			return fmt.Errorf("admin: listen %s: %w", addr, err)
 		}
 		a.adLn = ln
-		a.admin = &http.Server{Handler: proxy.AdminHandler(a.srv, a.reg), ReadHeaderTimeout: 10 * time.Second}
+		a.admin = &http.Server{Handler: adminHandler(a.srv, a.gate, a.reg), ReadHeaderTimeout: 10 * time.Second}
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
@@ -238,7 +211,7 @@ func (a *App) Start() error {
 			}
 			return fmt.Errorf("admin: listen metrics_address %s: %w", addr, err)
 		}
-		a.mets = &http.Server{Handler: proxy.MetricsHandler(a.srv, a.reg), ReadHeaderTimeout: 10 * time.Second}
+		a.mets = &http.Server{Handler: metricsHandler(a.srv, a.gate, a.reg), ReadHeaderTimeout: 10 * time.Second}
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
@@ -300,12 +273,6 @@ func (a *App) Stop() error {
 
 // Server returns the proxy server.
 func (a *App) Server() *proxy.Server { return a.srv }
-
-// Pool returns the chunk pool.
-func (a *App) Pool() *limits.Pool { return a.pool }
-
-// Gate returns the abuse gate, or nil when abuse.enabled is false.
-func (a *App) Gate() *limits.Gate { return a.gate }
 
 // Log returns the app's logger.
 func (a *App) Log() zerolog.Logger { return a.log }

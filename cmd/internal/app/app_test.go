@@ -66,7 +66,7 @@ func TestBanLogRateLimited(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := a.Gate()
+	g := a.gate
 	for i := range sources {
 		addr := netip.AddrFrom4([4]byte{192, 0, byte(2 + i>>8), byte(i)})
 		if _, banned := g.Offence(addr, "", "too_large", 1); !banned {
@@ -141,8 +141,13 @@ func TestMetricsAddressIsReadOnly(t *testing.T) {
 		{"GET", mets + "/readyz", 503}, // the upstream is a closed port
 		{"GET", mets + "/bans", 404},
 		{"DELETE", mets + "/bans/192.0.2.7", 404},
+		{"GET", mets + "/debug/pprof/", 404},
+		{"POST", mets + "/debug/free-os-memory", 404},
 		{"GET", admin + "/bans", 200},
 		{"DELETE", admin + "/bans/192.0.2.7", 404}, // served: no such ban
+		{"GET", admin + "/debug/pprof/", 200},
+		{"POST", admin + "/debug/free-os-memory", 200},
+		{"GET", admin + "/debug/free-os-memory", 405},
 	} {
 		if got := do(tt.method, tt.url); got != tt.want {
 			t.Errorf("%s %s = %d, want %d", tt.method, tt.url, got, tt.want)

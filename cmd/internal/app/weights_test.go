@@ -53,7 +53,7 @@ func TestZeroWeightNeverBans(t *testing.T) {
 					refused++
 				}
 			}
-			bans := a.Gate().Bans()
+			bans := a.gate.Bans()
 			if banned := len(bans) > 0; banned != tt.wantBanned {
 				t.Fatalf("banned = %v after %d too_large offences with weights %+v (bans %+v), want %v",
 					banned, offences, tt.weights, bans, tt.wantBanned)

@@ -367,9 +367,9 @@ func buildFrom(t *testing.T, path string) (config.Config, running) {
 	if err != nil {
 		t.Fatalf("build: %v", err)
 	}
-	r := running{app: a, opts: a.Server().Options(), pool: a.Pool()}
+	r := running{app: a, opts: a.Server().Options(), pool: a.Server().Options().Pool}
 	r.policy = r.opts.Policy
-	if g := a.Gate(); g != nil {
+	if g := a.gate; g != nil {
 		o := g.Options()
 		r.gate = &o
 	}

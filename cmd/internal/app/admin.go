@@ -1,11 +1,13 @@
-package proxy
+package app
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -13,9 +15,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/kafkaguard/kafkaguard/limits"
+	"github.com/kafkaguard/kafkaguard/proxy"
 )
 
-// AdminHandler serves the admin endpoints, meant for the admin address only:
+// The admin HTTP server sits here, beside the wiring, rather than in proxy: it reads the pool, the gate
+// and the server through their small read methods and owns no data-plane state.
+
+// adminHandler serves the admin endpoints, meant for the admin address only:
 //
 //	GET    /metrics      Prometheus metrics from gatherer
 //	GET    /healthz      200 while the process runs
@@ -24,7 +30,12 @@ import (
 //	                             banned source: a bare address for a /32 or /128, else a prefix
 //	DELETE /bans/{ip-or-prefix}  lift the ban of the source holding an address (2001:db8::7), or of
 //	                             a prefix (2001:db8::/64) no wider than the sources are judged by
-func AdminHandler(s *Server, gatherer prometheus.Gatherer) http.Handler {
+//	GET    /debug/pprof/...      Go's profiles (net/http/pprof), for an operator or kafkaguard-bench
+//	POST   /debug/free-os-memory collect garbage and return freed memory to the OS, so RSS read
+//	                             afterwards is what is still held (the bench's per-connection figure)
+//
+// g is nil when abuse.enabled is false.
+func adminHandler(s *proxy.Server, g *limits.Gate, gatherer prometheus.Gatherer) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -40,7 +51,6 @@ func AdminHandler(s *Server, gatherer prometheus.Gatherer) http.Handler {
 		w.Write([]byte("ready\n"))
 	})
 	mux.HandleFunc("GET /bans", func(w http.ResponseWriter, _ *http.Request) {
-		g := s.Gate()
 		if g == nil {
 			http.Error(w, "abuse gate disabled", http.StatusNotFound)
 			return
@@ -62,7 +72,6 @@ func AdminHandler(s *Server, gatherer prometheus.Gatherer) http.Handler {
 	})
 	// A prefix has a slash, so the wildcard takes the rest of the path.
 	mux.HandleFunc("DELETE /bans/{src...}", func(w http.ResponseWriter, r *http.Request) {
-		g := s.Gate()
 		if g == nil {
 			http.Error(w, "abuse gate disabled", http.StatusNotFound)
 			return
@@ -79,13 +88,23 @@ func AdminHandler(s *Server, gatherer prometheus.Gatherer) http.Handler {
 		}
 		w.Write([]byte("unbanned " + name + "\n"))
 	})
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("POST /debug/free-os-memory", func(w http.ResponseWriter, _ *http.Request) {
+		debug.FreeOSMemory()
+		w.Write([]byte("ok\n"))
+	})
 	return mux
 }
 
-// MetricsHandler serves the read-only admin endpoints, /metrics, /healthz and /readyz, and nothing that
-// changes state: it is what admin.metrics_address exposes beyond loopback, for Prometheus and probes.
-func MetricsHandler(s *Server, gatherer prometheus.Gatherer) http.Handler {
-	admin := AdminHandler(s, gatherer)
+// metricsHandler serves the read-only admin endpoints, /metrics, /healthz and /readyz, and nothing that
+// changes state or costs much: it is what admin.metrics_address exposes beyond loopback, for Prometheus
+// and probes.
+func metricsHandler(s *proxy.Server, g *limits.Gate, gatherer prometheus.Gatherer) http.Handler {
+	admin := adminHandler(s, g, gatherer)
 	mux := http.NewServeMux()
 	for _, path := range []string{"GET /metrics", "GET /healthz", "GET /readyz"} {
 		mux.Handle(path, admin)
@@ -116,4 +135,40 @@ func banTarget(g *limits.Gate, text string) (netip.Prefix, error) {
 		return netip.Prefix{}, fmt.Errorf("prefix %s is wider than the /%d sources are judged by; unban each source listed in GET /bans", p, src.Bits())
 	}
 	return src, nil
+}
+
+// registerPoolGauges exports the pool's state for /metrics: what is held now, the most ever held at
+// once (kafkaguard-bench reads each attack's peak from it) and the budget.
+func registerPoolGauges(reg prometheus.Registerer, pool *limits.Pool) {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kafkaguard_pool_bytes_in_use",
+			Help: "Bytes of pooled chunks held by connections now."}, func() float64 { return float64(pool.InUse()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kafkaguard_pool_bytes_high_water",
+			Help: "Most pooled bytes ever held at once."}, func() float64 { return float64(pool.HighWater()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kafkaguard_pool_bytes_capacity",
+			Help: "The pool's memory budget (pool.total_bytes)."}, func() float64 { return float64(pool.Capacity()) }),
+	)
+}
+
+// evictedHelp describes kafkaguard_abuse_sources_evicted_total, one help for both states.
+const evictedHelp = "Sources forgotten to make room in a full source table (abuse.max_tracked_sources) " +
+	"while they had connections open (state connected) or a ban in force (state banned)."
+
+// registerGateGauges exports the abuse gate's state for /metrics.
+func registerGateGauges(reg prometheus.Registerer, gate *limits.Gate) {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kafkaguard_bans_active",
+			Help: "Source addresses banned now."}, func() float64 { return float64(gate.ActiveBans()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kafkaguard_abuse_tracked_sources",
+			Help: "Sources (addresses or prefixes) the abuse tracker remembers (bounded by abuse.max_tracked_sources)."},
+			func() float64 { return float64(gate.Tracked()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kafkaguard_abuse_sources_evicted_total",
+			Help:        evictedHelp,
+			ConstLabels: prometheus.Labels{"state": "connected"}},
+			func() float64 { c, _ := gate.EvictedPinned(); return float64(c) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kafkaguard_abuse_sources_evicted_total",
+			Help:        evictedHelp,
+			ConstLabels: prometheus.Labels{"state": "banned"}},
+			func() float64 { _, b := gate.EvictedPinned(); return float64(b) }),
+	)
 }
