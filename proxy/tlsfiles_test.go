@@ -601,3 +601,40 @@ func TestTLSFileStampSeesSymlinkSwapOfLookalike(t *testing.T) {
 		t.Errorf("stamp unchanged by the swap: %+v", after)
 	}
 }
+
+// Whatever a client sends before or instead of a ClientHello, classifying
+// the failure never panics and always names a reason.
+func FuzzClassifyHandshake(f *testing.F) {
+	f.Add(rawRequest(18, 3, 1, "c", nil))
+	f.Add([]byte{0x16, 0x03, 0x01, 0x00, 0x05})
+	f.Add([]byte("GET / HTTP/1.1\r\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) > sniffLen {
+			b = b[:sniffLen]
+		}
+		if reason, err := classifyHandshake(errors.New("x"), b); reason == "" || err == nil {
+			t.Fatalf("no reason for % x", b)
+		}
+	})
+}
+
+// The per-handshake cost of keeping the files current: an atomic load when
+// no check is due, one stat per file when it is.
+func BenchmarkTLSFilesConfig(b *testing.B) {
+	certs := tlstest.New(b)
+	for _, every := range []time.Duration{time.Hour, time.Nanosecond} {
+		src, err := NewServerTLS(ServerTLSFiles{CertFile: certs.ServerFiles.Cert, KeyFile: certs.ServerFiles.Key, ClientCAFile: certs.CAFile, ClientAuth: tls.VerifyClientCertIfGiven},
+			TLSFileOptions{CheckEvery: every, Logger: zerolog.Nop()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run("check_every="+every.String(), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if src.Config() == nil {
+					b.Fatal("nil config")
+				}
+			}
+		})
+	}
+}
