@@ -33,6 +33,15 @@ type Listener struct {
 	// NodeID, when set, is the broker's node id, so metadata entries are matched
 	// by id rather than by host and port. Nil means match by address.
 	NodeID *int32 `koanf:"node_id"`
+	// TLS, when set, makes clients speak TLS to this listener; nil means
+	// plaintext. See ListenerTLS.
+	TLS *ListenerTLS `koanf:"tls"`
+	// UpstreamTLS, when set, makes kafkaguard speak TLS to the broker; nil
+	// means plaintext. See UpstreamTLS.
+	UpstreamTLS *UpstreamTLS `koanf:"upstream_tls"`
+	// SASL is passthrough (the default, also "") or require: see
+	// SASLPassthrough and SASLRequire.
+	SASL string `koanf:"sasl"`
 }
 
 // Admin configures the admin HTTP server (/metrics, /healthz, /readyz).
@@ -75,6 +84,10 @@ type Limits struct {
 	// UnknownAPI says what to do with an API key kmsg does not know: "close"
 	// (the default) or "forward".
 	UnknownAPI string `koanf:"unknown_api"`
+	// MaxUnauthenticatedBytes caps each request (and each header-less SASL
+	// v0 token frame) a connection sends before the broker has accepted its
+	// authentication, below Kafka's own 512KiB. Default 64KiB; 1KiB..16MiB.
+	MaxUnauthenticatedBytes Size `koanf:"max_unauthenticated_bytes"`
 }
 
 // Timeouts bound each wait the proxy makes on a peer. All must be positive.
@@ -107,6 +120,9 @@ type Timeouts struct {
 	// default 5m, Kafka Streams' far more), so raise it above the largest
 	// max.poll.interval.ms of the clients behind kafkaguard.
 	Request time.Duration `koanf:"request"`
+	// TLSHandshake bounds a client's TLS handshake from accept, and the
+	// handshake with a TLS broker. Default 10s.
+	TLSHandshake time.Duration `koanf:"tls_handshake"`
 }
 
 // Pool sizes the one chunk pool all frames move through: the proxy's memory
@@ -219,6 +235,8 @@ func Default() Config {
 			UnknownAPI:       UnknownAPIClose,
 
 			MaxLocalAnswerBytes: 64 * KiB,
+
+			MaxUnauthenticatedBytes: 64 * KiB,
 		},
 		Timeouts: Timeouts{
 			Header:   10 * time.Second,
@@ -228,6 +246,8 @@ func Default() Config {
 			Write:    30 * time.Second,
 			Shutdown: 30 * time.Second,
 			Request:  10 * time.Minute,
+
+			TLSHandshake: 10 * time.Second,
 		},
 		Pool: Pool{ChunkBytes: 32 * KiB, TotalBytes: 64 * MiB, Wait: 5 * time.Second},
 		Proxy: Proxy{

@@ -228,6 +228,9 @@ func keysAt(path string) []string {
 				return nil
 			}
 			t = f.Type
+			if t.Kind() == reflect.Pointer { // an optional section (listeners[].tls)
+				t = t.Elem()
+			}
 			for range strings.Count(seg, "[") {
 				if t.Kind() == reflect.Slice || t.Kind() == reflect.Map {
 					t = t.Elem()

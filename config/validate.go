@@ -47,6 +47,9 @@ func (p *problems) addf(key, format string, args ...any) {
 func (c Config) Validate() error {
 	var p problems
 	c.validateListeners(&p)
+	for i, l := range c.Listeners {
+		l.validateTLS(&p, fmt.Sprintf("listeners[%d]", i), time.Now())
+	}
 	c.validateLimits(&p)
 	c.validateTimeouts(&p)
 	c.validatePool(&p)
@@ -218,6 +221,9 @@ func (c Config) validateLimits(p *problems) {
 	if l.MaxLocalAnswerBytes < KiB || l.MaxLocalAnswerBytes > 16*MiB {
 		p.addf("limits.max_local_answer_bytes", "must be between %s and %s, got %s", Size(KiB), Size(16*MiB), l.MaxLocalAnswerBytes)
 	}
+	if l.MaxUnauthenticatedBytes < KiB || l.MaxUnauthenticatedBytes > 16*MiB {
+		p.addf("limits.max_unauthenticated_bytes", "must be between %s and %s, got %s", Size(KiB), Size(16*MiB), l.MaxUnauthenticatedBytes)
+	}
 	if l.MaxDrainBytes < 0 {
 		p.addf("limits.max_drain_bytes", "must not be negative (0 means 4 x the Produce limit), got %s", l.MaxDrainBytes)
 	}
@@ -243,6 +249,7 @@ func (c Config) validateTimeouts(p *problems) {
 		{"timeouts.write", c.Timeouts.Write},
 		{"timeouts.shutdown", c.Timeouts.Shutdown},
 		{"timeouts.request", c.Timeouts.Request},
+		{"timeouts.tls_handshake", c.Timeouts.TLSHandshake},
 	} {
 		if t.d <= 0 {
 			p.addf(t.key, "must be positive, got %s", t.d)

@@ -33,8 +33,13 @@ func indent(err error) string {
 }
 
 func validate(path string, stdout io.Writer) error {
-	if _, err := loadConfig(path); err != nil {
+	cfg, err := loadConfig(path)
+	if err != nil {
 		return err
+	}
+	// Warnings (a certificate about to expire) do not fail validation.
+	for _, w := range cfg.Warnings(time.Now()) {
+		fmt.Fprintln(stdout, path+": warning: "+w.Error())
 	}
 	fmt.Fprintln(stdout, path+": ok")
 	return nil

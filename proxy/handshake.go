@@ -1,0 +1,134 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"os"
+	"time"
+
+	"github.com/kafkaguard/kafkaguard/framing"
+)
+
+// Reasons a TLS listener closes a connection before its first frame.
+const (
+	// reasonPlaintextOnTLS: the first bytes are a Kafka request, so the
+	// client speaks plaintext (security.protocol=PLAINTEXT) to a TLS port.
+	reasonPlaintextOnTLS = "plaintext_on_tls"
+	// reasonTLSHandshakeFailed: a bad or unknown certificate, no common
+	// version or cipher, or bytes that are neither TLS nor Kafka.
+	reasonTLSHandshakeFailed = "tls_handshake_failed"
+	// reasonTLSHandshakeTimeout: the handshake did not finish within
+	// timeouts.tls_handshake.
+	reasonTLSHandshakeTimeout = "tls_handshake_timeout"
+)
+
+// Sentinel errors of a failed client handshake, for errors.Is.
+var (
+	errPlaintextOnTLS        = errors.New("plaintext Kafka request on a TLS listener")
+	errTLSHandshakeFailed    = errors.New("tls handshake failed")
+	errTLSHandshakeTimeout   = errors.New("tls handshake timed out")
+	errClosedBeforeHandshake = errors.New("client closed before its tls handshake")
+)
+
+// sniffLen is how many of a connection's first bytes firstBytesConn keeps:
+// a Kafka request's size, api key and api version.
+const sniffLen = 8
+
+// firstBytesConn keeps the first sniffLen bytes read through it, so a
+// failed handshake can say what the client sent instead of a ClientHello.
+// It holds a fixed array, never more. It is owned by the goroutine running
+// the handshake, and after it by the connection's reader.
+type firstBytesConn struct {
+	net.Conn
+	first [sniffLen]byte
+	n     int
+}
+
+func (c *firstBytesConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if c.n < len(c.first) && n > 0 {
+		c.n += copy(c.first[c.n:], p[:n])
+	}
+	return n, err
+}
+
+// handshakeServer runs the server side of a TLS handshake on a freshly
+// accepted connection, bounded by timeout. On failure it returns the reason
+// for the metric and the log line and an error saying what went wrong; the
+// caller closes raw. Only reasonClientClosed (a client, or a TCP health
+// probe, that closed without sending a byte) is no offence.
+func handshakeServer(raw net.Conn, cfg *tls.Config, timeout time.Duration) (*tls.Conn, string, error) {
+	fb := &firstBytesConn{Conn: raw}
+	tc := tls.Server(fb, cfg)
+	if err := raw.SetDeadline(time.Now().Add(timeout)); err != nil {
+		return nil, reasonClientError, err
+	}
+	if err := tc.Handshake(); err != nil {
+		reason, err := classifyHandshake(err, fb.first[:fb.n])
+		return nil, reason, err
+	}
+	if err := raw.SetDeadline(time.Time{}); err != nil {
+		return nil, reasonClientError, err
+	}
+	return tc, "", nil
+}
+
+// classifyHandshake names why a client's handshake failed, from the error
+// and the first bytes the client sent. A plaintext Kafka request is named
+// as such even when it came with a timeout: the bytes say more.
+func classifyHandshake(err error, first []byte) (string, error) {
+	switch {
+	case looksLikeKafkaRequest(first):
+		return reasonPlaintextOnTLS, fmt.Errorf("%w: first bytes are a Kafka %s request: the client is configured for plaintext (security.protocol=PLAINTEXT) on a TLS listener",
+			errPlaintextOnTLS, framing.APIName(int16(binary.BigEndian.Uint16(first[4:6]))))
+	case len(first) >= 4 && framing.Sniff([4]byte(first[:4])) == framing.ProtoHTTP:
+		return reasonNotKafka, fmt.Errorf("%w: first bytes %q look like an HTTP request", errNotKafka, first[:4])
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return reasonTLSHandshakeTimeout, fmt.Errorf("%w after %d bytes from the client: %w", errTLSHandshakeTimeout, len(first), err)
+	case len(first) == 0 && (errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)):
+		return reasonClientClosed, fmt.Errorf("%w: %w", errClosedBeforeHandshake, err)
+	}
+	return reasonTLSHandshakeFailed, fmt.Errorf("%w: %w", errTLSHandshakeFailed, err)
+}
+
+// looksLikeKafkaRequest reports whether b starts like a Kafka request: a
+// plausible size, then an api key and version kafkaguard knows. A TLS
+// record starts 0x16 0x03, which as a size is over 300 MiB and whose api key
+// bytes are a record length, so the two are never confused.
+func looksLikeKafkaRequest(b []byte) bool {
+	if len(b) < sniffLen {
+		return false
+	}
+	if framing.Sniff([4]byte(b[:4])) != framing.ProtoKafka {
+		return false
+	}
+	if framing.CheckSize(int32(binary.BigEndian.Uint32(b)), math.MaxInt32) != nil {
+		return false
+	}
+	key, version := int16(binary.BigEndian.Uint16(b[4:])), int16(binary.BigEndian.Uint16(b[6:]))
+	max, known := framing.MaxVersion(key)
+	return known && version >= 0 && version <= max
+}
+
+// maxSubjectLen bounds a certificate subject in a log line: a subject is
+// the client's choice, within what its CA signs.
+const maxSubjectLen = 256
+
+// PeerSubject returns the subject of the client's verified certificate
+// ("CN=client,O=example"), or "" when the client sent none or it was not
+// verified: a name kafkaguard has not checked is never logged as one.
+func PeerSubject(cs tls.ConnectionState) string {
+	if len(cs.VerifiedChains) == 0 || len(cs.PeerCertificates) == 0 {
+		return ""
+	}
+	s := cs.PeerCertificates[0].Subject.String()
+	if len(s) > maxSubjectLen {
+		s = s[:maxSubjectLen] + "..."
+	}
+	return s
+}
