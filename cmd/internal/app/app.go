@@ -44,6 +44,8 @@ type App struct {
 	admin *http.Server
 	adLn  net.Listener
 	mets  *http.Server // admin.metrics_address: the read-only endpoints only
+	hist  history      // refusals over the last 15 minutes, for the status page; the monitor writes it
+	start time.Time
 	wg    sync.WaitGroup
 	stopc chan struct{}
 }
@@ -207,6 +209,7 @@ func Build(cfg config.Config, log zerolog.Logger) (*App, error) {
 
 // Start binds every listener and the admin address and starts serving.
 func (a *App) Start() error {
+	a.start = time.Now()
 	if err := a.srv.Listen(); err != nil {
 		return err
 	}
@@ -217,7 +220,7 @@ func (a *App) Start() error {
 			return fmt.Errorf("admin: listen %s: %w", addr, err)
 		}
 		a.adLn = ln
-		a.admin = &http.Server{Handler: proxy.AdminHandler(a.srv, a.reg), ReadHeaderTimeout: 10 * time.Second}
+		a.admin = &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
@@ -251,6 +254,8 @@ func (a *App) Start() error {
 			a.log.Error().Err(err).Msg("proxy stopped")
 		}
 	}()
+	a.wg.Go(func() { a.monitor(historyEvery, a.stopc) })
+	a.wg.Go(func() { a.warnUnansweredUpstreams(a.stopc) })
 	if a.gate != nil {
 		a.wg.Add(1)
 		go func() {
