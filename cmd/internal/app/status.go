@@ -9,7 +9,6 @@ import (
 	"html/template"
 	"net/http"
 	"net/netip"
-	"slices"
 	"strings"
 	"time"
 
@@ -32,8 +31,9 @@ type StatusOptions struct {
 	Gatherer prometheus.Gatherer
 	// History is the refusal history the chart draws; nil draws none.
 	History *history
-	// Bans lists the bans in force (limits.Gate.Bans); nil means the abuse gate is off.
-	Bans func() []limits.Ban
+	// TopBans returns the first n bans in force by cmp and how many are in force (limits.Gate.TopBans);
+	// nil means the abuse gate is off.
+	TopBans func(n int, cmp func(a, b limits.Ban) int) ([]limits.Ban, int)
 	// Tracked returns how many sources the gate remembers.
 	Tracked func() int
 	// Upstreams dials every upstream once (bounded by ctx) and says what answered.
@@ -126,16 +126,10 @@ func (o StatusOptions) page(w http.ResponseWriter, r *http.Request) {
 		v.Chart = drawChart(o.History.window())
 	}
 	v.Reasons = reasonRows(byReason(mfs), v.Chart.Legend)
-	if o.Bans != nil {
+	if o.TopBans != nil {
 		v.GateOn = true
-		bans := o.Bans()
-		v.BansActive = len(bans)
-		// The sources an operator asks about first: the most repeated, then the longest to run.
-		slices.SortFunc(bans, func(a, b limits.Ban) int {
-			return cmp.Or(b.Count-a.Count, b.Until.Compare(a.Until), a.Source.Addr().Compare(b.Source.Addr()))
-		})
-		v.Bans = bans[:min(len(bans), statusTopBans)]
-		v.BansMore = len(bans) - len(v.Bans)
+		v.Bans, v.BansActive = o.TopBans(statusTopBans, banRank)
+		v.BansMore = v.BansActive - len(v.Bans)
 	}
 	if o.Tracked != nil {
 		v.Tracked = o.Tracked()
@@ -162,6 +156,13 @@ func (o StatusOptions) page(w http.ResponseWriter, r *http.Request) {
 	// Nothing on the page loads from anywhere: no script, no image, no style sheet but its own.
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
 	w.Write(buf.Bytes())
+}
+
+// banRank puts first the sources an operator asks about first: the most repeated, then the longest to
+// run.
+func banRank(a, b limits.Ban) int {
+	return cmp.Or(b.Count-a.Count, b.Until.Compare(a.Until), a.Source.Addr().Compare(b.Source.Addr()),
+		a.Source.Bits()-b.Source.Bits())
 }
 
 // lift hands the form's source to the DELETE /bans/{src} handler and sends the browser back to the
@@ -311,7 +312,7 @@ func (a *App) adminHandler() http.Handler {
 		Started: a.start,
 	}
 	if g := a.gate; g != nil {
-		o.Bans, o.Tracked = g.Bans, g.Tracked
+		o.TopBans, o.Tracked = g.TopBans, g.Tracked
 		// Whoever reaches the admin address may DELETE /bans today; admin.token_file will decide here.
 		o.CanLift = func(*http.Request) bool { return true }
 	}
