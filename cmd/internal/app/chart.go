@@ -10,6 +10,8 @@ import (
 const (
 	chartW, chartH = 720, 160
 	chartPad       = 4
+	chartTop       = 18 // room for the scale's label
+	chartAxis      = 16 // room for the time axis' labels below the bars
 )
 
 // chartPalette colours the series in order, largest first; distinct enough
@@ -62,11 +64,11 @@ func drawChart(w historyWindow) chart {
 		return c
 	}
 	step := float64(chartW-2*chartPad) / float64(historySamples-1) // bars keep their width as the ring fills
-	scale := float64(chartH-2*chartPad) / c.Max
+	scale := float64(chartH-chartTop-chartAxis) / c.Max
 	every := w.To.Sub(w.From) / time.Duration(w.Intervals)
 	for i := range w.Intervals {
 		x := float64(chartW-chartPad) - float64(w.Intervals-i)*step // newest on the right
-		y := float64(chartH - chartPad)
+		y := float64(chartH - chartAxis)
 		for k, s := range w.Series {
 			d := s.Deltas[i]
 			if d == 0 {

@@ -62,6 +62,7 @@ var statusTemplate = template.Must(template.New("status").Funcs(template.FuncMap
 	"ms":     func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) },
 	"pct":    func(a, b float64) string { return fmt.Sprintf("%.0f%%", 100*a/max(b, 1)) },
 	"num":    func(f float64) string { return fmt.Sprintf("%.0f", f) },
+	"sub":    func(a, b int) int { return a - b },
 	"source": limits.SourceString,
 }).Parse(statusHTML))
 
@@ -293,6 +294,9 @@ func roundDur(d time.Duration) string {
 	}
 	if d >= time.Hour {
 		return d.Round(time.Minute).String()
+	}
+	if d >= time.Minute && d%time.Minute < time.Second {
+		return fmt.Sprintf("%d min", d/time.Minute)
 	}
 	return d.Round(time.Second).String()
 }
