@@ -50,14 +50,15 @@ type App struct {
 	stopc chan struct{}
 }
 
-// NewLogger builds the zerolog logger log configures.
+// NewLogger builds the zerolog logger log configures. Console lines are coloured only when w is a
+// terminal and NO_COLOR is unset: in a pipe or a file (kubectl logs, journald) escapes are noise.
 func NewLogger(c config.Log, w io.Writer) (zerolog.Logger, error) {
 	lvl, err := zerolog.ParseLevel(c.Level)
 	if err != nil {
 		return zerolog.Nop(), fmt.Errorf("log.level: %w", err)
 	}
 	if c.Format == "console" {
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339, NoColor: !colourful(w)}
 	}
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
 }
