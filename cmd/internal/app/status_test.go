@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/rs/zerolog"
 
@@ -30,6 +31,9 @@ func TestHistoryBounded(t *testing.T) {
 			vals[i].count = float64(n)
 		}
 		h.add(at.Add(time.Duration(n)*historyEvery), vals)
+	}
+	if size := unsafe.Sizeof(h); size > historyBytes+64 {
+		t.Errorf("history is %d bytes, README's budget says %d", size, historyBytes)
 	}
 	if h.n != historySamples || h.nname != historySeries {
 		t.Fatalf("held %d samples, %d series; want %d, %d", h.n, h.nname, historySamples, historySeries)
