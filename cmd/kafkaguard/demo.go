@@ -45,7 +45,7 @@ func runDemo(stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, `kafkaguard demo: 3 in-process brokers behind kafkaguard
   listeners  127.0.0.1:9092 127.0.0.1:9093 127.0.0.1:9094  (upstreams %v)
-  admin      http://%s/metrics  /healthz  /readyz  /bans
+  admin      http://%s/  (status page)  /metrics  /healthz  /readyz  /bans
   limits     max_request_bytes %s, max_client_id_bytes %d
 
 try it with kcat:

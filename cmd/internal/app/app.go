@@ -255,7 +255,9 @@ func (a *App) Start() error {
 			a.log.Error().Err(err).Msg("proxy stopped")
 		}
 	}()
-	a.wg.Go(func() { a.monitor(historyEvery, a.stopc) })
+	if a.admin != nil { // the history is for the status page
+		a.wg.Go(func() { a.monitor(historyEvery, a.stopc) })
+	}
 	a.wg.Go(func() { a.warnUnansweredUpstreams(a.stopc) })
 	if a.gate != nil {
 		a.wg.Add(1)
