@@ -12,6 +12,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/kafkaguard/kafkaguard/proxy"
@@ -215,5 +216,66 @@ func TestStatusLift(t *testing.T) {
 				t.Errorf("redirect to %q", loc)
 			}
 		})
+	}
+}
+
+// A sample sums each refusal reason over APIs and names refusals at accept apart.
+func TestSampleRefusals(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	rejected := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kafkaguard_frames_rejected_total"}, []string{"reason", "api"})
+	refused := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kafkaguard_connections_refused_total"}, []string{"reason"})
+	reg.MustRegister(rejected, refused)
+	var h history
+	at := time.Unix(1_700_000_000, 0)
+	sampleRefusals(reg, &h, at, nil)
+	rejected.WithLabelValues("too_large", "Produce").Add(2)
+	rejected.WithLabelValues("too_large", "none").Add(3)
+	rejected.WithLabelValues("banned", "none").Add(1)
+	refused.WithLabelValues("banned").Add(4)
+	sampleRefusals(reg, &h, at.Add(historyEvery), nil)
+	got := map[string]float64{}
+	for _, s := range h.window().Series {
+		got[s.Name] = s.Total
+	}
+	want := map[string]float64{"too_large": 5, "banned": 1, "accept:banned": 4}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("series %v, want %v", got, want)
+	}
+}
+
+// The admin address serves the status page at / beside the API, which keeps every path it had.
+func TestAdminServesStatusPage(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Admin.Address = "127.0.0.1:0"
+	a, err := Build(cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Stop()
+	base := "http://" + a.adLn.Addr().String()
+	c := &http.Client{Timeout: 5 * time.Second}
+	for _, tc := range []struct {
+		path string
+		code int
+		want string
+	}{
+		{"/", http.StatusOK, "<h1>kafkaguard</h1>"},
+		{"/metrics", http.StatusOK, "kafkaguard_pool_bytes_capacity"},
+		{"/healthz", http.StatusOK, "ok"},
+		{"/bans", http.StatusOK, "[]"},
+		{"/readyz", http.StatusServiceUnavailable, "not ready"},
+		{"/nothing", http.StatusNotFound, ""},
+	} {
+		code, body := get(t, c, base+tc.path)
+		if code != tc.code || !strings.Contains(body, tc.want) {
+			t.Errorf("GET %s = %d %.80q, want %d with %q", tc.path, code, body, tc.code, tc.want)
+		}
+	}
+	// The upstream is a free port: the page says it is down.
+	if _, body := get(t, c, base+"/"); !strings.Contains(body, "down</span>") {
+		t.Errorf("status page does not show the dead upstream down")
 	}
 }
