@@ -1,7 +1,8 @@
 // Package app wires a kafkaguard from a validated config: the chunk pool,
 // the policy, the abuse gate, the proxy server, its metrics and the admin
-// HTTP server. Start starts their goroutines (accept loops, admin server,
-// gate sweeper); Stop drains connections and waits for all of them. Both
+// HTTP server with its status page. Start starts their goroutines (accept
+// loops, admin server, gate sweeper, the status page's refusal sampler, one
+// dial of each upstream); Stop drains connections and waits for all of them. Both
 // cmd/kafkaguard and cmd/kafkaguard-bench run kafkaguard through it, so the
 // bench measures exactly what ships.
 //

@@ -9,6 +9,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 	"time"
 
@@ -189,7 +190,7 @@ func (o StatusOptions) lift(w http.ResponseWriter, r *http.Request) {
 	if rec.code != 0 && rec.code != http.StatusOK {
 		q = "notlifted="
 	}
-	http.Redirect(w, r, "/?"+q+src, http.StatusSeeOther)
+	http.Redirect(w, r, "/?"+q+url.QueryEscape(src), http.StatusSeeOther)
 }
 
 // statusRecorder keeps the status code of the unban handler's answer and drops its body.
