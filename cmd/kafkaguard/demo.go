@@ -3,7 +3,9 @@ package main
 import (
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
@@ -17,6 +19,11 @@ var demoPorts = []int{9092, 9093, 9094}
 // runDemo starts a 3-broker kfake cluster on loopback and kafkaguard in
 // front of it, with the default limits, until SIGINT or SIGTERM.
 func runDemo(stdout io.Writer) error {
+	// Before anything starts or prints: a banner that promises ports the demo cannot have sends
+	// people to the wrong process.
+	if err := checkPorts(demoAddrs(demoConfig(make([]string, len(demoPorts))))); err != nil {
+		return err
+	}
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(len(demoPorts)), kfake.AllowAutoTopicCreation(),
 		kfake.DefaultNumPartitions(3))
 	if err != nil {
@@ -38,7 +45,7 @@ func runDemo(stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, `kafkaguard demo: 3 in-process brokers behind kafkaguard
   listeners  127.0.0.1:9092 127.0.0.1:9093 127.0.0.1:9094  (upstreams %v)
-  admin      http://%s/metrics  /healthz  /readyz  /bans
+  admin      http://%s/  (status page)  /metrics  /healthz  /readyz  /bans
   limits     max_request_bytes %s, max_client_id_bytes %d
 
 try it with kcat:
@@ -63,4 +70,35 @@ func demoConfig(upstreams []string) config.Config {
 		})
 	}
 	return cfg
+}
+
+// demoAddrs lists every address cfg listens on: the listeners and the admin address.
+func demoAddrs(cfg config.Config) []string {
+	var addrs []string
+	for _, l := range cfg.Listeners {
+		addrs = append(addrs, l.Address)
+	}
+	if cfg.Admin.Address != "" {
+		addrs = append(addrs, cfg.Admin.Address)
+	}
+	return addrs
+}
+
+// checkPorts binds each address for a moment and names every one in the way, with the error.
+func checkPorts(addrs []string) error {
+	var taken []string
+	for _, addr := range addrs {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			taken = append(taken, fmt.Sprintf("  %s: %v", addr, err))
+			continue
+		}
+		ln.Close()
+	}
+	if len(taken) == 0 {
+		return nil
+	}
+	return fmt.Errorf("demo: cannot listen on every port it needs:\n%s\n"+
+		"another demo or a broker may hold them (ss -ltnp names the process); stop it and try again",
+		strings.Join(taken, "\n"))
 }

@@ -262,3 +262,47 @@ func TestDemoConfigValid(t *testing.T) {
 	}
 	_ = config.Default()
 }
+
+// `kafkaguard demo` checks its ports before its banner: with one taken it prints no banner, names the
+// port and the error, and fails.
+func TestDemoNamesPortInTheWay(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	_, port, _ := net.SplitHostPort(taken.Addr().String())
+	old := demoPorts
+	defer func() { demoPorts = old }()
+	demoPorts = nil
+	for range 2 { // two ports free now, for the other listeners
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		demoPorts = append(demoPorts, ln.Addr().(*net.TCPAddr).Port)
+		ln.Close()
+	}
+	p, _ := strconv.Atoi(port)
+	demoPorts = append([]int{p}, demoPorts...)
+
+	var stdout bytes.Buffer
+	done := make(chan error, 1)
+	go func() { done <- run([]string{"demo"}, &stdout, io.Discard) }()
+	select {
+	case err = <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("demo did not return with its port taken")
+	}
+	if err == nil {
+		t.Fatal("demo succeeded with its port taken")
+	}
+	if stdout.Len() != 0 {
+		t.Errorf("demo printed its banner with its port taken:\n%s", stdout.String())
+	}
+	for _, want := range []string{"127.0.0.1:" + port, "address already in use"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %q: %v", want, err)
+		}
+	}
+}

@@ -1,9 +1,11 @@
 // Package app wires a kafkaguard from a validated config: the chunk pool,
 // the policy, the abuse gate, the proxy server, its metrics and the admin
-// HTTP server (admin.go). Start starts their goroutines (accept loops, admin
-// server, gate sweeper); Stop drains connections and waits for all of them.
-// cmd/kafkaguard runs kafkaguard through it; cmd/kafkaguard-bench measures
-// the built binary and reads its figures from /metrics.
+// HTTP server (admin.go) with its status page (status.go). Start starts
+// their goroutines (accept loops, admin server, gate sweeper, the status
+// page's refusal sampler, one dial of each upstream); Stop drains
+// connections and waits for all of them. cmd/kafkaguard runs kafkaguard
+// through it; cmd/kafkaguard-bench measures the built binary and reads its
+// figures from /metrics.
 //
 //	a, err := app.Build(cfg, log)
 //	if err != nil { ... }
@@ -43,18 +45,21 @@ type App struct {
 	admin *http.Server
 	adLn  net.Listener
 	mets  *http.Server // admin.metrics_address: the read-only endpoints only
+	hist  history      // refusals over the last 15 minutes, for the status page; the monitor writes it
+	start time.Time
 	wg    sync.WaitGroup
 	stopc chan struct{}
 }
 
-// NewLogger builds the zerolog logger log configures.
+// NewLogger builds the zerolog logger log configures. Console lines are coloured only when w is a
+// terminal and NO_COLOR is unset: in a pipe or a file (kubectl logs, journald) escapes are noise.
 func NewLogger(c config.Log, w io.Writer) (zerolog.Logger, error) {
 	lvl, err := zerolog.ParseLevel(c.Level)
 	if err != nil {
 		return zerolog.Nop(), fmt.Errorf("log.level: %w", err)
 	}
 	if c.Format == "console" {
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339, NoColor: !colourful(w)}
 	}
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
 }
@@ -183,6 +188,7 @@ func Build(cfg config.Config, log zerolog.Logger) (*App, error) {
 
 // Start binds every listener and the admin address and starts serving.
 func (a *App) Start() error {
+	a.start = time.Now()
 	if err := a.srv.Listen(); err != nil {
 		return err
 	}
@@ -193,7 +199,7 @@ func (a *App) Start() error {
 			return fmt.Errorf("admin: listen %s: %w", addr, err)
 		}
 		a.adLn = ln
-		a.admin = &http.Server{Handler: adminHandler(a.srv, a.gate, a.reg), ReadHeaderTimeout: 10 * time.Second}
+		a.admin = &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
@@ -227,6 +233,10 @@ func (a *App) Start() error {
 			a.log.Error().Err(err).Msg("proxy stopped")
 		}
 	}()
+	if a.admin != nil { // the history is for the status page
+		a.wg.Go(func() { a.monitor(historyEvery, a.stopc) })
+	}
+	a.wg.Go(func() { a.warnUnansweredUpstreams(a.stopc) })
 	if a.gate != nil {
 		a.wg.Add(1)
 		go func() {

@@ -36,7 +36,7 @@ func (l *lockedBuffer) count(sub string) int {
 }
 
 // freeAddr returns a loopback address nothing listens on now.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -46,7 +46,7 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func testConfig(t *testing.T) config.Config {
+func testConfig(t testing.TB) config.Config {
 	cfg := config.Default()
 	cfg.Listeners = []config.Listener{{Address: "127.0.0.1:0", Upstream: freeAddr(t)}}
 	cfg.Admin.Address = ""
