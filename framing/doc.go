@@ -29,7 +29,7 @@
 //	buf := make([]byte, min(int(n), framing.MaxHeaderLen(maxClientID)))
 //	io.ReadFull(conn, buf) // or read a little at a time while ErrIncomplete
 //	h, err := framing.ParseRequestHeader(buf, n, maxClientID)
-//	if h.APIKey == 0 && err == nil { // Produce: learn acks and partitions
+//	if h.APIKey == framing.KeyProduce && err == nil { // learn acks and partitions
 //		body := &io.LimitedReader{
 //			R: io.MultiReader(bytes.NewReader(buf[h.Len:]), conn),
 //			N: int64(n) - int64(h.Len),

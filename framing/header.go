@@ -118,7 +118,7 @@ func ResponseHeaderLen(b []byte, key, version int16) (int, error) {
 	if len(b) < 4 {
 		return 0, ErrIncomplete
 	}
-	if hv, _ := HeaderVersion(key, version); hv < 2 || key == 18 {
+	if hv, _ := HeaderVersion(key, version); hv < 2 || key == KeyAPIVersions {
 		return 4, nil
 	}
 	n, err := skipTags(b[4:], false, ErrMalformedResponseHeader)

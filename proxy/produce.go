@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +12,6 @@ import (
 )
 
 const (
-	keyProduce int16 = 0
 	// errMessageTooLarge is Kafka's MESSAGE_TOO_LARGE error code.
 	errMessageTooLarge int16 = 10
 	// maxRejectPartitions bounds the topic-partitions a rejected Produce may
@@ -22,41 +20,6 @@ const (
 	// this; it only stops a count that is absurd on its face.
 	maxRejectPartitions = 100000
 )
-
-var errBadTransactionalID = errors.New("produce: malformed transactional id")
-
-// peekProduceAcks finds the acks field at the start of a Produce body: the
-// first field in v0-2, after an int16-length transactional id in v3-8, after
-// a compact (uvarint length+1) one from v9. ok is false while body is too
-// short to hold it.
-func peekProduceAcks(body []byte, version int16) (acks int16, ok bool, err error) {
-	off := 0
-	switch {
-	case version <= 2:
-	case version <= 8:
-		if len(body) < 2 {
-			return 0, false, nil
-		}
-		n := int(int16(binary.BigEndian.Uint16(body)))
-		if n < -1 {
-			return 0, false, errBadTransactionalID
-		}
-		off = 2 + max(n, 0)
-	default:
-		u, w := binary.Uvarint(body)
-		if w == 0 {
-			return 0, false, nil
-		}
-		if w < 0 || u > 1<<15 {
-			return 0, false, errBadTransactionalID
-		}
-		off = w + max(int(u)-1, 0)
-	}
-	if len(body) < off+2 {
-		return 0, false, nil
-	}
-	return int16(binary.BigEndian.Uint16(body[off:])), true, nil
-}
 
 // reject answers a Produce over its limit. With acks=0 the client expects
 // no answer, and a frame over limits.max_drain_bytes is not worth reading:
@@ -69,7 +32,7 @@ func peekProduceAcks(body []byte, version int16) (acks int16, ok bool, err error
 func (c *conn) reject(h framing.RequestHeader, size int32, start time.Time) bool {
 	pol := c.s.opts.Policy
 	limitErr := fmt.Errorf("%w: Produce v%d of %d bytes, limit %d", framing.ErrFrameTooLarge, h.APIVersion, size, pol.Limit(h.APIKey))
-	if h.APIKey != keyProduce {
+	if h.APIKey != framing.KeyProduce {
 		c.offence(reasonTooLarge, framing.APIName(h.APIKey), c.s.opts.Weights.Closed, limitErr)
 		return false
 	}

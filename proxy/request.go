@@ -41,7 +41,6 @@ const (
 	reasonClientIDTooBig = string(limits.ReasonClientIDTooLong)
 	reasonTooLarge       = string(limits.ReasonTooLarge)
 	apiNone              = "none"
-	keyAPIVersions       = 18
 )
 
 var errNotKafka = errors.New("not the Kafka protocol")
@@ -211,9 +210,8 @@ func (c *conn) frame(size int32, start time.Time) bool {
 	if h.ClientID != nil && string(h.ClientID) != c.clientID {
 		c.clientID = string(h.ClientID)
 	}
-	maxVer, knownKey := framing.MaxVersion(h.APIKey)
 	api := framing.APIName(h.APIKey)
-	action, why := pol.Check(h.APIKey, h.APIVersion, knownKey, !knownKey || h.APIVersion <= maxVer, size)
+	action, why := pol.Check(h, size)
 	switch action {
 	case limits.Close:
 		c.offence(string(why), api, c.s.opts.Weights.Closed,
@@ -397,7 +395,7 @@ func (c *conn) forward(h framing.RequestHeader, size int32, start time.Time) boo
 	cut := c.s.opts.CutThroughBytes
 	cutThrough := cut > 0 && size > cut
 	expect := true
-	if h.APIKey == keyProduce { // Produce with acks=0 gets no response
+	if h.APIKey == framing.KeyProduce { // Produce with acks=0 gets no response
 		acks, ok := c.peekAcks(h, total, deadline)
 		if !ok {
 			return false
@@ -497,7 +495,7 @@ func (c *conn) peekAcks(h framing.RequestHeader, total int, deadline time.Time) 
 	limit := min(total, len(c.qbuf))
 	for {
 		avail := min(c.qw-c.qr, total)
-		acks, ok, err := peekProduceAcks(c.qbuf[c.qr+4+h.Len:c.qr+avail], h.APIVersion)
+		acks, ok, err := framing.PeekProduceAcks(c.qbuf[c.qr+4+h.Len:c.qr+avail], h.APIVersion)
 		switch {
 		case err != nil:
 			c.offence(reasonMalformedBody, "Produce", c.s.opts.Weights.Closed, err)
@@ -558,10 +556,9 @@ func (c *conn) warn(reason, api string, err error) {
 	}
 }
 
-// badVersion reports a known API key at a version outside the range
-// kafkaguard knows. ApiVersions is exempt: clients probe it with versions
-// newer than the broker's, and the broker answers them.
+// badVersion reports a known API key at a version kafkaguard does not
+// serve (see framing.ServesVersion).
 func badVersion(key, version int16) bool {
-	maxVer, known := framing.MaxVersion(key)
-	return known && key != keyAPIVersions && (version < 0 || version > maxVer)
+	known, served := framing.ServesVersion(key, version)
+	return known && !served
 }

@@ -312,7 +312,7 @@ func (c *conn) relayRewritten(p pending, total int) bool {
 	}
 	body := buf[4+hlen:]
 	cost, addrs, err := framing.ResponseCost(p.key, p.version, body)
-	if p.key == keyAPIVersions {
+	if p.key == framing.KeyAPIVersions {
 		// A broker that does not support the version asked answers in the
 		// v0 shape, which rewrite falls back to: it must walk too.
 		cost0, addrs0, err0 := framing.ResponseCost(p.key, 0, body)

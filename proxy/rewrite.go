@@ -9,21 +9,20 @@ import (
 	"github.com/kafkaguard/kafkaguard/framing"
 )
 
-// API keys whose responses kafkaguard rewrites: the three that carry broker
-// addresses, and ApiVersions, whose version ranges are clamped.
-const (
-	keyMetadata        int16 = 3
-	keyFindCoordinator int16 = 10
-	keyDescribeCluster int16 = 60
-)
-
 // rewriter replaces broker addresses in responses with the addresses of the
 // kafkaguard listeners that front those brokers, so a client bootstrapped on
 // any listener only ever learns kafkaguard's addresses.
 type rewriter struct{ s *Server }
 
+// handles reports whether responses to key are rewritten: the three APIs
+// that carry broker addresses, and ApiVersions, whose version ranges are
+// clamped.
 func (rw *rewriter) handles(key int16) bool {
-	return key == keyMetadata || key == keyFindCoordinator || key == keyDescribeCluster || key == keyAPIVersions
+	switch key {
+	case framing.KeyMetadata, framing.KeyFindCoordinator, framing.KeyDescribeCluster, framing.KeyAPIVersions:
+		return true
+	}
+	return false
 }
 
 // advertise returns the address clients should use for a broker.
@@ -77,7 +76,7 @@ func (rw *rewriter) rewrite(key, version int16, head, body []byte, slack int) ([
 	resp := kmsg.ResponseForKey(key)
 	resp.SetVersion(version)
 	if err := resp.ReadFrom(body); err != nil {
-		if key != keyAPIVersions {
+		if key != framing.KeyAPIVersions {
 			return nil, err
 		}
 		// A broker that does not support the ApiVersions version asked
@@ -145,12 +144,13 @@ func (rw *rewriter) clampVersions(r *kmsg.ApiVersionsResponse) {
 			if !pol.ForwardsUnknown() {
 				continue
 			}
-		case k.ApiKey == keyAPIVersions:
-			// Clients probe ApiVersions at their own newest version.
-		case k.MinVersion > maxVer:
-			continue
-		case k.MaxVersion > maxVer:
-			k.MaxVersion = maxVer
+		default:
+			if _, served := framing.ServesVersion(k.ApiKey, k.MaxVersion); !served {
+				if k.MinVersion > maxVer {
+					continue
+				}
+				k.MaxVersion = min(k.MaxVersion, maxVer)
+			}
 		}
 		kept = append(kept, k)
 	}

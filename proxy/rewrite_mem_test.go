@@ -11,6 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafkaguard/kafkaguard/limits"
+
+	"github.com/kafkaguard/kafkaguard/framing"
 )
 
 // A broker's Metadata response that declares far more brokers than its
@@ -24,7 +26,7 @@ func TestRewriteRefusesImpossibleCounts(t *testing.T) {
 	body = binary.BigEndian.AppendUint32(body, size-16) // v1: broker count, one byte each at most
 	body = append(body, make([]byte, size-len(body))...)
 	broker := newFakeBroker(t, func(key, _ int16, _ []byte) []byte {
-		if key == keyMetadata {
+		if key == framing.KeyMetadata {
 			return body
 		}
 		return nil
@@ -77,7 +79,7 @@ func TestRewriteMemoryComesFromThePool(t *testing.T) {
 	}
 	body := encodeResponse(resp, 1)
 	broker := newFakeBroker(t, func(key, _ int16, _ []byte) []byte {
-		if key == keyMetadata {
+		if key == framing.KeyMetadata {
 			return body
 		}
 		return nil
