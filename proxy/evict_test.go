@@ -59,10 +59,10 @@ func TestEvictionSparesFramesWaitingOnBroker(t *testing.T) {
 	other.Write(rawRequest(framing.KeyMetadata, 1, 1, "other", bytes.Repeat([]byte{0}, 10<<10))[:6<<10])
 	expectClosed(t, other, 5*time.Second)
 
-	if n := h.counter("kafkaguard_frames_rejected_total", map[string]string{"reason": reasonSlowFrame}); n != 0 {
+	if n := h.counter("kafkaguard_frames_rejected_total", map[string]string{"reason": reasonSlowFrame.String()}); n != 0 {
 		t.Errorf("%v frames waiting on the broker evicted as slow_frame", n)
 	}
-	if n := h.counter("kafkaguard_frames_rejected_total", map[string]string{"reason": reasonPoolExhausted}); n != 1 {
+	if n := h.counter("kafkaguard_frames_rejected_total", map[string]string{"reason": reasonPoolExhausted.String()}); n != 1 {
 		t.Errorf("pool_exhausted = %v, want 1 (the other client)", n)
 	}
 	// The well-behaved connection is still open.

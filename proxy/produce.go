@@ -33,7 +33,7 @@ func (c *conn) reject(h framing.RequestHeader, size int32, start time.Time) bool
 	pol := c.s.opts.Policy
 	limitErr := fmt.Errorf("%w: Produce v%d of %d bytes, limit %d", framing.ErrFrameTooLarge, h.APIVersion, size, pol.Limit(h.APIKey))
 	if h.APIKey != framing.KeyProduce {
-		c.offence(reasonTooLarge, framing.APIName(h.APIKey), c.s.opts.Weights.Closed, limitErr)
+		c.refuse(reasonTooLarge, framing.APIName(h.APIKey), limitErr)
 		return false
 	}
 	deadline := start.Add(c.s.opts.FrameTimeout)
@@ -43,28 +43,28 @@ func (c *conn) reject(h framing.RequestHeader, size int32, start time.Time) bool
 		return false
 	}
 	if acks == 0 || !pol.Drainable(size) {
-		c.offence(reasonTooLarge, "Produce", c.s.opts.Weights.Closed, limitErr)
+		c.refuse(reasonTooLarge, "Produce", limitErr)
 		return false
 	}
 	scratch, ok := c.getChunk()
 	if !ok {
 		return false
 	}
-	c.chunks = append(c.chunks, scratch)
+	c.req.more = append(c.req.more, scratch)
 	defer c.putChunks()
-	inFrame := min(c.qw-c.qr, total)
+	inFrame := min(c.req.buf.buffered(), total)
 	rest := &io.LimitedReader{R: c.client, N: int64(total - inFrame)}
-	body := io.MultiReader(bytes.NewReader(c.qbuf[c.qr+4+h.Len:c.qr+inFrame]), rest)
-	c.qr += inFrame
+	body := io.MultiReader(bytes.NewReader(c.req.buf.unread()[4+h.Len:inFrame]), rest)
+	c.req.buf.consume(inFrame)
 	c.setReadDeadline(deadline)
 	// A reader per rejected frame: it keeps its scratch, and the scratch
 	// chunk goes back to the pool when this frame is done. The answer is
 	// written into pooled chunks as the topics and partitions are read, so
 	// nothing is held per partition and the answer never passes
 	// MaxLocalAnswerBytes: a request naming more closes the connection.
-	c.prod = framing.NewProduceReader(body, h.APIVersion, scratch, maxRejectPartitions)
-	defer func() { c.prod = nil }()
-	req := &c.prodReq
+	c.req.prod = framing.NewProduceReader(body, h.APIVersion, scratch, maxRejectPartitions)
+	defer func() { c.req.prod = nil }()
+	req := &c.req.prodReq
 	req.Version = h.APIVersion
 	ans := &answer{c: c}
 	err := ans.begin()
@@ -73,7 +73,7 @@ func (c *conn) reject(h framing.RequestHeader, size int32, start time.Time) bool
 		pa, err = framing.NewProduceAnswer(ans, h.APIVersion, h.CorrelationID, errMessageTooLarge)
 	}
 	if err == nil {
-		err = c.prod.Walk(req, pa)
+		err = c.req.prod.Walk(req, pa)
 	}
 	if err == nil {
 		err = pa.Finish()
@@ -91,19 +91,16 @@ func (c *conn) reject(h framing.RequestHeader, size int32, start time.Time) bool
 		return false
 	}
 	ans.seal()
-	c.s.metrics.reject(reasonTooLarge, "Produce")
+	c.s.metrics.reject(reasonTooLargeAnswered, "Produce")
 	c.s.metrics.local("Produce", "MESSAGE_TOO_LARGE")
-	c.warn(reasonTooLarge, "Produce", fmt.Errorf("%w; answered MESSAGE_TOO_LARGE", limitErr))
-	banned := false
-	if g := c.s.opts.Gate; g != nil && c.ip.IsValid() && c.s.opts.Weights.RejectedProduce > 0 {
-		_, banned = g.Offence(c.ip, c.clientID, reasonTooLarge, c.s.opts.Weights.RejectedProduce)
-	}
+	c.warn(reasonTooLargeAnswered, "Produce", c.req.clientID, fmt.Errorf("%w; answered MESSAGE_TOO_LARGE", limitErr))
+	banned := c.charge(reasonTooLargeAnswered, c.req.clientID)
 	c.holdSince.Store(0) // read whole: from here on it waits on the queue, not the client
 	if c.answerFreed == nil {
 		c.answerFreed = make(chan struct{}, 1)
 	}
 	ans.queued()
-	if !c.enqueue(pending{corr: h.CorrelationID, key: h.APIKey, version: h.APIVersion, local: ans}) {
+	if !c.enqueue(inflightReq{corr: h.CorrelationID, key: h.APIKey, version: h.APIVersion, local: ans}) {
 		ans.release()
 		c.setReason(reasonUpstreamClosed, nil)
 		return false
@@ -122,17 +119,14 @@ func (c *conn) reject(h framing.RequestHeader, size int32, start time.Time) bool
 func (c *conn) rejectFailed(err, limitErr error) {
 	switch timeout, eof := classifyIO(err); {
 	case errors.Is(err, errAnswerTooLarge):
-		c.offence(reasonAnswerTooLarge, "Produce", c.s.opts.Weights.Closed,
+		c.refuse(reasonAnswerTooLarge, "Produce",
 			fmt.Errorf("%w; the answer would be over %d bytes: %w", limitErr, c.s.opts.MaxLocalAnswerBytes, err))
 	case errors.Is(err, limits.ErrPoolExhausted), errors.Is(err, limits.ErrPoolClosed):
-		if c.setReason(reasonPoolExhausted, err) {
-			c.s.metrics.reject(reasonPoolExhausted, "Produce")
-			c.warn(reasonPoolExhausted, "Produce", err)
-		}
+		c.poolSpent("Produce", err)
 	case timeout || eof:
 		c.readFailed(err, reasonFrameTimeout, "Produce")
 	default:
-		c.offence(reasonMalformedBody, "Produce", c.s.opts.Weights.Closed, err)
+		c.refuse(reasonMalformedBody, "Produce", err)
 	}
 }
 

@@ -51,7 +51,7 @@ func TestRewriteRefusesImpossibleCounts(t *testing.T) {
 	if allocated > 3*size {
 		t.Errorf("allocated %d MiB for a %d MiB response, want under %d MiB", allocated>>20, size>>20, 3*size>>20)
 	}
-	if n := h.counter("kafkaguard_frames_rejected_total", map[string]string{"reason": reasonBadResponse, "api": "Metadata"}); n != 1 {
+	if n := h.counter("kafkaguard_frames_rejected_total", map[string]string{"reason": reasonBadResponse.String(), "api": "Metadata"}); n != 1 {
 		t.Errorf("bad_response rejections = %v, want 1", n)
 	}
 	waitFor(t, 5*time.Second, "the pool to drain", func() bool { return h.pool.InUse() == 0 })
@@ -107,7 +107,7 @@ func TestRewriteMemoryComesFromThePool(t *testing.T) {
 				f := kmsg.NewRequestFormatter(kmsg.FormatterClientID("t"))
 				c.Write(f.AppendRequest(nil, req, 1))
 				expectClosed(t, c, 10*time.Second)
-				if n := h.counter("kafkaguard_frames_rejected_total", map[string]string{"reason": reasonPoolExhausted, "api": "Metadata"}); n != 1 {
+				if n := h.counter("kafkaguard_frames_rejected_total", map[string]string{"reason": reasonPoolExhausted.String(), "api": "Metadata"}); n != 1 {
 					t.Errorf("pool_exhausted = %v, want 1", n)
 				}
 				return
