@@ -7,7 +7,7 @@ import (
 
 // ProduceAnswer is a ProduceVisitor that writes, as a ProduceReader walks a
 // Produce request, the response that fails every topic-partition with one
-// error code: the bytes AppendProduceError builds, after the size prefix,
+// error code: the bytes a broker would send, after the size prefix,
 // without holding the request or the response. Its memory is a few dozen
 // bytes whatever the request names, so the writer alone decides what the
 // answer may cost (a writer over a bounded buffer can refuse to grow).

@@ -24,8 +24,8 @@ func FuzzParseRequestHeader(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if h.Len > len(b) || int64(h.Len) > int64(frameLen) || h.Len > MaxHeaderLen(int(maxID)) || h.Len < MinRequestSize {
-			t.Fatalf("Len %d: buffer %d, frame %d, MaxHeaderLen %d", h.Len, len(b), frameLen, MaxHeaderLen(int(maxID)))
+		if h.Len > len(b) || int64(h.Len) > int64(frameLen) || h.Len > maxHeaderLen(int(maxID)) || h.Len < MinRequestSize {
+			t.Fatalf("Len %d: buffer %d, frame %d, maxHeaderLen %d", h.Len, len(b), frameLen, maxHeaderLen(int(maxID)))
 		}
 		if len(h.ClientID) > int(maxID) {
 			t.Fatalf("client id of %d bytes over %d", len(h.ClientID), maxID)

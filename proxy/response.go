@@ -337,6 +337,3 @@ func (c *conn) responseFailed(err error) {
 }
 
 func isTCP(c net.Conn) bool { _, ok := c.(*net.TCPConn); return ok }
-
-// onlyWriter hides ReaderFrom so io.CopyBuffer uses the given chunk.
-type onlyWriter struct{ io.Writer }
