@@ -17,16 +17,16 @@ func (c *conn) requestLoop() (clean bool) {
 	defer c.releaseReq()
 	for {
 		if !c.awaitAnswers() {
-			reason, _ := c.closeReason()
-			return reason == reasonShutdown
+			r, _ := c.closeReason()
+			return r == reasonShutdown
 		}
 		size, start, ok := c.readSize()
 		if !ok || !c.frame(size, start) {
 			// Ends that still owe the client its responses: its own end
 			// of stream, a drain, or a ban earned by a request answered
 			// locally.
-			reason, _ := c.closeReason()
-			return reason == reasonClientClosed || reason == reasonShutdown || reason == reasonBanned
+			r, _ := c.closeReason()
+			return r == reasonClientClosed || r == reasonShutdown || r == reasonBanned
 		}
 		c.holdSince.Store(0)
 		c.frameBusy.Store(false)
@@ -192,16 +192,16 @@ func (c *conn) readHeader(size int32, start time.Time) (framing.RequestHeader, b
 			return h, true
 		}
 		if !errors.Is(perr, framing.ErrIncomplete) {
-			reason := reasonMalformed
+			r := reasonMalformed
 			switch {
 			case errors.Is(perr, framing.ErrClientIDTooLong):
-				reason = reasonClientIDTooBig
+				r = reasonClientIDTooBig
 			case avail >= 8 && badVersion(h.APIKey, h.APIVersion):
 				// A version kafkaguard does not know may also change the
 				// header's shape; name the version, not the symptom.
-				reason = reasonBadVersion
+				r = reasonBadVersion
 			}
-			c.refuse(reason, framing.APIName(h.APIKey), perr)
+			c.refuse(r, framing.APIName(h.APIKey), perr)
 			return h, false
 		}
 		if avail == limit {
