@@ -1,5 +1,15 @@
 // Package proxy owns kafkaguard's listeners and the traffic through them.
 //
+// Its files follow the data path (accept -> gate -> request pump -> upstream
+// -> response pump): server.go (accept, gate, shutdown), conn.go
+// (one connection, its two halves and its teardown), request.go (the
+// request pump: size, header, policy), forward.go (a frame to the broker),
+// produce.go (an oversized Produce answered locally), chunks.go (pool
+// chunks, and evicting slow frames when the pool is spent), inflight.go
+// (the queue of requests in flight), response.go (the response pump),
+// rewrite.go (responses rewritten), answer.go (local answers in pooled
+// chunks); reason.go is the table of close reasons and offences.
+//
 // A Server binds one listener per Route. Each accepted connection is judged
 // by the optional limits.Gate in the accept goroutine (a refused connection
 // costs no goroutine and no upstream dial), then served by one goroutine
@@ -19,15 +29,6 @@
 // (upstream_closed), so the client reconnects at once. Shutdown stops
 // accepting, lets each connection finish its frame and receive what it is
 // owed, and waits for every goroutine it started, the watcher included.
-//
-// The files follow that path: server.go (accept, gate, shutdown), conn.go
-// (one connection, its two halves and its teardown), request.go (the
-// request pump: size, header, policy), forward.go (a frame to the broker),
-// produce.go (an oversized Produce answered locally), chunks.go (pool
-// chunks, and evicting slow frames when the pool is spent), inflight.go
-// (the queue of requests in flight), response.go (the response pump),
-// rewrite.go (responses rewritten), answer.go (local answers in pooled
-// chunks); reason.go is the table of close reasons and offences.
 //
 //	srv, err := proxy.New(proxy.Options{Routes: routes, Policy: pol, Pool: pool, Logger: log})
 //	if err != nil { ... }
