@@ -11,8 +11,8 @@ import (
 
 func TestAppendProduceError(t *testing.T) {
 	code := kerr.MessageTooLarge.Code
-	if code != 10 {
-		t.Fatalf("kerr.MessageTooLarge.Code = %d", code)
+	if code != CodeMessageTooLarge {
+		t.Fatalf("kerr.MessageTooLarge.Code = %d, CodeMessageTooLarge %d", code, CodeMessageTooLarge)
 	}
 	prefix := []byte("already here")
 	for v := int16(0); v <= 13; v++ {

@@ -12,8 +12,6 @@ import (
 )
 
 const (
-	// errMessageTooLarge is Kafka's MESSAGE_TOO_LARGE error code.
-	errMessageTooLarge int16 = 10
 	// maxRejectPartitions bounds the topic-partitions a rejected Produce may
 	// name. Nothing is remembered per partition (the answer is written as
 	// they are read), and MaxLocalAnswerBytes closes a request long before
@@ -70,7 +68,7 @@ func (c *conn) reject(h framing.RequestHeader, size int32, start time.Time) bool
 	err := ans.begin()
 	var pa *framing.ProduceAnswer
 	if err == nil {
-		pa, err = framing.NewProduceAnswer(ans, h.APIVersion, h.CorrelationID, errMessageTooLarge)
+		pa, err = framing.NewProduceAnswer(ans, h.APIVersion, h.CorrelationID, framing.CodeMessageTooLarge)
 	}
 	if err == nil {
 		err = c.req.prod.Walk(req, pa)
