@@ -1,43 +1,20 @@
 package config
 
 import (
-	"sort"
 	"strings"
 
-	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/kafkaguard/kafkaguard/framing"
 )
 
-// maxScannedKey bounds the scan of kmsg's key space; it sits above kmsg.MaxKey
-// so that a newer kmsg adds names here without a code change.
-const maxScannedKey = 100
-
-// apiKeys maps every API name kmsg knows, spelt as kmsg spells it, to its key.
-var apiKeys = func() map[string]int16 {
-	m := make(map[string]int16, maxScannedKey)
-	for k := int16(0); k <= maxScannedKey; k++ {
-		if name := kmsg.NameForKey(k); name != "" && name != "Unknown" {
-			m[name] = k
-		}
-	}
-	return m
-}()
-
-// apiNames lists the names of apiKeys in order, for suggestions.
-var apiNames = func() []string {
-	names := make([]string, 0, len(apiKeys))
-	for n := range apiKeys {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}()
+// apiNames lists every API name kmsg knows, in order, for suggestions; the
+// table from name to key is framing's.
+var apiNames = framing.APINames()
 
 // APIKey returns the Kafka API key for a name as kmsg spells it (case-sensitive,
 // e.g. "Produce", "Metadata", "ApiVersions"), and whether the name is known.
 // It turns the names in Limits.API and Limits.DenyAPI into wire keys.
 func APIKey(name string) (int16, bool) {
-	k, ok := apiKeys[name]
-	return k, ok
+	return framing.KeyForName(name)
 }
 
 // unknownAPI explains an unknown API name, suggesting the nearest known one.
@@ -55,7 +32,7 @@ func unknownAPI(name string) error {
 // case, or name unchanged. Environment keys arrive lower-cased, so
 // KAFKAGUARD_LIMITS__API__METADATA must still reach "Metadata".
 func canonicalAPIName(name string) string {
-	if _, ok := apiKeys[name]; ok {
+	if _, ok := framing.KeyForName(name); ok {
 		return name
 	}
 	for _, n := range apiNames {

@@ -5,9 +5,14 @@ import (
 	"io"
 )
 
+// CodeMessageTooLarge is Kafka's MESSAGE_TOO_LARGE error code
+// (kerr.MessageTooLarge.Code, which is a variable): the answer a producer
+// does not retry, splitting its batch or failing the one record instead.
+const CodeMessageTooLarge int16 = 10
+
 // ProduceAnswer is a ProduceVisitor that writes, as a ProduceReader walks a
 // Produce request, the response that fails every topic-partition with one
-// error code: the bytes AppendProduceError builds, after the size prefix,
+// error code: the bytes a broker would send, after the size prefix,
 // without holding the request or the response. Its memory is a few dozen
 // bytes whatever the request names, so the writer alone decides what the
 // answer may cost (a writer over a bounded buffer can refuse to grow).

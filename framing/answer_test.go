@@ -10,12 +10,12 @@ import (
 // The answer ProduceAnswer streams while the request is walked is, byte for
 // byte, the one AppendProduceError builds from the collected request, at
 // every version (and kmsg reads that one; see TestAppendProduceError).
-func TestProduceAnswerMatchesAppendProduceError(t *testing.T) {
+func TestProduceAnswerMatchesappendProduceError(t *testing.T) {
 	for v := int16(0); v <= 13; v++ {
 		for _, c := range produceCases {
 			t.Run(fmt.Sprintf("v%d/%s", v, c.name), func(t *testing.T) {
 				req := c.want(v)
-				want := AppendProduceError(nil, 77, &req, 10)[SizeLen:]
+				want := appendProduceError(nil, 77, &req, 10)[SizeLen:]
 				var got bytes.Buffer
 				a, err := NewProduceAnswer(&got, v, 77, 10)
 				if err != nil {
@@ -82,7 +82,7 @@ func FuzzProduceAnswer(f *testing.F) {
 		if err := NewProduceReader(bytes.NewReader(body), version, nil, 1000).Topics(&req); err != nil {
 			return
 		}
-		want := AppendProduceError(nil, 5, &req, 10)[SizeLen:]
+		want := appendProduceError(nil, 5, &req, 10)[SizeLen:]
 		var got bytes.Buffer
 		a, _ := NewProduceAnswer(&got, version, 5, 10)
 		var head ProduceRequest

@@ -1,9 +1,25 @@
 package framing
 
-import "github.com/twmb/franz-go/pkg/kmsg"
+import (
+	"sort"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
 
 // MaxKnownKey is the largest api key kmsg names.
 const MaxKnownKey int16 = kmsg.MaxKey
+
+// API keys kafkaguard treats specially, spelt once, from kmsg, so that no
+// other package writes an api key as a number.
+const (
+	KeyProduce            = int16(kmsg.Produce)
+	KeyFetch              = int16(kmsg.Fetch)
+	KeyMetadata           = int16(kmsg.Metadata)
+	KeyControlledShutdown = int16(kmsg.ControlledShutdown)
+	KeyFindCoordinator    = int16(kmsg.FindCoordinator)
+	KeyAPIVersions        = int16(kmsg.ApiVersions)
+	KeyDescribeCluster    = int16(kmsg.DescribeCluster)
+)
 
 // apiInfo is what the package knows of one api key, taken from kmsg once at
 // init so that the per-frame lookups neither allocate nor switch over a
@@ -29,8 +45,8 @@ var apis = buildAPIs()
 // caps, so clients never pick a capped version, and a request above one is
 // refused like any unknown version.
 var versionCaps = map[int16]int16{
-	kmsg.Produce.Int16():          9,
-	kmsg.Fetch.Int16():            15,
+	KeyProduce:                    9,
+	KeyFetch:                      15,
 	kmsg.ShareFetch.Int16():       -1,
 	kmsg.ShareAcknowledge.Int16(): -1,
 }
@@ -81,7 +97,7 @@ func HeaderVersion(key, version int16) (hv int8, known bool) {
 	if a == nil || version < 0 {
 		return 1, false
 	}
-	if key == 7 && version == 0 {
+	if key == KeyControlledShutdown && version == 0 {
 		return 0, true
 	}
 	known = version <= a.maxVersion
@@ -114,3 +130,39 @@ func APIName(key int16) string {
 	}
 	return a.name
 }
+
+// ServesVersion reports whether kmsg knows key, and whether kafkaguard
+// serves it at version: 0..MaxVersion, or any version from 0 for
+// ApiVersions, which clients probe at their own newest version and the
+// broker answers in one both know. This is the one place that exemption is
+// written; the policy, the header reader and the ApiVersions clamp ask here.
+func ServesVersion(key, version int16) (known, served bool) {
+	maxVer, known := MaxVersion(key)
+	return known, known && version >= 0 && (version <= maxVer || key == KeyAPIVersions)
+}
+
+// keysByName maps every api name kmsg knows, spelt as kmsg spells it, to
+// its key; apiNames lists those names in order.
+var keysByName, apiNames = func() (map[string]int16, []string) {
+	m := make(map[string]int16, len(apis))
+	names := make([]string, 0, len(apis))
+	for k, a := range apis {
+		if a.known {
+			m[a.name] = int16(k)
+			names = append(names, a.name)
+		}
+	}
+	sort.Strings(names)
+	return m, names
+}()
+
+// KeyForName returns the api key kmsg names name (case-sensitive:
+// "Produce", "Metadata", "ApiVersions"), and whether there is one.
+func KeyForName(name string) (int16, bool) {
+	k, ok := keysByName[name]
+	return k, ok
+}
+
+// APINames returns every api name kmsg knows, sorted; the caller owns the
+// slice.
+func APINames() []string { return append([]string(nil), apiNames...) }

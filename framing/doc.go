@@ -6,9 +6,11 @@
 // version from kmsg's tables (HeaderVersion, APIName), streams a Produce
 // body to learn its acks, topics and partitions while skipping the records
 // through a caller's scratch buffer (ProduceReader), and builds the local
-// MESSAGE_TOO_LARGE answer (AppendProduceError, or ProduceAnswer, which
-// streams it to a bounded writer while ProduceReader.Walk reads the request,
-// holding nothing per partition). Before a response is decoded to rewrite
+// MESSAGE_TOO_LARGE answer (ProduceAnswer, which streams it to a bounded
+// writer while ProduceReader.Walk reads the request, holding nothing per
+// partition). It is the one place that knows api keys (KeyProduce and the
+// rest, from kmsg), their names (APIName, KeyForName) and the versions
+// kafkaguard serves (MaxVersion, ServesVersion). Before a response is decoded to rewrite
 // it, ResponseCost walks its shape, refuses counts its bytes cannot hold and
 // bounds what kmsg will allocate. No length read off the wire is ever used
 // to size an allocation: every one is checked against a bound first, and
@@ -26,18 +28,21 @@
 //	if err := framing.CheckSize(n, maxRequest); err != nil {
 //		return err
 //	}
-//	buf := make([]byte, min(int(n), framing.MaxHeaderLen(maxClientID)))
+//	buf := make([]byte, min(int(n), chunkSize))
 //	io.ReadFull(conn, buf) // or read a little at a time while ErrIncomplete
 //	h, err := framing.ParseRequestHeader(buf, n, maxClientID)
-//	if h.APIKey == 0 && err == nil { // Produce: learn acks and partitions
+//	if h.APIKey == framing.KeyProduce && err == nil { // learn acks and partitions
 //		body := &io.LimitedReader{
 //			R: io.MultiReader(bytes.NewReader(buf[h.Len:]), conn),
 //			N: int64(n) - int64(h.Len),
 //		}
 //		pr := framing.NewProduceReader(body, h.APIVersion, chunk, maxPartitions)
 //		var req framing.ProduceRequest
-//		if err := pr.Topics(&req); err == nil && req.Acks != 0 {
-//			conn.Write(framing.AppendProduceError(nil, h.CorrelationID, &req, 10))
+//		if err := pr.Head(&req); err == nil && req.Acks != 0 {
+//			pa, _ := framing.NewProduceAnswer(w, h.APIVersion, h.CorrelationID, 10)
+//			if pr.Walk(&req, pa) == nil {
+//				pa.Finish() // w now holds the MESSAGE_TOO_LARGE answer
+//			}
 //		}
 //	}
 package framing

@@ -24,8 +24,8 @@ func FuzzParseRequestHeader(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if h.Len > len(b) || int64(h.Len) > int64(frameLen) || h.Len > MaxHeaderLen(int(maxID)) || h.Len < MinRequestSize {
-			t.Fatalf("Len %d: buffer %d, frame %d, MaxHeaderLen %d", h.Len, len(b), frameLen, MaxHeaderLen(int(maxID)))
+		if h.Len > len(b) || int64(h.Len) > int64(frameLen) || h.Len > maxHeaderLen(int(maxID)) || h.Len < MinRequestSize {
+			t.Fatalf("Len %d: buffer %d, frame %d, maxHeaderLen %d", h.Len, len(b), frameLen, maxHeaderLen(int(maxID)))
 		}
 		if len(h.ClientID) > int(maxID) {
 			t.Fatalf("client id of %d bytes over %d", len(h.ClientID), maxID)
@@ -145,4 +145,33 @@ func BenchmarkParseRequestHeader(b *testing.B) {
 			}
 		})
 	}
+}
+
+// PeekProduceAcks agrees with the framing Produce reader on every body the
+// reader accepts, and never panics.
+func FuzzPeekProduceAcks(f *testing.F) {
+	for v := int16(0); v <= 13; v++ {
+		req := kmsg.NewPtrProduceRequest()
+		req.Version = v
+		req.Acks = int16(v%3) - 1
+		if v%2 == 0 {
+			id := "txn"
+			req.TransactionID = &id
+		}
+		f.Add(v, req.AppendTo(nil))
+	}
+	f.Fuzz(func(t *testing.T, version int16, body []byte) {
+		version = ((version % 14) + 14) % 14
+		acks, ok, err := PeekProduceAcks(body, version)
+		var want ProduceRequest
+		r := NewProduceReader(bytes.NewReader(body), version, make([]byte, 64), 16)
+		if rerr := r.Head(&want); rerr == nil {
+			if err != nil || !ok {
+				t.Fatalf("v%d: reader read acks %d, peek said ok=%v err=%v", version, want.Acks, ok, err)
+			}
+			if acks != want.Acks {
+				t.Fatalf("v%d: peek acks %d, reader %d", version, acks, want.Acks)
+			}
+		}
+	})
 }

@@ -4,9 +4,9 @@ import "encoding/binary"
 
 // MaxTaggedLen is the most bytes of tagged fields (count included) this
 // package accepts in a request or response header. Kafka sends none in
-// headers today; the cap lets a caller size its header buffer by
-// MaxHeaderLen, and a header that carries more is ErrMalformedHeader rather
-// than a reason to read without end.
+// headers today; the cap bounds the header a caller must buffer, and a
+// header that carries more is ErrMalformedHeader rather than a reason to
+// read without end.
 const MaxTaggedLen = 256
 
 // RequestHeader is a parsed request header.
@@ -22,15 +22,6 @@ type RequestHeader struct {
 	// Len is the length of the header in bytes: where the body starts in
 	// the frame (after the size prefix).
 	Len int
-}
-
-// MaxHeaderLen is an upper bound on the length of a request header whose
-// client id is at most maxClientID bytes: api key, version, correlation id,
-// client id length and bytes, and MaxTaggedLen bytes of tagged fields. A
-// caller that buffers this much (or the whole frame, if smaller) never gets
-// ErrIncomplete back from ParseRequestHeader.
-func MaxHeaderLen(maxClientID int) int {
-	return MinRequestSize + 2 + max(maxClientID, 0) + MaxTaggedLen
 }
 
 // ParseRequestHeader parses the request header at the start of b, the first
@@ -118,7 +109,7 @@ func ResponseHeaderLen(b []byte, key, version int16) (int, error) {
 	if len(b) < 4 {
 		return 0, ErrIncomplete
 	}
-	if hv, _ := HeaderVersion(key, version); hv < 2 || key == 18 {
+	if hv, _ := HeaderVersion(key, version); hv < 2 || key == KeyAPIVersions {
 		return 4, nil
 	}
 	n, err := skipTags(b[4:], false, ErrMalformedResponseHeader)

@@ -281,8 +281,8 @@ func TestParseRequestHeader(t *testing.T) {
 				t.Fatalf("err = %v", err)
 			}
 			checkPrefixes(t, tt.b, frameLen, tt.maxID, tt.want)
-			if tt.want.Len > MaxHeaderLen(tt.maxID) {
-				t.Errorf("Len %d over MaxHeaderLen(%d) = %d", tt.want.Len, tt.maxID, MaxHeaderLen(tt.maxID))
+			if tt.want.Len > maxHeaderLen(tt.maxID) {
+				t.Errorf("Len %d over maxHeaderLen(%d) = %d", tt.want.Len, tt.maxID, maxHeaderLen(tt.maxID))
 			}
 		})
 	}
@@ -375,4 +375,13 @@ func TestResponseHeaderLenKmsg(t *testing.T) {
 			})
 		}
 	}
+}
+
+// maxHeaderLen is an upper bound on the length of a request header whose
+// client id is at most maxClientID bytes: api key, version, correlation id,
+// client id length and bytes, and MaxTaggedLen bytes of tagged fields. A
+// caller that buffers this much (or the whole frame, if smaller) never gets
+// ErrIncomplete back from ParseRequestHeader.
+func maxHeaderLen(maxClientID int) int {
+	return MinRequestSize + 2 + max(maxClientID, 0) + MaxTaggedLen
 }

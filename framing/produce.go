@@ -133,6 +133,43 @@ func (p *ProduceReader) Head(req *ProduceRequest) error {
 	return nil
 }
 
+// PeekProduceAcks finds the acks field at the start of a Produce body
+// without a reader, so a proxy can learn whether a Produce expects a
+// response from the bytes it already holds: acks is the first field in
+// v0-2, after an int16-length transactional id in v3-8, after a compact
+// (uvarint length+1) one from v9. ok is false while body is too short to
+// hold it; a transactional id length no client sends is an error.
+func PeekProduceAcks(body []byte, version int16) (acks int16, ok bool, err error) {
+	off := 0
+	switch {
+	case version <= 2:
+	case version <= 8:
+		if len(body) < 2 {
+			return 0, false, nil
+		}
+		n := int(int16(binary.BigEndian.Uint16(body)))
+		if n < -1 {
+			return 0, false, errBadTransactionalID
+		}
+		off = 2 + max(n, 0)
+	default:
+		u, w := binary.Uvarint(body)
+		if w == 0 {
+			return 0, false, nil
+		}
+		if w < 0 || u > 1<<15 {
+			return 0, false, errBadTransactionalID
+		}
+		off = w + max(int(u)-1, 0)
+	}
+	if len(body) < off+2 {
+		return 0, false, nil
+	}
+	return int16(binary.BigEndian.Uint16(body[off:])), true, nil
+}
+
+var errBadTransactionalID = errors.New("produce: malformed transactional id")
+
 // Topics reads the topic array into req: each topic's name (v0-12) or
 // TopicID (v13+) and each partition's index, skipping each partition's
 // records through the scratch buffer, then the tagged fields of partitions,

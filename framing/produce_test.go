@@ -455,3 +455,28 @@ func BenchmarkProduceReader(b *testing.B) {
 		})
 	}
 }
+
+func TestPeekProduceAcks(t *testing.T) {
+	for v := int16(0); v <= 13; v++ {
+		for _, txn := range []*string{nil, ptr(""), ptr("a-transactional-id")} {
+			req := kmsg.NewPtrProduceRequest()
+			req.Version, req.Acks, req.TransactionID = v, -1, txn
+			if v < 3 {
+				req.TransactionID = nil
+			}
+			body := req.AppendTo(nil)
+			acks, ok, err := PeekProduceAcks(body, v)
+			if err != nil || !ok || acks != -1 {
+				t.Errorf("v%d txn %v: acks %d ok %v err %v", v, txn, acks, ok, err)
+			}
+			// Every shorter prefix that ends before acks is incomplete, never wrong.
+			for n := range len(body) {
+				if a, ok, err := PeekProduceAcks(body[:n], v); err != nil || ok && a != -1 {
+					t.Fatalf("v%d prefix %d: acks %d ok %v err %v", v, n, a, ok, err)
+				}
+			}
+		}
+	}
+}
+
+func ptr(s string) *string { return &s }

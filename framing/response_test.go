@@ -11,15 +11,15 @@ import (
 
 func TestAppendProduceError(t *testing.T) {
 	code := kerr.MessageTooLarge.Code
-	if code != 10 {
-		t.Fatalf("kerr.MessageTooLarge.Code = %d", code)
+	if code != CodeMessageTooLarge {
+		t.Fatalf("kerr.MessageTooLarge.Code = %d, CodeMessageTooLarge %d", code, CodeMessageTooLarge)
 	}
 	prefix := []byte("already here")
 	for v := int16(0); v <= 13; v++ {
 		for _, c := range produceCases {
 			t.Run(fmt.Sprintf("v%d/%s", v, c.name), func(t *testing.T) {
 				req := c.want(v)
-				out := AppendProduceError(append([]byte(nil), prefix...), 0x01020304, &req, code)
+				out := appendProduceError(append([]byte(nil), prefix...), 0x01020304, &req, code)
 				if string(out[:len(prefix)]) != string(prefix) {
 					t.Fatal("dst prefix overwritten")
 				}
@@ -77,3 +77,47 @@ func TestAppendProduceError(t *testing.T) {
 }
 
 func equalBytes(a, b []byte) bool { return string(a) == string(b) }
+
+// appendProduceError appends to dst a complete Produce response frame (size
+// prefix, response header v0, or v1 from v9, and body) at req.Version that
+// answers every topic-partition of req with the error code code, and
+// returns the extended slice, built with kmsg: the reference the streamed
+// ProduceAnswer is checked against. An oversized Produce is refused with
+// MESSAGE_TOO_LARGE (kerr.MessageTooLarge.Code, 10): a Java
+// producer then splits the batch, or fails a single record for good,
+// instead of retrying forever. The caller must not send it for acks=0,
+// which expects no response.
+//
+// Offsets and times are -1 and the throttle is 0, as a broker answers a
+// partition it refused; v13 responses name topics by TopicID.
+func appendProduceError(dst []byte, correlationID int32, req *ProduceRequest, code int16) []byte {
+	resp := kmsg.NewPtrProduceResponse()
+	resp.Version = req.Version
+	resp.Topics = make([]kmsg.ProduceResponseTopic, len(req.Topics))
+	for i, t := range req.Topics {
+		rt := &resp.Topics[i]
+		rt.Default()
+		rt.Topic = t.Name
+		rt.TopicID = t.TopicID
+		rt.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(t.Partitions))
+		for j, part := range t.Partitions {
+			rp := &rt.Partitions[j]
+			rp.Default()
+			rp.Partition = part
+			rp.ErrorCode = code
+			rp.BaseOffset = -1
+			rp.LogAppendTime = -1
+			rp.LogStartOffset = -1
+		}
+	}
+
+	start := len(dst)
+	dst = append(dst, 0, 0, 0, 0) // size, filled in below
+	dst = binary.BigEndian.AppendUint32(dst, uint32(correlationID))
+	if resp.IsFlexible() {
+		dst = append(dst, 0) // response header v1: no tagged fields
+	}
+	dst = resp.AppendTo(dst)
+	binary.BigEndian.PutUint32(dst[start:], uint32(len(dst)-start-SizeLen))
+	return dst
+}

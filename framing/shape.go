@@ -102,10 +102,10 @@ var responseShapes = map[int16]struct {
 	s        *shape
 	flexible int16
 }{
-	3:  {metadataResponse, 9},
-	10: {findCoordinatorResponse, 3},
-	60: {describeClusterResponse, 0},
-	18: {apiVersionsResponse, 3},
+	KeyMetadata:        {metadataResponse, 9},
+	KeyFindCoordinator: {findCoordinatorResponse, 3},
+	KeyDescribeCluster: {describeClusterResponse, 0},
+	KeyAPIVersions:     {apiVersionsResponse, 3},
 }
 
 // Decoded structs are charged their Go size per element; strings their bytes
@@ -139,7 +139,7 @@ func ResponseCost(key, version int16, body []byte) (cost int64, addrs int, err e
 	if err := w.walk(rs.s); err != nil {
 		return 0, 0, fmt.Errorf("%s v%d: %w", kmsg.NameForKey(key), version, err)
 	}
-	if key == 10 && version <= 3 {
+	if key == KeyFindCoordinator && version <= 3 {
 		w.addrs++ // the coordinator is the response itself
 	}
 	// Bytes after the response are left alone, as kmsg leaves them.

@@ -3,8 +3,8 @@
 // declared frame), the size Policy that judges a request from its header (per-API limits, denied and
 // unknown keys, versions), and the Gate that admits or refuses connections by source, an address prefix
 // such as an IPv6 /64 (bans for repeat offenders that double up to a cap, concurrent connections and
-// connection rate per source, a bounded table of sources). It imports only the standard library: metrics and
-// logs leave through func hooks (PoolOptions.OnWait, GateOptions.OnBan and OnUnban) and gauges the caller
+// connection rate per source, a bounded table of sources). Besides the standard library it imports only framing,
+// for the parsed request header and the protocol facts the policy asks about: metrics and logs leave through func hooks (PoolOptions.OnWait, GateOptions.OnBan and OnUnban) and gauges the caller
 // reads. It starts no goroutines; the owner of a Gate calls Sweep every few seconds.
 //
 // Usage:
@@ -20,7 +20,7 @@
 //		conn.Close() // count reason
 //	}
 //	defer gate.Release(addr)
-//	switch action, reason := policy.Check(key, version, knownKey, knownVersion, size); action {
+//	switch action, reason := policy.Check(header, size); action {
 //	case limits.Reject: // answer MESSAGE_TOO_LARGE if policy.Drainable(size), else close
 //	case limits.Close:
 //		gate.Offence(addr, clientID, string(reason), 1)

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/kafkaguard/kafkaguard/framing"
 	"github.com/kafkaguard/kafkaguard/limits"
 )
 
@@ -25,16 +26,16 @@ func ExamplePool() {
 func ExamplePolicy_Check() {
 	policy, err := limits.NewPolicy(limits.PolicyOptions{
 		MaxRequestBytes: 1 << 20,
-		PerAPI:          map[int16]int32{3: 64 << 10}, // Metadata
+		PerAPI:          map[int16]int32{framing.KeyMetadata: 64 << 10},
 		MaxDrainBytes:   4 << 20,
 	})
 	if err != nil {
 		panic(err)
 	}
-	fmt.Println(policy.Check(0, 9, true, true, 2<<20))    // Produce over the limit
-	fmt.Println(policy.Drainable(2 << 20))                // small enough to read through and answer
-	fmt.Println(policy.Check(3, 12, true, true, 100<<10)) // Metadata over its own limit
-	fmt.Println(policy.Check(18, 99, true, false, 64))    // ApiVersions probing a newer version
+	fmt.Println(policy.Check(framing.RequestHeader{APIKey: framing.KeyProduce, APIVersion: 9}, 2<<20))     // Produce over the limit
+	fmt.Println(policy.Drainable(2 << 20))                                                                 // small enough to read through and answer
+	fmt.Println(policy.Check(framing.RequestHeader{APIKey: framing.KeyMetadata, APIVersion: 12}, 100<<10)) // Metadata over its own limit
+	fmt.Println(policy.Check(framing.RequestHeader{APIKey: framing.KeyAPIVersions, APIVersion: 99}, 64))   // ApiVersions probing a newer version
 	// Output:
 	// reject too_large
 	// true

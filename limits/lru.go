@@ -12,15 +12,9 @@ type linked[E any] interface {
 }
 
 // lru is an intrusive doubly-linked list kept in recency order: front is the most recently used, back the
-// least. An element is in at most one list; in reports whether it is in this one. Callers lock.
+// least. An element is in at most one list. Callers lock.
 type lru[E any, P linked[E]] struct {
 	front, back *E
-	n           int
-}
-
-func (l *lru[E, P]) in(e *E) bool {
-	k := P(e).link()
-	return k.prev != nil || k.next != nil || l.front == e
 }
 
 func (l *lru[E, P]) pushFront(e *E) {
@@ -32,7 +26,6 @@ func (l *lru[E, P]) pushFront(e *E) {
 		l.back = e
 	}
 	l.front = e
-	l.n++
 }
 
 func (l *lru[E, P]) remove(e *E) {
@@ -48,7 +41,6 @@ func (l *lru[E, P]) remove(e *E) {
 		l.back = k.prev
 	}
 	k.prev, k.next = nil, nil
-	l.n--
 }
 
 func (l *lru[E, P]) moveToFront(e *E) {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/kafkaguard/kafkaguard/framing"
 )
 
 // Reason names why a frame or connection was refused; it is a bounded metric label.
@@ -44,12 +46,6 @@ func (a Action) String() string {
 	}
 	return fmt.Sprintf("action(%d)", uint8(a))
 }
-
-// Kafka API keys the policy treats specially.
-const (
-	keyProduce     int16 = 0
-	keyAPIVersions int16 = 18
-)
 
 // maxClientIDBytes is the longest client id the request header can carry (an int16 length).
 const maxClientIDBytes = math.MaxInt16
@@ -171,36 +167,37 @@ func (p *Policy) MaxClientIDBytes() int { return p.maxClientID }
 // MaxDrainBytes returns the largest oversized frame the proxy may read through; 0 means none.
 func (p *Policy) MaxDrainBytes() int64 { return p.maxDrain }
 
-// Check judges a request from its header: key, version, whether kafkaguard knows the key and the version
-// (known from framing; knownKey=false means unknown key; knownVersion=false means the version is above the
-// known max), and the declared frame size. In order:
+// Check judges a request from its parsed header and declared frame size.
+// Whether kafkaguard knows the key and serves the version comes from
+// framing.ServesVersion. In order:
 //
 //   - a denied key: Close, ReasonDeniedAPI;
 //   - an unknown key: Close, ReasonUnknownAPI, unless ForwardUnknown (then its version is not judged
 //     against a known max, since there is none);
 //   - a negative version: Close, ReasonBadVersion;
-//   - a version above the known max: Close, ReasonBadVersion, except ApiVersions (key 18), which clients
-//     probe with newer versions than the broker knows and the broker answers with what it supports;
-//   - a size over Limit(key): Reject, ReasonTooLarge for Produce (key 0), Close, ReasonTooLarge otherwise.
+//   - a version kafkaguard does not serve: Close, ReasonBadVersion (ApiVersions, which clients probe with
+//     newer versions than the broker knows, is served at every version; see framing.ServesVersion);
+//   - a size over Limit(key): Reject, ReasonTooLarge for Produce, Close, ReasonTooLarge otherwise.
 //     A negative size is a length prefix over 2 GiB read as signed: Close, ReasonTooLarge for every key,
 //     because no such frame can be read through.
 //
 // Anything else is Allow with an empty reason.
-func (p *Policy) Check(key, version int16, knownKey, knownVersion bool, size int32) (Action, Reason) {
-	r := p.rule(key)
+func (p *Policy) Check(h framing.RequestHeader, size int32) (Action, Reason) {
+	r := p.rule(h.APIKey)
+	known, served := framing.ServesVersion(h.APIKey, h.APIVersion)
 	switch {
 	case r.deny:
 		return Close, ReasonDeniedAPI
-	case !knownKey && !p.forwardUnknown:
+	case !known && !p.forwardUnknown:
 		return Close, ReasonUnknownAPI
-	case version < 0:
+	case h.APIVersion < 0:
 		return Close, ReasonBadVersion
-	case knownKey && !knownVersion && key != keyAPIVersions:
+	case known && !served:
 		return Close, ReasonBadVersion
 	case size < 0:
 		return Close, ReasonTooLarge
 	case size > r.limit:
-		if key == keyProduce {
+		if h.APIKey == framing.KeyProduce {
 			return Reject, ReasonTooLarge
 		}
 		return Close, ReasonTooLarge

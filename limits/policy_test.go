@@ -3,11 +3,15 @@ package limits
 import (
 	"errors"
 	"testing"
+
+	"github.com/kafkaguard/kafkaguard/framing"
 )
 
 const (
-	keyFetch    int16 = 1
-	keyMetadata int16 = 3
+	keyProduce     = framing.KeyProduce
+	keyFetch       = framing.KeyFetch
+	keyMetadata    = framing.KeyMetadata
+	keyAPIVersions = framing.KeyAPIVersions
 )
 
 func testPolicy(t testing.TB, forwardUnknown bool) *Policy {
@@ -144,7 +148,7 @@ func TestPolicyCheck(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := testPolicy(t, tt.forwardUnknown)
-			a, r := p.Check(tt.key, tt.version, tt.knownKey, tt.knownVersion, tt.size)
+			a, r := p.Check(framing.RequestHeader{APIKey: tt.key, APIVersion: tt.version}, tt.size)
 			if a != tt.want || r != tt.reason {
 				t.Errorf("Check = %v, %q; want %v, %q", a, r, tt.want, tt.reason)
 			}
@@ -189,13 +193,14 @@ func TestActionString(t *testing.T) {
 // FuzzPolicyCheck holds Check to its contract for any header and size: Allow only within the key's limit,
 // Reject only for an oversized Produce, and a reason exactly when the action is not Allow.
 func FuzzPolicyCheck(f *testing.F) {
-	f.Add(int16(0), int16(9), true, true, int32(5001), false)
-	f.Add(int16(18), int16(99), true, false, int32(10), false)
-	f.Add(int16(999), int16(0), false, false, int32(1), true)
-	f.Add(int16(-1), int16(-1), false, true, int32(-1), true)
-	f.Fuzz(func(t *testing.T, key, version int16, knownKey, knownVersion bool, size int32, forward bool) {
+	f.Add(int16(0), int16(9), int32(5001), false)
+	f.Add(int16(18), int16(99), int32(10), false)
+	f.Add(int16(999), int16(0), int32(1), true)
+	f.Add(int16(-1), int16(-1), int32(-1), true)
+	f.Fuzz(func(t *testing.T, key, version int16, size int32, forward bool) {
+		knownKey, _ := framing.ServesVersion(key, version)
 		p := testPolicy(t, forward)
-		a, r := p.Check(key, version, knownKey, knownVersion, size)
+		a, r := p.Check(framing.RequestHeader{APIKey: key, APIVersion: version}, size)
 		switch a {
 		case Allow:
 			if r != "" || size < 0 || size > p.Limit(key) || size > p.MaxLimit() || version < 0 {
@@ -225,7 +230,7 @@ func BenchmarkPolicyCheck(b *testing.B) {
 	p := testPolicy(b, false)
 	b.ReportAllocs()
 	for b.Loop() {
-		if a, _ := p.Check(keyProduce, 9, true, true, 4096); a != Allow {
+		if a, _ := p.Check(framing.RequestHeader{APIKey: keyProduce, APIVersion: 9}, 4096); a != Allow {
 			b.Fatal(a)
 		}
 	}

@@ -288,5 +288,5 @@ func (p *Pool) HighWater() int64 { return p.highWater.Load() }
 // each interval).
 func (p *Pool) ResetHighWater() { p.highWater.Store(p.inUse.Load()) }
 
-// Waiters returns how many Get calls are waiting for a chunk right now (a gauge of backpressure).
-func (p *Pool) Waiters() int { return int(p.waiters.Load()) }
+// waiting returns how many Get calls are waiting for a chunk right now.
+func (p *Pool) waiting() int { return int(p.waiters.Load()) }

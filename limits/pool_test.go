@@ -158,7 +158,7 @@ func TestPoolWaitingGetGetsPutChunk(t *testing.T) {
 		c, err := p.Get(longWait, nil)
 		done <- result{c, err}
 	}()
-	waitFor(t, "Get to wait", func() bool { return p.Waiters() == 1 })
+	waitFor(t, "Get to wait", func() bool { return p.waiting() == 1 })
 	p.Put(held)
 	r := <-done
 	if r.err != nil {
@@ -170,8 +170,8 @@ func TestPoolWaitingGetGetsPutChunk(t *testing.T) {
 	if waited.Load() != 1 {
 		t.Errorf("OnWait called %d times, want 1", waited.Load())
 	}
-	if p.Waiters() != 0 {
-		t.Errorf("Waiters = %d after Get returned", p.Waiters())
+	if p.waiting() != 0 {
+		t.Errorf("waiting = %d after Get returned", p.waiting())
 	}
 }
 
@@ -345,7 +345,7 @@ func TestPoolReserve(t *testing.T) {
 		}
 		done <- err
 	}()
-	waitFor(t, "Get to wait", func() bool { return p.Waiters() == 1 })
+	waitFor(t, "Get to wait", func() bool { return p.waiting() == 1 })
 	p.Unreserve(k)
 	select {
 	case err := <-done:

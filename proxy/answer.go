@@ -112,7 +112,7 @@ func (c *conn) awaitAnswers() bool {
 	for c.localBytes.Load() > int64(c.s.opts.MaxLocalAnswerBytes) {
 		select {
 		case <-c.answerFreed:
-		case <-c.owed.failed:
+		case <-c.inflight.failed:
 			return false
 		case <-c.s.done:
 			c.setReason(reasonShutdown, nil)
@@ -125,7 +125,7 @@ func (c *conn) awaitAnswers() bool {
 // dropAnswers releases the local answers still queued when the connection
 // ends without delivering them (the response pump has ended).
 func (c *conn) dropAnswers() {
-	for _, p := range c.owed.rest() {
+	for _, p := range c.inflight.rest() {
 		if p.local != nil {
 			p.local.release()
 		}

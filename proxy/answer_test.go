@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/kafkaguard/kafkaguard/limits"
+
+	"github.com/kafkaguard/kafkaguard/framing"
 )
 
 // manyPartitionProduce is a Produce v3 body (acks=-1) naming parts
@@ -66,7 +68,7 @@ func TestLocalAnswersStayInBudget(t *testing.T) {
 					o.WriteTimeout = 3 * time.Second
 				},
 			})
-			frame := rawRequest(keyProduce, 3, 1, "many", manyPartitionProduce(tc.parts, tc.records))
+			frame := rawRequest(framing.KeyProduce, 3, 1, "many", manyPartitionProduce(tc.parts, tc.records))
 			pipelined := append(append([]byte(nil), frame...), frame...)
 			binary.BigEndian.PutUint32(pipelined[len(frame)+8:], 2) // second correlation id
 			base := liveHeap()
@@ -132,7 +134,7 @@ func TestUnreadAnswersStopReading(t *testing.T) {
 	body := manyPartitionProduce(2000, 1)
 	var all []byte
 	for i := range frames {
-		all = append(all, rawRequest(keyProduce, 3, int32(i), "unread", body)...)
+		all = append(all, rawRequest(framing.KeyProduce, 3, int32(i), "unread", body)...)
 	}
 	base := liveHeap()
 	var wg sync.WaitGroup

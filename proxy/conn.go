@@ -18,9 +18,12 @@ import (
 
 // conn is one client connection and, once its first request is allowed, the
 // upstream connection behind it. The goroutine that runs serve reads
-// requests (the request pump); a second goroutine writes responses back
-// (the response pump) while any are owed, and ends when none have been for
-// a second (see inflight). serve waits for it.
+// requests (the request pump) and owns req; a second goroutine writes
+// responses back (the response pump) and owns resp, while any requests are
+// in flight, and ends when none have been for a second (see inflight).
+// serve waits for it. What both pumps or other goroutines (Shutdown, the
+// upstream watcher, another connection evicting this one) touch is above
+// the halves, each with its own guard.
 type conn struct {
 	s      *Server
 	r      *route
@@ -33,18 +36,16 @@ type conn struct {
 	// upstream is nil until the first request is allowed. The request
 	// pump sets it once (under upMu) before the first enqueue, so the
 	// response pump reads it freely; any other goroutine (Shutdown, the
-	// upstream watcher) reads it through upstreamConn.
+	// upstream watcher) reads it through upstreamConn. upMu is this
+	// connection's own and is never held across I/O or with another lock.
 	upstream net.Conn
-	upMu     sync.Mutex // guards the publication of upstream and aborted; never held across I/O
-	aborted  bool       // abort ran: a dial completing later closes what it dialled
-	owed     inflight   // responses owed, and the response pump that delivers them
+	upMu     sync.Mutex
+	aborted  bool     // abort ran: a dial completing later closes what it dialled (upMu)
+	inflight inflight // requests in flight, and the response pump that answers them
 	// drainBy, when non-zero, is the unix-ns deadline after which the
 	// response pump stops waiting for the broker (the client ended cleanly
-	// and is owed responses); it caps the pump's own read deadlines.
+	// and has requests in flight); it caps the pump's own read deadlines.
 	drainBy atomic.Int64
-
-	prod    *framing.ProduceReader // reads the body of the rejected Produce being drained
-	prodReq framing.ProduceRequest
 
 	// localBytes is the pool bytes held by local answers queued and not yet
 	// written (added by the request pump, taken off by whichever releases
@@ -53,9 +54,7 @@ type conn struct {
 	localBytes  atomic.Int64
 	answerFreed chan struct{}
 
-	clientID string // client id of the last request header, for offences and logs
-	frames   int64
-	in, out  atomic.Int64
+	in, out atomic.Int64 // bytes read from and written to the client
 
 	// frameBusy is set while a frame is being read, so a drain interrupt
 	// lets it finish instead of cutting it.
@@ -64,27 +63,58 @@ type conn struct {
 	// started (unix ns); 0 between frames and while a frame waits on the
 	// broker rather than the client. Read by evictSlowest.
 	holdSince atomic.Int64
-	// frameDone is set (by the request pump) once every byte of the frame
-	// being forwarded has arrived: it then waits only on the broker.
-	frameDone bool
 
 	reasonMu  sync.Mutex
-	reason    string
+	reason    reason
 	reasonErr error
 
-	// Scratch reused across frames so forwarding allocates nothing.
-	rlead  [512]byte        // the first read of a response when nothing is carried over
-	rbuf   []byte           // pooled chunk of upstream bytes read but not yet relayed; nil when none are
-	rr, rw int              // rbuf[rr:rw] is unread
-	rlim   io.LimitedReader // bounds a spliced response body
-	rkey   int16            // api key of the response being relayed, for logs
-	lead   [256]byte        // the first read of a frame when nothing is carried over
-	qbuf   []byte           // pooled chunk of request bytes; nil between frames when nothing is carried
-	qr, qw int              // qbuf[qr:qw] is read and not yet handled
-	rdl    time.Time        // the client read deadline last set
-	chunks [][]byte         // further chunks of a frame larger than one
-	wbufs  net.Buffers
-	bufs   [][]byte
+	req  requestSide
+	resp responseSide
+}
+
+// requestSide is the state of the request pump, serve's goroutine, and of
+// nothing else: scratch reused across frames so forwarding allocates
+// nothing.
+type requestSide struct {
+	// lead takes the first read of a frame when nothing is carried over,
+	// so an idle connection holds no chunk.
+	lead [256]byte
+	// buf is the pooled chunk of request bytes; nil between frames when
+	// nothing is carried over.
+	buf readBuf
+	// more are the further chunks of a frame larger than one (or the
+	// scratch of a rejected Produce).
+	more [][]byte
+	// segments are the pieces of the frame handed to one upstream write;
+	// writev is the net.Buffers they are written through.
+	segments [][]byte
+	writev   net.Buffers
+	// readDeadline is the client read deadline last set.
+	readDeadline time.Time
+	// frameDone is set once every byte of the frame being forwarded has
+	// arrived: it then waits only on the broker.
+	frameDone bool
+
+	clientID string // client id of the last request header, for offences and logs
+	frames   int64
+
+	prod    *framing.ProduceReader // reads the body of the rejected Produce being drained
+	prodReq framing.ProduceRequest
+}
+
+// responseSide is the state of the response pump goroutine (and of serve
+// once that pump has ended).
+type responseSide struct {
+	// lead takes the first read of a response when nothing is carried
+	// over, so a connection waiting on the broker holds no chunk.
+	lead [512]byte
+	// buf is the pooled chunk of upstream bytes read but not yet relayed;
+	// nil when none are.
+	buf readBuf
+	// spliced bounds one step of a response spliced between the sockets.
+	spliced io.LimitedReader
+	// key is the api key of the response being relayed, for logs.
+	key int16
 }
 
 func (s *Server) newConn(r *route, nc net.Conn, ip netip.Addr) *conn {
@@ -100,37 +130,37 @@ func (s *Server) newConn(r *route, nc net.Conn, ip netip.Addr) *conn {
 // setReason records why the connection ends; the first reason wins.
 // It reports whether this was the first, so a connection ending for one
 // reason is counted once, whatever fails after.
-func (c *conn) setReason(reason string, err error) bool {
+func (c *conn) setReason(r reason, err error) bool {
 	c.reasonMu.Lock()
 	defer c.reasonMu.Unlock()
-	if c.reason != "" {
+	if c.reason != reasonNone {
 		return false
 	}
-	c.reason, c.reasonErr = reason, err
+	c.reason, c.reasonErr = r, err
 	return true
 }
 
 // closeReason returns the reason recorded first.
-func (c *conn) closeReason() (string, error) {
+func (c *conn) closeReason() (reason, error) {
 	c.reasonMu.Lock()
 	defer c.reasonMu.Unlock()
 	return c.reason, c.reasonErr
 }
 
 // serve runs the request pump, then tears the connection down in order:
-// owed responses are delivered when the client ended cleanly, dropped when
-// the connection ends in error.
+// responses to requests in flight are delivered when the client ended
+// cleanly, dropped when the connection ends in error.
 func (c *conn) serve() {
 	defer c.s.forget(c)
 	if ok, n := c.s.connLog.allow(); ok {
 		c.log.Info().Int("suppressed", n).Msg("connection opened")
 	}
 	clean := c.requestLoop()
-	if c.owed.owing() {
+	if c.inflight.live() {
 		switch {
 		case c.upstream == nil:
 		case clean:
-			// Deliver what the broker still owes (but wait no longer than
+			// Deliver what is still in flight (but wait no longer than
 			// a write timeout) before closing. The client's end of stream
 			// is not passed on as a half-close: a broker closes on EOF and
 			// may drop the responses the client is waiting for.
@@ -142,9 +172,9 @@ func (c *conn) serve() {
 			c.client.Close()
 		}
 	}
-	c.owed.finish()
+	c.inflight.finish()
 	c.dropAnswers()
-	c.releaseResp()
+	c.resp.buf.release(c.s.opts.Pool)
 	if c.upstream != nil {
 		c.upstream.Close()
 	}
@@ -155,8 +185,8 @@ func (c *conn) serve() {
 		if cause != nil {
 			ev = ev.AnErr("cause", cause)
 		}
-		ev.Str("reason", reason).Int64("bytes_in", c.in.Load()).Int64("bytes_out", c.out.Load()).
-			Int64("frames", c.frames).Str("client_id", c.clientID).Dur("age", time.Since(c.opened)).
+		ev.Str("reason", reason.String()).Int64("bytes_in", c.in.Load()).Int64("bytes_out", c.out.Load()).
+			Int64("frames", c.req.frames).Str("client_id", c.req.clientID).Dur("age", time.Since(c.opened)).
 			Int("suppressed", n).Msg("connection closed")
 	}
 }

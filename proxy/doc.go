@@ -1,5 +1,15 @@
 // Package proxy owns kafkaguard's listeners and the traffic through them.
 //
+// Its files follow the data path (accept -> gate -> request pump -> upstream
+// -> response pump): server.go (accept, gate, shutdown), conn.go
+// (one connection, its two halves and its teardown), request.go (the
+// request pump: size, header, policy), forward.go (a frame to the broker),
+// produce.go (an oversized Produce answered locally), chunks.go (pool
+// chunks, and evicting slow frames when the pool is spent), inflight.go
+// (the queue of requests in flight), response.go (the response pump),
+// rewrite.go (responses rewritten), answer.go (local answers in pooled
+// chunks); reason.go is the table of close reasons and offences.
+//
 // A Server binds one listener per Route. Each accepted connection is judged
 // by the optional limits.Gate in the accept goroutine (a refused connection
 // costs no goroutine and no upstream dial), then served by one goroutine
@@ -8,12 +18,13 @@
 // limits.Pool, answers it locally (an oversized Produce gets
 // MESSAGE_TOO_LARGE), or closes the connection. The upstream is dialled when
 // the first allowed frame is complete. A second goroutine, the response
-// pump, runs while responses are owed (and a second after): it relays them
-// in request order, writes local responses in their turn, rewrites broker
-// addresses in Metadata, FindCoordinator and DescribeCluster responses, and
-// clamps ApiVersions. One more goroutine per Server, the upstream watcher
+// pump, runs while requests are in flight (and a second after): it relays
+// their responses in request order, writes local responses in their turn,
+// rewrites broker addresses in Metadata, FindCoordinator and
+// DescribeCluster responses, and clamps ApiVersions. One more goroutine per
+// Server, the upstream watcher
 // (started by Serve), looks once a second at each connection on which
-// nothing is owed, without blocking, and when its broker has closed the
+// nothing is in flight, without blocking, and when its broker has closed the
 // upstream (an idle timeout, a restart) closes the client's side too
 // (upstream_closed), so the client reconnects at once. Shutdown stops
 // accepting, lets each connection finish its frame and receive what it is

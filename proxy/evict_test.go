@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/kafkaguard/kafkaguard/limits"
+
+	"github.com/kafkaguard/kafkaguard/framing"
 )
 
 // A frame that has fully arrived but waits for the broker (here: the
@@ -32,7 +34,7 @@ func TestEvictionSparesFramesWaitingOnBroker(t *testing.T) {
 
 	// Metadata v1 frames of 10 KiB: three chunks each when stored whole.
 	frame := func(corr int32) []byte {
-		return rawRequest(keyMetadata, 1, corr, "good", bytes.Repeat([]byte{0}, 10<<10))
+		return rawRequest(framing.KeyMetadata, 1, corr, "good", bytes.Repeat([]byte{0}, 10<<10))
 	}
 	good, err := net.DialTimeout("tcp", h.addrs[0], 2*time.Second)
 	if err != nil {
@@ -54,13 +56,13 @@ func TestEvictionSparesFramesWaitingOnBroker(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	other.Write(rawRequest(keyMetadata, 1, 1, "other", bytes.Repeat([]byte{0}, 10<<10))[:6<<10])
+	other.Write(rawRequest(framing.KeyMetadata, 1, 1, "other", bytes.Repeat([]byte{0}, 10<<10))[:6<<10])
 	expectClosed(t, other, 5*time.Second)
 
-	if n := h.counter("kafkaguard_frames_rejected_total", map[string]string{"reason": reasonSlowFrame}); n != 0 {
+	if n := h.counter("kafkaguard_frames_rejected_total", map[string]string{"reason": reasonSlowFrame.String()}); n != 0 {
 		t.Errorf("%v frames waiting on the broker evicted as slow_frame", n)
 	}
-	if n := h.counter("kafkaguard_frames_rejected_total", map[string]string{"reason": reasonPoolExhausted}); n != 1 {
+	if n := h.counter("kafkaguard_frames_rejected_total", map[string]string{"reason": reasonPoolExhausted.String()}); n != 1 {
 		t.Errorf("pool_exhausted = %v, want 1 (the other client)", n)
 	}
 	// The well-behaved connection is still open.

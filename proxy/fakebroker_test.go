@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafkaguard/kafkaguard/framing"
 )
 
 // testBroker is the plumbing the brokers of these tests share: a listener on
@@ -119,7 +121,7 @@ func (b *fakeBroker) serve(c net.Conn, h brokerHandler) {
 		}
 		out := make([]byte, 4, 9+len(body))
 		out = append(out, corr...)
-		if flexible && key != keyAPIVersions {
+		if flexible && key != framing.KeyAPIVersions {
 			out = append(out, 0)
 		}
 		out = append(out, body...)

@@ -5,8 +5,8 @@ import (
 	"time"
 )
 
-// pending is a request the client is owed a response to.
-type pending struct {
+// inflightReq is a request in flight: the client is owed its response.
+type inflightReq struct {
 	corr    int32
 	key     int16
 	version int16
@@ -18,35 +18,35 @@ type pending struct {
 	local *answer
 }
 
-// pumpLinger is how long a response pump with nothing owed waits for more
+// pumpLinger is how long a response pump with nothing in flight waits for more
 // before its goroutine ends. An idle connection then runs one goroutine (the
 // request pump, blocked in a read), not two; a busy one keeps its pump.
 const pumpLinger = time.Second
 
-// inflight is the queue of responses a connection owes, in request order,
+// inflight is the queue of a connection's requests in flight, in request order,
 // and the lifecycle of the response pump that delivers them: the pump is
 // started by the first entry, lingers a while when the queue runs dry, and
 // ends; the next entry starts it again.
 type inflight struct {
 	mu      sync.Mutex
-	queue   []pending // queue[head:] is owed, oldest first
+	queue   []inflightReq // queue[head:] is in flight, oldest first
 	head    int
 	pumping bool // a response pump goroutine is running
 	busy    bool // the pump is delivering an entry it took off the queue
 	ended   bool // the request side is done: the pump ends once the queue is empty
 
-	slots  chan struct{} // one per owed response, so at most MaxInflight are owed
+	slots  chan struct{} // one per request in flight, so at most MaxInflight are
 	wake   chan struct{} // cap 1: tells a lingering pump of a new entry or the end
 	failed chan struct{} // closed when the response side fails
 	fail   sync.Once
 	wg     sync.WaitGroup // the running pump
 }
 
-// enqueue records a request owed a response and makes sure a pump runs. It
-// blocks while MaxInflight responses are owed, and fails once the response
-// side has failed.
-func (c *conn) enqueue(p pending) bool {
-	q := &c.owed
+// enqueue records a request in flight and makes sure a pump runs. It
+// blocks while MaxInflight requests are in flight, and fails once the
+// response side has failed.
+func (c *conn) enqueue(p inflightReq) bool {
+	q := &c.inflight
 	if q.slots == nil {
 		q.slots = make(chan struct{}, c.s.opts.MaxInflight)
 		q.wake = make(chan struct{}, 1)
@@ -87,17 +87,17 @@ func (q *inflight) notify() {
 	}
 }
 
-// next returns the oldest owed response, waiting up to pumpLinger for one.
-// ok is false when the pump should end: the queue stayed empty, or the
-// request side is done and nothing is owed.
-func (q *inflight) next(timer **time.Timer) (p pending, ok bool) {
+// next returns the oldest request in flight, waiting up to pumpLinger for
+// one. ok is false when the pump should end: the queue stayed empty, or the
+// request side is done and nothing is in flight.
+func (q *inflight) next(timer **time.Timer) (p inflightReq, ok bool) {
 	for {
 		q.mu.Lock()
 		q.busy = false // the entry taken last time is delivered
 		if q.head < len(q.queue) {
 			q.busy = true
 			p = q.queue[q.head]
-			q.queue[q.head] = pending{} // drop the local response's bytes
+			q.queue[q.head] = inflightReq{} // drop the local response's bytes
 			q.head++
 			if q.head == len(q.queue) {
 				q.queue, q.head = q.queue[:0], 0
@@ -132,7 +132,7 @@ func (q *inflight) next(timer **time.Timer) (p pending, ok bool) {
 }
 
 // finish tells the pump the request side is done and waits for it: it ends
-// once every owed response is delivered (or the sockets are closed).
+// once every request in flight is answered (or the sockets are closed).
 func (q *inflight) finish() {
 	q.mu.Lock()
 	q.ended = true
@@ -143,17 +143,17 @@ func (q *inflight) finish() {
 	q.wg.Wait()
 }
 
-// owing reports whether responses are owed or a pump runs.
-func (q *inflight) owing() bool {
+// live reports whether requests are in flight or a pump runs.
+func (q *inflight) live() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.pumping || q.head < len(q.queue)
 }
 
-// owes reports whether a response is owed: queued, or being delivered. A
-// lingering pump with nothing to deliver owes nothing and reads nothing
-// from the broker.
-func (q *inflight) owes() bool {
+// answering reports whether a request is in flight: queued, or its
+// response being delivered. A lingering pump with nothing to deliver reads
+// nothing from the broker.
+func (q *inflight) answering() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.busy || q.head < len(q.queue)
@@ -162,7 +162,7 @@ func (q *inflight) owes() bool {
 // rest removes and returns what is still queued. Called once the pump has
 // ended (a failed pump leaves entries behind), so that the chunks of local
 // answers in them go back to the pool.
-func (q *inflight) rest() []pending {
+func (q *inflight) rest() []inflightReq {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	r := q.queue[q.head:]

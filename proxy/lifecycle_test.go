@@ -239,7 +239,7 @@ func TestRequestTimeoutClosesConnection(t *testing.T) {
 		t.Errorf("closed after %v, before the request timeout", el)
 	}
 	waitFor(t, 2*time.Second, "connection forgotten", func() bool { return s.connCount() == 0 })
-	if got := gauge(t, reg, "kafkaguard_upstream_closes_total", map[string]string{"reason": reasonRequestTimeout}); got != 1 {
+	if got := gauge(t, reg, "kafkaguard_upstream_closes_total", map[string]string{"reason": reasonRequestTimeout.String()}); got != 1 {
 		t.Errorf("upstream_closes_total{reason=request_timeout} = %v, want 1", got)
 	}
 	if got := gauge(t, reg, "kafkaguard_frames_rejected_total", nil); got != 0 {
@@ -278,7 +278,7 @@ func TestSilentBrokerMidResponse(t *testing.T) {
 		t.Errorf("read %d bytes, want the %d the broker sent", n, 100<<10)
 	}
 	waitFor(t, 2*time.Second, "connection forgotten", func() bool { return s.connCount() == 0 })
-	if got := gauge(t, reg, "kafkaguard_upstream_closes_total", map[string]string{"reason": reasonRequestTimeout}); got != 1 {
+	if got := gauge(t, reg, "kafkaguard_upstream_closes_total", map[string]string{"reason": reasonRequestTimeout.String()}); got != 1 {
 		t.Errorf("upstream_closes_total{reason=request_timeout} = %v, want 1", got)
 	}
 }
@@ -324,7 +324,7 @@ func TestUpstreamWriteFailureCounted(t *testing.T) {
 	}()
 	expectClosed(t, c, 10*time.Second)
 	waitFor(t, 2*time.Second, "connection forgotten", func() bool { return s.connCount() == 0 })
-	if got := gauge(t, reg, "kafkaguard_upstream_closes_total", map[string]string{"reason": reasonUpstreamError}); got != 1 {
+	if got := gauge(t, reg, "kafkaguard_upstream_closes_total", map[string]string{"reason": reasonUpstreamError.String()}); got != 1 {
 		t.Errorf("upstream_closes_total{reason=upstream_error} = %v, want 1", got)
 	}
 }
@@ -376,7 +376,7 @@ func TestBrokerCloseNoticedPromptly(t *testing.T) {
 			expectClosed(t, c, 3*time.Second)
 			t.Logf("client closed %v after the broker", time.Since(start).Round(time.Millisecond))
 			waitFor(t, 2*time.Second, "connection forgotten", func() bool { return s.connCount() == 0 })
-			if got := gauge(t, reg, "kafkaguard_upstream_closes_total", map[string]string{"reason": reasonUpstreamClosed}); got != 1 {
+			if got := gauge(t, reg, "kafkaguard_upstream_closes_total", map[string]string{"reason": reasonUpstreamClosed.String()}); got != 1 {
 				t.Errorf("upstream_closes_total{reason=upstream_closed} = %v, want 1", got)
 			}
 		})

@@ -96,8 +96,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{"banned", "per_ip_cap", "rate"} {
 		m.connsRefused.WithLabelValues(r)
 	}
-	for _, r := range []string{reasonRequestTimeout, reasonUpstreamClosed, reasonUpstreamError} {
-		m.upstreamCloses.WithLabelValues(r)
+	for _, r := range []reason{reasonRequestTimeout, reasonUpstreamClosed, reasonUpstreamError} {
+		m.upstreamCloses.WithLabelValues(r.String())
 	}
 	if reg != nil {
 		reg.MustRegister(m.rejected, forwarded, m.bytesIn, m.bytesOut, m.connsActive, m.connsTotal,
@@ -106,9 +106,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-func (m *Metrics) reject(reason, api string) {
+func (m *Metrics) reject(r reason, api string) {
 	if m != nil {
-		m.rejected.WithLabelValues(reason, api).Inc()
+		m.rejected.WithLabelValues(r.String(), api).Inc()
 	}
 }
 
@@ -189,8 +189,8 @@ func (m *Metrics) PoolWait(seconds float64) {
 
 // upstreamClose counts a connection closed because of its broker; reason is
 // one of request_timeout, upstream_closed, upstream_error.
-func (m *Metrics) upstreamClose(reason string) {
+func (m *Metrics) upstreamClose(r reason) {
 	if m != nil {
-		m.upstreamCloses.WithLabelValues(reason).Inc()
+		m.upstreamCloses.WithLabelValues(r.String()).Inc()
 	}
 }

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -13,50 +12,12 @@ import (
 )
 
 const (
-	keyProduce int16 = 0
-	// errMessageTooLarge is Kafka's MESSAGE_TOO_LARGE error code.
-	errMessageTooLarge int16 = 10
 	// maxRejectPartitions bounds the topic-partitions a rejected Produce may
 	// name. Nothing is remembered per partition (the answer is written as
 	// they are read), and MaxLocalAnswerBytes closes a request long before
 	// this; it only stops a count that is absurd on its face.
 	maxRejectPartitions = 100000
 )
-
-var errBadTransactionalID = errors.New("produce: malformed transactional id")
-
-// peekProduceAcks finds the acks field at the start of a Produce body: the
-// first field in v0-2, after an int16-length transactional id in v3-8, after
-// a compact (uvarint length+1) one from v9. ok is false while body is too
-// short to hold it.
-func peekProduceAcks(body []byte, version int16) (acks int16, ok bool, err error) {
-	off := 0
-	switch {
-	case version <= 2:
-	case version <= 8:
-		if len(body) < 2 {
-			return 0, false, nil
-		}
-		n := int(int16(binary.BigEndian.Uint16(body)))
-		if n < -1 {
-			return 0, false, errBadTransactionalID
-		}
-		off = 2 + max(n, 0)
-	default:
-		u, w := binary.Uvarint(body)
-		if w == 0 {
-			return 0, false, nil
-		}
-		if w < 0 || u > 1<<15 {
-			return 0, false, errBadTransactionalID
-		}
-		off = w + max(int(u)-1, 0)
-	}
-	if len(body) < off+2 {
-		return 0, false, nil
-	}
-	return int16(binary.BigEndian.Uint16(body[off:])), true, nil
-}
 
 // reject answers a Produce over its limit. With acks=0 the client expects
 // no answer, and a frame over limits.max_drain_bytes is not worth reading:
@@ -69,8 +30,8 @@ func peekProduceAcks(body []byte, version int16) (acks int16, ok bool, err error
 func (c *conn) reject(h framing.RequestHeader, size int32, start time.Time) bool {
 	pol := c.s.opts.Policy
 	limitErr := fmt.Errorf("%w: Produce v%d of %d bytes, limit %d", framing.ErrFrameTooLarge, h.APIVersion, size, pol.Limit(h.APIKey))
-	if h.APIKey != keyProduce {
-		c.offence(reasonTooLarge, framing.APIName(h.APIKey), c.s.opts.Weights.Closed, limitErr)
+	if h.APIKey != framing.KeyProduce {
+		c.refuse(reasonTooLarge, framing.APIName(h.APIKey), limitErr)
 		return false
 	}
 	deadline := start.Add(c.s.opts.FrameTimeout)
@@ -80,37 +41,37 @@ func (c *conn) reject(h framing.RequestHeader, size int32, start time.Time) bool
 		return false
 	}
 	if acks == 0 || !pol.Drainable(size) {
-		c.offence(reasonTooLarge, "Produce", c.s.opts.Weights.Closed, limitErr)
+		c.refuse(reasonTooLarge, "Produce", limitErr)
 		return false
 	}
 	scratch, ok := c.getChunk()
 	if !ok {
 		return false
 	}
-	c.chunks = append(c.chunks, scratch)
+	c.req.more = append(c.req.more, scratch)
 	defer c.putChunks()
-	inFrame := min(c.qw-c.qr, total)
+	inFrame := min(c.req.buf.buffered(), total)
 	rest := &io.LimitedReader{R: c.client, N: int64(total - inFrame)}
-	body := io.MultiReader(bytes.NewReader(c.qbuf[c.qr+4+h.Len:c.qr+inFrame]), rest)
-	c.qr += inFrame
+	body := io.MultiReader(bytes.NewReader(c.req.buf.unread()[4+h.Len:inFrame]), rest)
+	c.req.buf.consume(inFrame)
 	c.setReadDeadline(deadline)
 	// A reader per rejected frame: it keeps its scratch, and the scratch
 	// chunk goes back to the pool when this frame is done. The answer is
 	// written into pooled chunks as the topics and partitions are read, so
 	// nothing is held per partition and the answer never passes
 	// MaxLocalAnswerBytes: a request naming more closes the connection.
-	c.prod = framing.NewProduceReader(body, h.APIVersion, scratch, maxRejectPartitions)
-	defer func() { c.prod = nil }()
-	req := &c.prodReq
+	c.req.prod = framing.NewProduceReader(body, h.APIVersion, scratch, maxRejectPartitions)
+	defer func() { c.req.prod = nil }()
+	req := &c.req.prodReq
 	req.Version = h.APIVersion
 	ans := &answer{c: c}
 	err := ans.begin()
 	var pa *framing.ProduceAnswer
 	if err == nil {
-		pa, err = framing.NewProduceAnswer(ans, h.APIVersion, h.CorrelationID, errMessageTooLarge)
+		pa, err = framing.NewProduceAnswer(ans, h.APIVersion, h.CorrelationID, framing.CodeMessageTooLarge)
 	}
 	if err == nil {
-		err = c.prod.Walk(req, pa)
+		err = c.req.prod.Walk(req, pa)
 	}
 	if err == nil {
 		err = pa.Finish()
@@ -128,19 +89,16 @@ func (c *conn) reject(h framing.RequestHeader, size int32, start time.Time) bool
 		return false
 	}
 	ans.seal()
-	c.s.metrics.reject(reasonTooLarge, "Produce")
+	c.s.metrics.reject(reasonTooLargeAnswered, "Produce")
 	c.s.metrics.local("Produce", "MESSAGE_TOO_LARGE")
-	c.warn(reasonTooLarge, "Produce", fmt.Errorf("%w; answered MESSAGE_TOO_LARGE", limitErr))
-	banned := false
-	if g := c.s.opts.Gate; g != nil && c.ip.IsValid() && c.s.opts.Weights.RejectedProduce > 0 {
-		_, banned = g.Offence(c.ip, c.clientID, reasonTooLarge, c.s.opts.Weights.RejectedProduce)
-	}
+	c.warn(reasonTooLargeAnswered, "Produce", c.req.clientID, fmt.Errorf("%w; answered MESSAGE_TOO_LARGE", limitErr))
+	banned := c.charge(reasonTooLargeAnswered, c.req.clientID)
 	c.holdSince.Store(0) // read whole: from here on it waits on the queue, not the client
 	if c.answerFreed == nil {
 		c.answerFreed = make(chan struct{}, 1)
 	}
 	ans.queued()
-	if !c.enqueue(pending{corr: h.CorrelationID, key: h.APIKey, version: h.APIVersion, local: ans}) {
+	if !c.enqueue(inflightReq{corr: h.CorrelationID, key: h.APIKey, version: h.APIVersion, local: ans}) {
 		ans.release()
 		c.setReason(reasonUpstreamClosed, nil)
 		return false
@@ -159,17 +117,14 @@ func (c *conn) reject(h framing.RequestHeader, size int32, start time.Time) bool
 func (c *conn) rejectFailed(err, limitErr error) {
 	switch timeout, eof := classifyIO(err); {
 	case errors.Is(err, errAnswerTooLarge):
-		c.offence(reasonAnswerTooLarge, "Produce", c.s.opts.Weights.Closed,
+		c.refuse(reasonAnswerTooLarge, "Produce",
 			fmt.Errorf("%w; the answer would be over %d bytes: %w", limitErr, c.s.opts.MaxLocalAnswerBytes, err))
 	case errors.Is(err, limits.ErrPoolExhausted), errors.Is(err, limits.ErrPoolClosed):
-		if c.setReason(reasonPoolExhausted, err) {
-			c.s.metrics.reject(reasonPoolExhausted, "Produce")
-			c.warn(reasonPoolExhausted, "Produce", err)
-		}
+		c.poolSpent("Produce", err)
 	case timeout || eof:
 		c.readFailed(err, reasonFrameTimeout, "Produce")
 	default:
-		c.offence(reasonMalformedBody, "Produce", c.s.opts.Weights.Closed, err)
+		c.refuse(reasonMalformedBody, "Produce", err)
 	}
 }
 

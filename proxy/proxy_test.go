@@ -464,9 +464,9 @@ func TestResponsePumpEndsWhenIdle(t *testing.T) {
 		h.srv.mu.Lock()
 		defer h.srv.mu.Unlock()
 		for sc := range h.srv.conns {
-			sc.owed.mu.Lock()
-			p := sc.owed.pumping
-			sc.owed.mu.Unlock()
+			sc.inflight.mu.Lock()
+			p := sc.inflight.pumping
+			sc.inflight.mu.Unlock()
 			if p {
 				return true
 			}

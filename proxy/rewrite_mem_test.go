@@ -11,6 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafkaguard/kafkaguard/limits"
+
+	"github.com/kafkaguard/kafkaguard/framing"
 )
 
 // A broker's Metadata response that declares far more brokers than its
@@ -24,7 +26,7 @@ func TestRewriteRefusesImpossibleCounts(t *testing.T) {
 	body = binary.BigEndian.AppendUint32(body, size-16) // v1: broker count, one byte each at most
 	body = append(body, make([]byte, size-len(body))...)
 	broker := newFakeBroker(t, func(key, _ int16, _ []byte) []byte {
-		if key == keyMetadata {
+		if key == framing.KeyMetadata {
 			return body
 		}
 		return nil
@@ -49,7 +51,7 @@ func TestRewriteRefusesImpossibleCounts(t *testing.T) {
 	if allocated > 3*size {
 		t.Errorf("allocated %d MiB for a %d MiB response, want under %d MiB", allocated>>20, size>>20, 3*size>>20)
 	}
-	if n := h.counter("kafkaguard_frames_rejected_total", map[string]string{"reason": reasonBadResponse, "api": "Metadata"}); n != 1 {
+	if n := h.counter("kafkaguard_frames_rejected_total", map[string]string{"reason": reasonBadResponse.String(), "api": "Metadata"}); n != 1 {
 		t.Errorf("bad_response rejections = %v, want 1", n)
 	}
 	waitFor(t, 5*time.Second, "the pool to drain", func() bool { return h.pool.InUse() == 0 })
@@ -77,7 +79,7 @@ func TestRewriteMemoryComesFromThePool(t *testing.T) {
 	}
 	body := encodeResponse(resp, 1)
 	broker := newFakeBroker(t, func(key, _ int16, _ []byte) []byte {
-		if key == keyMetadata {
+		if key == framing.KeyMetadata {
 			return body
 		}
 		return nil
@@ -105,7 +107,7 @@ func TestRewriteMemoryComesFromThePool(t *testing.T) {
 				f := kmsg.NewRequestFormatter(kmsg.FormatterClientID("t"))
 				c.Write(f.AppendRequest(nil, req, 1))
 				expectClosed(t, c, 10*time.Second)
-				if n := h.counter("kafkaguard_frames_rejected_total", map[string]string{"reason": reasonPoolExhausted, "api": "Metadata"}); n != 1 {
+				if n := h.counter("kafkaguard_frames_rejected_total", map[string]string{"reason": reasonPoolExhausted.String(), "api": "Metadata"}); n != 1 {
 					t.Errorf("pool_exhausted = %v, want 1", n)
 				}
 				return

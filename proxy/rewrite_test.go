@@ -16,7 +16,7 @@ import (
 func TestFindCoordinatorErrorPassesThrough(t *testing.T) {
 	const notAvailable = 15 // COORDINATOR_NOT_AVAILABLE
 	broker := newFakeBroker(t, func(key, version int16, _ []byte) []byte {
-		if key != keyFindCoordinator {
+		if key != framing.KeyFindCoordinator {
 			return nil
 		}
 		r := kmsg.NewPtrFindCoordinatorResponse()
@@ -79,12 +79,12 @@ func TestRewriteOutputDoesNotReallocate(t *testing.T) {
 		}
 		body := encodeResponse(r, v)
 		head := make([]byte, 9) // size, correlation id, header tags
-		_, addrs, err := framing.ResponseCost(keyMetadata, v, body)
+		_, addrs, err := framing.ResponseCost(framing.KeyMetadata, v, body)
 		if err != nil {
 			t.Fatal(err)
 		}
 		planned := len(head) + len(body) + rewriteSlack(addrs, rw.maxHostGrowth())
-		out, err := rw.rewrite(keyMetadata, v, head, body, rewriteSlack(addrs, rw.maxHostGrowth()))
+		out, err := rw.rewrite(framing.KeyMetadata, v, head, body, rewriteSlack(addrs, rw.maxHostGrowth()))
 		if err != nil {
 			t.Fatalf("v%d: %v", v, err)
 		}

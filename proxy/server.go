@@ -23,11 +23,11 @@ var ErrServerClosed = errors.New("proxy: server closed")
 // traffic to the route's broker. Build it with New, bind with Listen, run
 // with Serve and stop with Shutdown.
 type Server struct {
-	opts    Options
-	log     zerolog.Logger
-	metrics *Metrics
-	routes  []*route
-	rw      *rewriter
+	opts     Options
+	log      zerolog.Logger
+	metrics  *Metrics
+	routes   []*route
+	rewriter *rewriter
 
 	// warnLog rate-limits lines about misbehaving clients; connLog the
 	// per-connection open/close lines.
@@ -83,7 +83,7 @@ func New(opts Options) (*Server, error) {
 		}
 		s.routes = append(s.routes, &route{Route: r, upHost: host, upPort: int32(p)})
 	}
-	s.rw = &rewriter{s: s}
+	s.rewriter = &rewriter{s: s}
 	return s, nil
 }
 

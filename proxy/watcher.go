@@ -46,7 +46,7 @@ func (s *Server) watchUpstreams() {
 // touches only what is safe to share; closing the client socket wakes the
 // request pump, which tears the connection down.
 func (c *conn) checkUpstream() {
-	if c.owed.owes() {
+	if c.inflight.answering() {
 		return // the response pump is reading the upstream: it sees a close itself
 	}
 	up := c.upstreamConn()
