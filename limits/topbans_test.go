@@ -9,7 +9,7 @@ import (
 // TopBans gives the first n of what sorting every ban would, and holds no more than n of them.
 func TestTopBans(t *testing.T) {
 	const sources = 1000
-	g := NewGate(GateOptions{OffencesBeforeBan: 1, MaxTracked: 4 * sources})
+	g := newGate(t, GateOptions{OffencesBeforeBan: 1, MaxTracked: 4 * sources})
 	for i := range sources {
 		addr := netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)})
 		for range 1 + i%3 { // counts 1..3: ties, broken by address

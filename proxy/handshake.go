@@ -14,19 +14,6 @@ import (
 	"github.com/kafkaguard/kafkaguard/framing"
 )
 
-// Reasons a TLS listener closes a connection before its first frame.
-const (
-	// reasonPlaintextOnTLS: the first bytes are a Kafka request, so the
-	// client speaks plaintext (security.protocol=PLAINTEXT) to a TLS port.
-	reasonPlaintextOnTLS = "plaintext_on_tls"
-	// reasonTLSHandshakeFailed: a bad or unknown certificate, no common
-	// version or cipher, or bytes that are neither TLS nor Kafka.
-	reasonTLSHandshakeFailed = "tls_handshake_failed"
-	// reasonTLSHandshakeTimeout: the handshake did not finish within
-	// timeouts.tls_handshake.
-	reasonTLSHandshakeTimeout = "tls_handshake_timeout"
-)
-
 // Sentinel errors of a failed client handshake, for errors.Is.
 var (
 	errPlaintextOnTLS        = errors.New("plaintext Kafka request on a TLS listener")
@@ -62,7 +49,7 @@ func (c *firstBytesConn) Read(p []byte) (int, error) {
 // for the metric and the log line and an error saying what went wrong; the
 // caller closes raw. Only reasonClientClosed (a client, or a TCP health
 // probe, that closed without sending a byte) is no offence.
-func handshakeServer(raw net.Conn, cfg *tls.Config, timeout time.Duration) (*tls.Conn, string, error) {
+func handshakeServer(raw net.Conn, cfg *tls.Config, timeout time.Duration) (*tls.Conn, reason, error) {
 	fb := &firstBytesConn{Conn: raw}
 	tc := tls.Server(fb, cfg)
 	if err := raw.SetDeadline(time.Now().Add(timeout)); err != nil {
@@ -75,13 +62,13 @@ func handshakeServer(raw net.Conn, cfg *tls.Config, timeout time.Duration) (*tls
 	if err := raw.SetDeadline(time.Time{}); err != nil {
 		return nil, reasonClientError, err
 	}
-	return tc, "", nil
+	return tc, reasonNone, nil
 }
 
 // classifyHandshake names why a client's handshake failed, from the error
 // and the first bytes the client sent. A plaintext Kafka request is named
 // as such even when it came with a timeout: the bytes say more.
-func classifyHandshake(err error, first []byte) (string, error) {
+func classifyHandshake(err error, first []byte) (reason, error) {
 	switch {
 	case looksLikeKafkaRequest(first):
 		return reasonPlaintextOnTLS, fmt.Errorf("%w: first bytes are a Kafka %s request: the client is configured for plaintext (security.protocol=PLAINTEXT) on a TLS listener",

@@ -32,6 +32,12 @@ const (
 	reasonBadSize
 	reasonNotKafka
 	reasonTLS
+	// A TLS listener's handshake: plaintext Kafka on a TLS port, a bad or
+	// unknown certificate (or bytes that are neither TLS nor Kafka), no
+	// handshake within timeouts.tls_handshake.
+	reasonPlaintextOnTLS
+	reasonTLSHandshakeFailed
+	reasonTLSHandshakeTimeout
 	reasonHeaderTimeout
 	reasonFrameTimeout
 	reasonSlowFrame
@@ -66,34 +72,37 @@ var reasons = [numReasons]struct {
 	label string
 	class weightClass
 }{
-	reasonNone:             {"", notOffence},
-	reasonClientClosed:     {"client_closed", notOffence},
-	reasonIdle:             {"idle_timeout", notOffence},
-	reasonShutdown:         {"shutdown", notOffence},
-	reasonTruncated:        {"truncated", notOffence},
-	reasonClientError:      {"client_error", notOffence},
-	reasonUpstreamError:    {"upstream_error", notOffence},
-	reasonUpstreamClosed:   {"upstream_closed", notOffence},
-	reasonRequestTimeout:   {"request_timeout", notOffence},
-	reasonDialFailed:       {"dial_failed", notOffence},
-	reasonPoolExhausted:    {"pool_exhausted", notOffence},
-	reasonBanned:           {"banned", notOffence},
-	reasonBadResponse:      {"bad_response", notOffence},
-	reasonBadSize:          {"bad_size", weighsClosed},
-	reasonNotKafka:         {"not_kafka", weighsClosed},
-	reasonTLS:              {"tls_on_plaintext", weighsClosed},
-	reasonHeaderTimeout:    {"header_timeout", weighsClosed},
-	reasonFrameTimeout:     {"frame_timeout", weighsClosed},
-	reasonSlowFrame:        {"slow_frame", weighsClosed},
-	reasonAnswerTooLarge:   {"answer_too_large", weighsClosed},
-	reasonMalformed:        {"malformed_header", weighsClosed},
-	reasonMalformedBody:    {"malformed_produce", weighsClosed},
-	reasonClientIDTooBig:   {string(limits.ReasonClientIDTooLong), weighsClosed},
-	reasonTooLarge:         {string(limits.ReasonTooLarge), weighsClosed},
-	reasonDeniedAPI:        {string(limits.ReasonDeniedAPI), weighsClosed},
-	reasonUnknownAPI:       {string(limits.ReasonUnknownAPI), weighsClosed},
-	reasonBadVersion:       {string(limits.ReasonBadVersion), weighsClosed},
-	reasonTooLargeAnswered: {string(limits.ReasonTooLarge), weighsRejection},
+	reasonNone:                {"", notOffence},
+	reasonClientClosed:        {"client_closed", notOffence},
+	reasonIdle:                {"idle_timeout", notOffence},
+	reasonShutdown:            {"shutdown", notOffence},
+	reasonTruncated:           {"truncated", notOffence},
+	reasonClientError:         {"client_error", notOffence},
+	reasonUpstreamError:       {"upstream_error", notOffence},
+	reasonUpstreamClosed:      {"upstream_closed", notOffence},
+	reasonRequestTimeout:      {"request_timeout", notOffence},
+	reasonDialFailed:          {"dial_failed", notOffence},
+	reasonPoolExhausted:       {"pool_exhausted", notOffence},
+	reasonBanned:              {"banned", notOffence},
+	reasonBadResponse:         {"bad_response", notOffence},
+	reasonBadSize:             {"bad_size", weighsClosed},
+	reasonNotKafka:            {"not_kafka", weighsClosed},
+	reasonTLS:                 {"tls_on_plaintext", weighsClosed},
+	reasonPlaintextOnTLS:      {"plaintext_on_tls", weighsClosed},
+	reasonTLSHandshakeFailed:  {"tls_handshake_failed", weighsClosed},
+	reasonTLSHandshakeTimeout: {"tls_handshake_timeout", weighsClosed},
+	reasonHeaderTimeout:       {"header_timeout", weighsClosed},
+	reasonFrameTimeout:        {"frame_timeout", weighsClosed},
+	reasonSlowFrame:           {"slow_frame", weighsClosed},
+	reasonAnswerTooLarge:      {"answer_too_large", weighsClosed},
+	reasonMalformed:           {"malformed_header", weighsClosed},
+	reasonMalformedBody:       {"malformed_produce", weighsClosed},
+	reasonClientIDTooBig:      {string(limits.ReasonClientIDTooLong), weighsClosed},
+	reasonTooLarge:            {string(limits.ReasonTooLarge), weighsClosed},
+	reasonDeniedAPI:           {string(limits.ReasonDeniedAPI), weighsClosed},
+	reasonUnknownAPI:          {string(limits.ReasonUnknownAPI), weighsClosed},
+	reasonBadVersion:          {string(limits.ReasonBadVersion), weighsClosed},
+	reasonTooLargeAnswered:    {string(limits.ReasonTooLarge), weighsRejection},
 }
 
 func (r reason) String() string { return reasons[r].label }

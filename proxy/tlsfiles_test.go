@@ -32,7 +32,7 @@ type tlsEcho struct {
 }
 
 type handshakeResult struct {
-	reason string
+	reason reason
 	err    error
 }
 
@@ -209,7 +209,7 @@ func TestTLSHandshakeReasons(t *testing.T) {
 	tests := []struct {
 		name    string
 		send    []byte // nil: send nothing and wait; empty: close at once
-		reason  string
+		reason  reason
 		wantErr error
 		wantMsg string
 	}{
@@ -612,7 +612,7 @@ func FuzzClassifyHandshake(f *testing.F) {
 		if len(b) > sniffLen {
 			b = b[:sniffLen]
 		}
-		if reason, err := classifyHandshake(errors.New("x"), b); reason == "" || err == nil {
+		if reason, err := classifyHandshake(errors.New("x"), b); reason == reasonNone || err == nil {
 			t.Fatalf("no reason for % x", b)
 		}
 	})
