@@ -211,3 +211,37 @@ func TestSaslParsersAllocate(t *testing.T) {
 		}
 	}
 }
+
+// FuzzSasl checks the SASL decoders on any bytes: no panic, results alias
+// the input within it, names stay bounded, and a principal is printable.
+func FuzzSasl(f *testing.F) {
+	f.Add(handshakeBody(0, "PLAIN"), int16(0))
+	f.Add((&kmsg.SASLAuthenticateResponse{Version: 2, SASLAuthBytes: []byte("v=x")}).AppendTo(nil), int16(2))
+	f.Add((&kmsg.SASLAuthenticateRequest{Version: 1, SASLAuthBytes: []byte("\x00u\x00p")}).AppendTo(nil), int16(1))
+	f.Add([]byte("n,a=z=2C,n=us=3Der,r=abc"), int16(0))
+	f.Add([]byte("\x00alice\x00secret"), int16(0))
+	f.Fuzz(func(t *testing.T, b []byte, version int16) {
+		if m, err := ParseSaslHandshakeRequest(b, version); err == nil {
+			if len(m) == 0 || len(m) > MaxMechanismLen || !bytes.Equal(m, b[2:]) {
+				t.Fatalf("mechanism %q of %q", m, b)
+			}
+		}
+		SaslHandshakeError(b)
+		SaslAuthenticateError(b, version)
+		if tok, err := ParseSaslAuthenticateRequest(b, version); err == nil && len(tok) > len(b) {
+			t.Fatalf("token of %d bytes from %d", len(tok), len(b))
+		}
+		for _, m := range []SaslMechanism{SaslPlain, SaslScram, SaslOther} {
+			p := SaslPrincipal(m, b)
+			if p == "" {
+				continue
+			}
+			if len(p) > MaxPrincipalLen || !printable([]byte(p)) {
+				t.Fatalf("%v principal %q", m, p)
+			}
+			if m == SaslPlain && !bytes.Contains(b, []byte("\x00"+p+"\x00")) {
+				t.Fatalf("plain principal %q is not the authcid of %q", p, b)
+			}
+		}
+	})
+}
