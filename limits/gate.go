@@ -126,6 +126,9 @@ type Ban struct {
 	Source netip.Prefix
 	// ClientID is the last client id seen offending from Source, at most 64 bytes of it; empty if none.
 	ClientID string
+	// Principal is the authenticated user (a SASL user name) of the connection whose offence was the
+	// last, at most 64 bytes of it; empty when that connection had not logged in. Bans stay by Source.
+	Principal string
 	// Since is when the ban began; Until when it ends (for a ban lifted by Unban, when it was lifted).
 	Since, Until time.Time
 	// Count is how many bans the source has had in its remembered history, 1 for the first.
@@ -319,6 +322,23 @@ func (g *Gate) Release(addr netip.Addr) {
 // ban. OnBan runs only for a new ban. An offence of a source already banned adds nothing to its count.
 // Offences from allow-listed addresses or with a weight that is not positive are ignored.
 func (g *Gate) Offence(addr netip.Addr, clientID string, reason string, weight float64) (Ban, bool) {
+	return g.OffenceBy(addr, Offender{ClientID: clientID}, reason, weight)
+}
+
+// Offender is who committed an offence, as far as the proxy knows: informative only, as bans are by
+// source.
+type Offender struct {
+	// ClientID is the request header's client id; may be "".
+	ClientID string
+	// Principal is the user the broker accepted on the offending connection; "" before a login.
+	Principal string
+}
+
+// OffenceBy is Offence naming the offender's client id and principal, both kept (clipped) with the source
+// for the ban log and Bans: the client id when not empty, the principal always, so that a ban shows the
+// principal of the offence that earned it.
+func (g *Gate) OffenceBy(addr netip.Addr, who Offender, reason string, weight float64) (Ban, bool) {
+	clientID := who.ClientID
 	addr = normalize(addr)
 	if g.allowed(addr) || !(weight > 0) {
 		return Ban{}, false
@@ -354,6 +374,9 @@ func (g *Gate) Offence(addr netip.Addr, clientID string, reason string, weight f
 	}
 	if reason != e.reason {
 		e.reason = strings.Clone(reason)
+	}
+	if p := clipClientID(who.Principal); p != e.principal {
+		e.principal = strings.Clone(p)
 	}
 	if e.offences.add(g.slot(now), weight) < g.threshold {
 		return Ban{}, false

@@ -803,3 +803,28 @@ func BenchmarkGateOffence(b *testing.B) {
 		i++
 	}
 }
+
+// A ban names the principal of the offence that earned it, clipped like the client id; an offence from a
+// connection that had not logged in clears it, so a ban never names a user who did not commit it.
+func TestBanNamesThePrincipal(t *testing.T) {
+	g := newGate(t, GateOptions{OffencesBeforeBan: 2, MaxTracked: 16})
+	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+	long := strings.Repeat("u", 300)
+	for _, tc := range []struct {
+		addr netip.Addr
+		who  []Offender
+		want string
+	}{
+		{a, []Offender{{ClientID: "c", Principal: "alice"}, {Principal: long}}, long[:maxStoredClientID]},
+		{b, []Offender{{Principal: "alice"}, {ClientID: "anon"}}, ""},
+	} {
+		var ban Ban
+		var banned bool
+		for _, w := range tc.who {
+			ban, banned = g.OffenceBy(tc.addr, w, "too_large", 1)
+		}
+		if !banned || ban.Principal != tc.want {
+			t.Errorf("%v: banned %v, principal %q, want %q", tc.addr, banned, ban.Principal, tc.want)
+		}
+	}
+}

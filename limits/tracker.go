@@ -55,10 +55,11 @@ func (w *window) reset() { w.slots = [windowSlots]float64{} }
 // maxStoredClientID bounds the client id kept per source, for the ban log and /bans. An offence may be
 // exactly a client id that is too long (up to 32 KiB), and MaxTracked copies of that would be a memory attack
 // of their own; 64 bytes tell most clients apart (client ids are a hint anyway) for at most 3.2 MB at the
-// default bound.
+// default bound. The principal kept per source (Offender.Principal) is clipped to the same length: another
+// 3.2 MB at most.
 const maxStoredClientID = 64
 
-// clipClientID returns the prefix of id that is stored and reported.
+// clipClientID returns the prefix of id (a client id or a principal) that is stored and reported.
 func clipClientID(id string) string {
 	if len(id) > maxStoredClientID {
 		return id[:maxStoredClientID]

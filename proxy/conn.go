@@ -70,6 +70,7 @@ type conn struct {
 
 	req  requestSide
 	resp responseSide
+	sasl saslState // the SASL login, followed by both pumps (sasl.go)
 }
 
 // requestSide is the state of the request pump, serve's goroutine, and of
@@ -123,7 +124,7 @@ func (s *Server) newConn(r *route, nc net.Conn, ip netip.Addr) *conn {
 		s: s, r: r, client: nc, ip: ip, id: id, opened: time.Now(),
 	}
 	c.log = s.log.With().Uint64("conn", id).Str("client", nc.RemoteAddr().String()).
-		Str("listener", r.listenAddr).Str("upstream", r.Upstream).Logger()
+		Str("listener", r.listenAddr).Str("upstream", r.Upstream).Logger().Hook(principalHook{&c.sasl})
 	return c
 }
 

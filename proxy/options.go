@@ -29,6 +29,11 @@ type Route struct {
 	// dial, as in a sidecar).
 	NodeID    int32
 	HasNodeID bool
+	// SASLRequire holds clients to ApiVersions, SaslHandshake and
+	// SaslAuthenticate, each at most Options.MaxUnauthenticatedBytes, until
+	// the broker has accepted their SASL login (config sasl: require);
+	// false passes SASL through without requiring it.
+	SASLRequire bool
 }
 
 // Weights are how much one offence counts towards a ban. A weight of 0 makes
@@ -105,6 +110,12 @@ type Options struct {
 	// how many pool bytes a connection's queued answers may hold before
 	// kafkaguard stops reading its requests. Must be positive.
 	MaxLocalAnswerBytes int
+	// MaxUnauthenticatedBytes bounds each header-less SASL token of a
+	// SaslHandshake v0 exchange, and, on a route with SASLRequire, each
+	// request before the broker has accepted the client's login: a larger
+	// frame closes the connection (sasl_too_large) before a byte of it
+	// past the length prefix is read. Must be positive.
+	MaxUnauthenticatedBytes int32
 	// UnmappedPort, when non-zero, advertises brokers that no route fronts
 	// at their own host with this port (one kafkaguard sidecar per broker).
 	// 0..65535.
@@ -165,6 +176,9 @@ func (o *Options) validate() error {
 	}
 	if o.MaxLocalAnswerBytes <= 0 {
 		bad("MaxLocalAnswerBytes %d must be positive", o.MaxLocalAnswerBytes)
+	}
+	if o.MaxUnauthenticatedBytes <= 0 {
+		bad("MaxUnauthenticatedBytes %d must be positive", o.MaxUnauthenticatedBytes)
 	}
 	if o.UnmappedPort < 0 || o.UnmappedPort > 65535 {
 		bad("UnmappedPort %d must be 0..65535", o.UnmappedPort)

@@ -32,6 +32,8 @@ func testOptions() Options {
 		MaxRewriteBytes:     int32(d.Proxy.MaxRewriteBytes),
 		MaxLocalAnswerBytes: int(d.Limits.MaxLocalAnswerBytes),
 		UnmappedPort:        d.Rewrite.UnmappedPort,
+
+		MaxUnauthenticatedBytes: int32(d.Limits.MaxUnauthenticatedBytes),
 	}
 }
 

@@ -53,6 +53,14 @@ const (
 	// MESSAGE_TOO_LARGE: the connection stays open and the offence weighs
 	// less.
 	reasonTooLargeAnswered
+	// SASL (see sasl.go): a request other than ApiVersions, SaslHandshake
+	// and SaslAuthenticate before the login on a sasl: require listener; a
+	// token or unauthenticated request over max_unauthenticated_bytes; a
+	// SaslHandshake or SaslAuthenticate no client sends, or a v0 exchange
+	// out of turn.
+	reasonUnauthenticated
+	reasonSaslTooLarge
+	reasonMalformedSasl
 
 	numReasons
 )
@@ -103,6 +111,9 @@ var reasons = [numReasons]struct {
 	reasonUnknownAPI:          {string(limits.ReasonUnknownAPI), weighsClosed},
 	reasonBadVersion:          {string(limits.ReasonBadVersion), weighsClosed},
 	reasonTooLargeAnswered:    {string(limits.ReasonTooLarge), weighsRejection},
+	reasonUnauthenticated:     {"unauthenticated", weighsClosed},
+	reasonSaslTooLarge:        {"sasl_too_large", weighsClosed},
+	reasonMalformedSasl:       {"malformed_sasl", weighsClosed},
 }
 
 func (r reason) String() string { return reasons[r].label }
@@ -141,7 +152,7 @@ func (c *conn) charge(r reason, clientID string) (banned bool) {
 	if g == nil || !c.ip.IsValid() || w <= 0 {
 		return false
 	}
-	_, banned = g.Offence(c.ip, clientID, r.String(), w)
+	_, banned = g.OffenceBy(c.ip, limits.Offender{ClientID: clientID, Principal: c.principal()}, r.String(), w)
 	return banned
 }
 

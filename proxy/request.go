@@ -147,6 +147,9 @@ func (c *conn) readFailed(err error, timeoutReason reason, api string) {
 // frame handles one request whose length prefix starts c.req.buf. It
 // returns false when the connection must close.
 func (c *conn) frame(size int32, start time.Time) bool {
+	if done, ok := c.saslFrame(size, start); done {
+		return ok
+	}
 	pol := c.s.opts.Policy
 	if err := framing.CheckSize(size, pol.MaxLimit()); err != nil {
 		if !errors.Is(err, framing.ErrFrameTooLarge) {
@@ -167,6 +170,9 @@ func (c *conn) frame(size int32, start time.Time) bool {
 	if h.ClientID != nil && string(h.ClientID) != c.req.clientID {
 		c.req.clientID = string(h.ClientID)
 	}
+	if !c.saslAllowed(h) {
+		return false
+	}
 	api := framing.APIName(h.APIKey)
 	action, why := pol.Check(h, size)
 	switch action {
@@ -176,6 +182,9 @@ func (c *conn) frame(size int32, start time.Time) bool {
 		return false
 	case limits.Reject:
 		return c.reject(h, size, start)
+	}
+	if !c.saslRequest(h, size, start) {
+		return false
 	}
 	return c.forward(h, size, start)
 }

@@ -67,6 +67,11 @@ func (c *conn) responseLoop() {
 func (c *conn) relayNext(p inflightReq) bool {
 	c.resp.key = p.key
 	c.upstreamDeadline(later(p.due, time.Now().Add(min(lateGrace, c.s.opts.RequestTimeout))))
+	if p.key == keyRawToken || p.key == framing.KeySaslHandshake || p.key == framing.KeySaslAuthenticate {
+		if done, ok := c.saslResponse(p); done {
+			return ok
+		}
+	}
 	if c.resp.buf.chunk == nil {
 		// Wait for the broker without holding a chunk: a consumer's long
 		// poll would otherwise hold one for as long as the broker waits.

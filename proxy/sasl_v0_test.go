@@ -1,0 +1,224 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafkaguard/kafkaguard/limits"
+)
+
+// v0Broker is a few lines of broker that speaks the SASL exchange a
+// SaslHandshake v0 starts, as Apache Kafka's SaslServerAuthenticator does
+// (kfake speaks only v1): after the handshake response, header-less tokens
+// from the client and header-less replies from the broker, then ordinary
+// requests, each answered with an empty response of its kind. Per
+// mechanism:
+//
+//   - PLAIN: one token "\x00user\x00pass"; user:secret is accepted with an
+//     empty reply, anything else closes the connection (Kafka sends no
+//     error frame in v0).
+//   - GSSAPI: three tokens; the first two get a reply, the third none (the
+//     JDK's Kerberos server completes with a null challenge), and the
+//     client goes on to requests.
+type v0Broker struct {
+	*testBroker
+	tokens chan []byte // every raw token received, for the test to check
+}
+
+func newV0Broker(t *testing.T) *v0Broker {
+	t.Helper()
+	b := &v0Broker{tokens: make(chan []byte, 64)}
+	b.testBroker = listenBroker(t, b.serve)
+	return b
+}
+
+func readFrame(c net.Conn) ([]byte, error) {
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var sz [4]byte
+	if _, err := io.ReadFull(c, sz[:]); err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(sz[:])
+	if n > 1<<20 {
+		return nil, fmt.Errorf("frame of %d bytes", n)
+	}
+	b := make([]byte, n)
+	_, err := io.ReadFull(c, b)
+	return b, err
+}
+
+func writeFrame(c net.Conn, b []byte) error {
+	c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	_, err := c.Write(binary.BigEndian.AppendUint32(nil, uint32(len(b))))
+	if err == nil {
+		_, err = c.Write(b)
+	}
+	return err
+}
+
+func (b *v0Broker) serve(c net.Conn) {
+	defer c.Close()
+	mech, tokens := "", 0
+	for {
+		req, err := readFrame(c)
+		if err != nil {
+			return
+		}
+		if mech != "" { // a raw token
+			b.tokens <- req
+			tokens++
+			switch {
+			case mech == "PLAIN":
+				if !bytes.Equal(req, []byte("\x00user\x00secret")) {
+					return
+				}
+				mech = ""
+				if writeFrame(c, nil) != nil {
+					return
+				}
+			case mech == "GSSAPI" && tokens < 3:
+				if writeFrame(c, fmt.Appendf(nil, "challenge-%d", tokens)) != nil {
+					return
+				}
+			case mech == "GSSAPI":
+				mech = "" // complete: no reply
+			}
+			continue
+		}
+		if len(req) < 10 {
+			return
+		}
+		key := int16(binary.BigEndian.Uint16(req))
+		version := int16(binary.BigEndian.Uint16(req[2:]))
+		kreq := kmsg.RequestForKey(key)
+		if kreq == nil {
+			return
+		}
+		kreq.SetVersion(version)
+		off := 10 + max(int(int16(binary.BigEndian.Uint16(req[8:]))), 0)
+		if kreq.IsFlexible() && off < len(req) {
+			_, w := binary.Uvarint(req[off:])
+			off += max(w, 0)
+		}
+		resp := kreq.ResponseKind()
+		resp.SetVersion(version)
+		if key == int16(kmsg.SASLHandshake) {
+			hs := kmsg.NewSASLHandshakeRequest()
+			hs.SetVersion(version)
+			if err := hs.ReadFrom(req[off:]); err != nil {
+				return
+			}
+			r := resp.(*kmsg.SASLHandshakeResponse)
+			r.SupportedMechanisms = []string{"PLAIN", "GSSAPI"}
+			if hs.Mechanism != "PLAIN" && hs.Mechanism != "GSSAPI" {
+				r.ErrorCode = 33 // UNSUPPORTED_SASL_MECHANISM
+			} else if version == 0 {
+				mech, tokens = hs.Mechanism, 0
+			}
+		}
+		out := append([]byte(nil), req[4:8]...)
+		if kreq.IsFlexible() && key != int16(kmsg.ApiVersions) {
+			out = append(out, 0)
+		}
+		if writeFrame(c, resp.AppendTo(out)) != nil {
+			return
+		}
+	}
+}
+
+// v0Login runs a scripted v0 login on c: SaslHandshake v0 naming mech, then
+// the raw tokens, reading the raw replies the broker sends (want lists
+// them; "" = none for that token), then ApiVersions v0 as the first
+// ordinary request.
+func v0Login(t *testing.T, c net.Conn, mech string, tokens [][]byte, want []string) error {
+	t.Helper()
+	hs := kmsg.NewSASLHandshakeRequest()
+	hs.Version, hs.Mechanism = 0, mech
+	resp, err := roundTripErr(c, &hs, 1)
+	if err != nil {
+		return fmt.Errorf("handshake: %w", err)
+	}
+	if code := resp.(*kmsg.SASLHandshakeResponse).ErrorCode; code != 0 {
+		return fmt.Errorf("handshake: error %d", code)
+	}
+	for i, tok := range tokens {
+		if err := writeFrame(c, tok); err != nil {
+			return fmt.Errorf("token %d: %w", i, err)
+		}
+		if want[i] == "-" {
+			continue
+		}
+		reply, err := readFrame(c)
+		if err != nil {
+			return fmt.Errorf("reply to token %d: %w", i, err)
+		}
+		if string(reply) != want[i] {
+			return fmt.Errorf("reply to token %d: %q, want %q", i, reply, want[i])
+		}
+	}
+	av := kmsg.NewApiVersionsRequest()
+	av.Version = 0
+	if _, err := roundTripErr(c, &av, 2); err != nil {
+		return fmt.Errorf("ApiVersions after login: %w", err)
+	}
+	return nil
+}
+
+// roundTripErr is roundTripOn returning an error instead of failing.
+func roundTripErr(c net.Conn, req kmsg.Request, corr int32) (kmsg.Response, error) {
+	f := kmsg.NewRequestFormatter(kmsg.FormatterClientID("kafkaguard-v0"))
+	c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write(f.AppendRequest(nil, req, corr)); err != nil {
+		return nil, err
+	}
+	b, err := readFrame(c)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) < 4 || int32(binary.BigEndian.Uint32(b)) != corr {
+		return nil, fmt.Errorf("response %x: want correlation id %d", b, corr)
+	}
+	resp := req.ResponseKind()
+	resp.SetVersion(req.GetVersion())
+	return resp, resp.ReadFrom(b[4:])
+}
+
+// A client that logs in with SaslHandshake v0 sends its tokens as bare
+// [int32 len][bytes] frames with no request header. They are forwarded, and
+// the broker's header-less replies relayed, never refused as malformed
+// requests: ten logins in a row from one address, with bans after five
+// offences, all succeed and earn nothing. (Before kafkaguard followed the
+// v0 exchange, the first token was refused as a malformed header, an
+// offence, and the fifth login earned a ban.)
+func TestSaslV0LoginIsNoOffence(t *testing.T) {
+	b := newV0Broker(t)
+	h := newHarness(t, harnessOpts{upstreams: []string{b.addr()},
+		gate: &limits.GateOptions{OffencesBeforeBan: 5, BanMin: time.Minute}})
+	for i := range 10 {
+		c, err := net.DialTimeout("tcp", h.addrs[0], 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = v0Login(t, c, "PLAIN", [][]byte{[]byte("\x00user\x00secret")}, []string{""})
+		c.Close()
+		if err != nil {
+			t.Fatalf("login %d: %v", i+1, err)
+		}
+		if tok := <-b.tokens; string(tok) != "\x00user\x00secret" {
+			t.Fatalf("login %d: the broker got token %q", i+1, tok)
+		}
+	}
+	if n := h.counter("kafkaguard_frames_rejected_total", nil); n != 0 {
+		t.Errorf("%v frames rejected, want none", n)
+	}
+	if bans := h.srv.Gate().ActiveBans(); bans != 0 {
+		t.Errorf("%d bans after ten v0 logins", bans)
+	}
+}
