@@ -56,16 +56,18 @@ func adminHandler(s *proxy.Server, g *limits.Gate, gatherer prometheus.Gatherer)
 			return
 		}
 		type ban struct {
-			Addr     string    `json:"addr"`
-			ClientID string    `json:"client_id,omitempty"`
-			Reason   string    `json:"reason"`
-			Since    time.Time `json:"since"`
-			Until    time.Time `json:"until"`
-			Count    int       `json:"count"`
+			Addr     string `json:"addr"`
+			ClientID string `json:"client_id,omitempty"`
+			// Principal is the SASL user of the offence that earned the ban, if it had logged in.
+			Principal string    `json:"principal,omitempty"`
+			Reason    string    `json:"reason"`
+			Since     time.Time `json:"since"`
+			Until     time.Time `json:"until"`
+			Count     int       `json:"count"`
 		}
 		out := []ban{}
 		for _, b := range g.Bans() {
-			out = append(out, ban{limits.SourceString(b.Source), b.ClientID, b.Reason, b.Since, b.Until, b.Count})
+			out = append(out, ban{limits.SourceString(b.Source), b.ClientID, b.Principal, b.Reason, b.Since, b.Until, b.Count})
 		}
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(out)

@@ -136,7 +136,7 @@ func Build(cfg config.Config, log zerolog.Logger) (*App, error) {
 			IPv6Prefix:        ab.IPv6Prefix,
 			OnBan: func(b limits.Ban) {
 				m.Banned()
-				banLog.Warn().Str("addr", limits.SourceString(b.Source)).Str("client_id", b.ClientID).Str("reason", b.Reason).
+				banLog.Warn().Str("addr", limits.SourceString(b.Source)).Str("client_id", b.ClientID).Str("principal", b.Principal).Str("reason", b.Reason).
 					Int("ban_count", b.Count).Dur("for", b.Until.Sub(b.Since)).Time("until", b.Until).Msg("source banned")
 			},
 			OnUnban: func(b limits.Ban) {
@@ -152,7 +152,8 @@ func Build(cfg config.Config, log zerolog.Logger) (*App, error) {
 
 	routes := make([]proxy.Route, len(cfg.Listeners))
 	for i, l := range cfg.Listeners {
-		routes[i] = proxy.Route{Listen: l.Address, Upstream: l.Upstream, Advertised: l.Advertised}
+		routes[i] = proxy.Route{Listen: l.Address, Upstream: l.Upstream, Advertised: l.Advertised,
+			SASLRequire: l.SASL == config.SASLRequire}
 		if l.NodeID != nil {
 			routes[i].NodeID, routes[i].HasNodeID = *l.NodeID, true
 		}
@@ -178,6 +179,8 @@ func Build(cfg config.Config, log zerolog.Logger) (*App, error) {
 		Metrics:         m,
 
 		MaxLocalAnswerBytes: int(cfg.Limits.MaxLocalAnswerBytes),
+
+		MaxUnauthenticatedBytes: int32(cfg.Limits.MaxUnauthenticatedBytes),
 	})
 	if err != nil {
 		return nil, err

@@ -72,6 +72,9 @@ var wiring = map[string]check{
 		}
 		return want, got
 	},
+	"listeners[].sasl": func(c config.Config, r running, a string) (any, any) {
+		return c.Listeners[listener(a)].SASL == config.SASLRequire, r.opts.Routes[listener(a)].SASLRequire
+	},
 	// The admin servers and the shutdown drain are the App's own: Start and
 	// Stop read them from the config the App keeps.
 	"admin.address": func(c config.Config, r running, _ string) (any, any) { return c.Admin.Address, r.app.cfg.Admin.Address },
@@ -98,6 +101,9 @@ var wiring = map[string]check{
 	},
 	"limits.max_local_answer_bytes": func(c config.Config, r running, _ string) (any, any) {
 		return int64(c.Limits.MaxLocalAnswerBytes), int64(r.opts.MaxLocalAnswerBytes)
+	},
+	"limits.max_unauthenticated_bytes": func(c config.Config, r running, _ string) (any, any) {
+		return int64(c.Limits.MaxUnauthenticatedBytes), int64(r.opts.MaxUnauthenticatedBytes)
 	},
 	"limits.deny_api": func(c config.Config, r running, _ string) (any, any) {
 		want := []int16{}
@@ -209,17 +215,19 @@ var nonDefault = map[string]func(arg string) any{
 	"listeners[].upstream":   func(a string) any { return fmt.Sprintf("127.0.0.2:%d", 39092+listener(a)) },
 	"listeners[].advertised": func(a string) any { return fmt.Sprintf("broker-%d.example:9092", listener(a)) },
 	"listeners[].node_id":    func(a string) any { return 10 + listener(a) },
+	"listeners[].sasl":       func(string) any { return "require" },
 
 	"admin.address":         func(string) any { return "127.0.0.1:19644" },
 	"admin.metrics_address": func(string) any { return "0.0.0.0:19645" },
 
-	"limits.max_request_bytes":      func(string) any { return "2MiB" },
-	"limits.api.*":                  func(string) any { return "40KiB" },
-	"limits.max_client_id_bytes":    func(string) any { return 100 },
-	"limits.max_drain_bytes":        func(string) any { return "8MiB" },
-	"limits.max_local_answer_bytes": func(string) any { return "128KiB" },
-	"limits.deny_api":               func(string) any { return []any{"DeleteTopics", "CreateTopics"} },
-	"limits.unknown_api":            func(string) any { return "forward" },
+	"limits.max_request_bytes":         func(string) any { return "2MiB" },
+	"limits.api.*":                     func(string) any { return "40KiB" },
+	"limits.max_client_id_bytes":       func(string) any { return 100 },
+	"limits.max_drain_bytes":           func(string) any { return "8MiB" },
+	"limits.max_local_answer_bytes":    func(string) any { return "128KiB" },
+	"limits.max_unauthenticated_bytes": func(string) any { return "32KiB" },
+	"limits.deny_api":                  func(string) any { return []any{"DeleteTopics", "CreateTopics"} },
+	"limits.unknown_api":               func(string) any { return "forward" },
 
 	"timeouts.header":   func(string) any { return "11s" },
 	"timeouts.frame":    func(string) any { return "31s" },
