@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/kafkaguard/kafkaguard/limits"
 )
 
 // adminFor builds an app (nothing bound) with its abuse gate on and returns the admin handler.
@@ -59,6 +61,35 @@ func TestAdminListsBans(t *testing.T) {
 	}
 	if len(got) != 2 || !got["192.0.2.7"] || !got["2001:db8:6b67:1::/64"] {
 		t.Errorf("GET /bans lists %s, want 192.0.2.7 and 2001:db8:6b67:1::/64", body)
+	}
+}
+
+// GET /bans names the principal of the offence that earned a ban (a SASL user that had logged in), and
+// leaves the field out for a source whose offence came before any login.
+func TestAdminBansNamePrincipal(t *testing.T) {
+	a, h := adminFor(t)
+	a.gate.OffenceBy(netip.MustParseAddr("192.0.2.8"), limits.Offender{ClientID: "app", Principal: "alice"}, "too_large", 1)
+	a.gate.OffenceBy(netip.MustParseAddr("192.0.2.9"), limits.Offender{ClientID: "anon"}, "unauthenticated", 1)
+	code, body := serve(h, http.MethodGet, "/bans")
+	if code != http.StatusOK {
+		t.Fatalf("GET /bans: %d %s", code, body)
+	}
+	var out []map[string]any
+	if err := json.Unmarshal([]byte(body), &out); err != nil || len(out) != 2 {
+		t.Fatalf("GET /bans: %v in %s", err, body)
+	}
+	for _, b := range out {
+		p, has := b["principal"]
+		switch b["addr"] {
+		case "192.0.2.8":
+			if p != "alice" {
+				t.Errorf("ban of alice's source: principal %v in %s", p, body)
+			}
+		case "192.0.2.9":
+			if has {
+				t.Errorf("ban before any login names principal %v", p)
+			}
+		}
 	}
 }
 
