@@ -222,3 +222,89 @@ func TestSaslV0LoginIsNoOffence(t *testing.T) {
 		t.Errorf("%d bans after ten v0 logins", bans)
 	}
 }
+
+// The v0 exchanges of other shapes: GSSAPI, whose server completes its last
+// token with no reply (the client goes straight on to requests); a login
+// the broker refuses by closing; a token over max_unauthenticated_bytes,
+// refused on its length prefix; and a sasl: require listener, which serves
+// requests once the v0 exchange is done and refuses them before.
+func TestSaslV0Exchanges(t *testing.T) {
+	gss := [][]byte{[]byte("krb-1"), []byte("krb-2"), []byte("krb-3")}
+	for _, tc := range []struct {
+		name    string
+		require bool
+		run     func(t *testing.T, c net.Conn) error
+		reason  string // the refusal, "" = none
+	}{
+		{"gssapi silent completion", false, func(t *testing.T, c net.Conn) error {
+			return v0Login(t, c, "GSSAPI", gss, []string{"challenge-1", "challenge-2", "-"})
+		}, ""},
+		{"gssapi under require", true, func(t *testing.T, c net.Conn) error {
+			return v0Login(t, c, "GSSAPI", gss, []string{"challenge-1", "challenge-2", "-"})
+		}, ""},
+		{"plain under require, then Metadata", true, func(t *testing.T, c net.Conn) error {
+			if err := v0Login(t, c, "PLAIN", [][]byte{[]byte("\x00user\x00secret")}, []string{""}); err != nil {
+				return err
+			}
+			meta := kmsg.NewMetadataRequest()
+			meta.Version = 7
+			_, err := roundTripErr(c, &meta, 3)
+			return err
+		}, ""},
+		{"wrong password", false, func(t *testing.T, c net.Conn) error {
+			err := v0Login(t, c, "PLAIN", [][]byte{[]byte("\x00user\x00wrong")}, []string{""})
+			if err == nil {
+				return fmt.Errorf("a wrong password logged in")
+			}
+			return nil
+		}, ""},
+		{"oversized token", false, func(t *testing.T, c net.Conn) error {
+			hs := kmsg.NewSASLHandshakeRequest()
+			hs.Version, hs.Mechanism = 0, "PLAIN"
+			if _, err := roundTripErr(c, &hs, 1); err != nil {
+				return err
+			}
+			if _, err := c.Write(binary.BigEndian.AppendUint32(nil, 64<<10+1)); err != nil {
+				return err
+			}
+			expectClosed(t, c, 2*time.Second)
+			return nil
+		}, "sasl_too_large"},
+		{"metadata before the login under require", true, func(t *testing.T, c net.Conn) error {
+			meta := kmsg.NewMetadataRequest()
+			meta.Version = 7
+			if _, err := roundTripErr(c, &meta, 1); err == nil {
+				return fmt.Errorf("served before the login")
+			}
+			return nil
+		}, "unauthenticated"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newV0Broker(t)
+			h := newHarness(t, harnessOpts{upstreams: []string{b.addr()},
+				gate: &limits.GateOptions{OffencesBeforeBan: 5, BanMin: time.Minute},
+				mutate: func(o *Options) { o.Routes[0].SASLRequire = tc.require }})
+			c, err := net.DialTimeout("tcp", h.addrs[0], 2*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if err := tc.run(t, c); err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+			want := 0.0
+			if tc.reason != "" {
+				want = 1
+			}
+			if n := h.counter("kafkaguard_frames_rejected_total", nil); n != want {
+				t.Errorf("%v frames rejected, want %v", n, want)
+			}
+			if tc.reason != "" {
+				if n := h.counter("kafkaguard_frames_rejected_total", map[string]string{"reason": tc.reason}); n != 1 {
+					t.Errorf("rejected{reason=%s} = %v, want 1", tc.reason, n)
+				}
+			}
+		})
+	}
+}
