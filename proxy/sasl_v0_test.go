@@ -282,7 +282,7 @@ func TestSaslV0Exchanges(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := newV0Broker(t)
 			h := newHarness(t, harnessOpts{upstreams: []string{b.addr()},
-				gate: &limits.GateOptions{OffencesBeforeBan: 5, BanMin: time.Minute},
+				gate:   &limits.GateOptions{OffencesBeforeBan: 5, BanMin: time.Minute},
 				mutate: func(o *Options) { o.Routes[0].SASLRequire = tc.require }})
 			c, err := net.DialTimeout("tcp", h.addrs[0], 2*time.Second)
 			if err != nil {
