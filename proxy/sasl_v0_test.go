@@ -5,12 +5,14 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kafkaguard/kafkaguard/framing"
 	"github.com/kafkaguard/kafkaguard/limits"
 )
 
@@ -27,6 +29,8 @@ import (
 //   - GSSAPI: three tokens; the first two get a reply, the third none (the
 //     JDK's Kerberos server completes with a null challenge), and the
 //     client goes on to requests.
+//   - X-ENDLESS: every token gets a reply, for ever (a mechanism kafkaguard
+//     does not know, driven past framing.MaxSaslTokens).
 type v0Broker struct {
 	*testBroker
 	tokens chan []byte // every raw token received, for the test to check
@@ -89,6 +93,10 @@ func (b *v0Broker) serve(c net.Conn) {
 				}
 			case mech == "GSSAPI":
 				mech = "" // complete: no reply
+			case mech == "X-ENDLESS":
+				if writeFrame(c, []byte("more")) != nil {
+					return
+				}
 			}
 			continue
 		}
@@ -116,8 +124,8 @@ func (b *v0Broker) serve(c net.Conn) {
 				return
 			}
 			r := resp.(*kmsg.SASLHandshakeResponse)
-			r.SupportedMechanisms = []string{"PLAIN", "GSSAPI"}
-			if hs.Mechanism != "PLAIN" && hs.Mechanism != "GSSAPI" {
+			r.SupportedMechanisms = []string{"PLAIN", "GSSAPI", "X-ENDLESS"}
+			if hs.Mechanism != "PLAIN" && hs.Mechanism != "GSSAPI" && hs.Mechanism != "X-ENDLESS" {
 				r.ErrorCode = 33 // UNSUPPORTED_SASL_MECHANISM
 			} else if version == 0 {
 				mech, tokens = hs.Mechanism, 0
@@ -270,6 +278,26 @@ func TestSaslV0Exchanges(t *testing.T) {
 			expectClosed(t, c, 2*time.Second)
 			return nil
 		}, "sasl_too_large"},
+		{"more tokens than any mechanism takes", false, func(t *testing.T, c net.Conn) error {
+			hs := kmsg.NewSASLHandshakeRequest()
+			hs.Version, hs.Mechanism = 0, "X-ENDLESS"
+			if _, err := roundTripErr(c, &hs, 1); err != nil {
+				return err
+			}
+			for i := range framing.MaxSaslTokens {
+				if err := writeFrame(c, []byte("tok")); err != nil {
+					return err
+				}
+				if reply, err := readFrame(c); err != nil || string(reply) != "more" {
+					return fmt.Errorf("token %d: reply %q, %v", i+1, reply, err)
+				}
+			}
+			if err := writeFrame(c, []byte("tok")); err != nil {
+				return err
+			}
+			expectClosed(t, c, 2*time.Second)
+			return nil
+		}, "malformed_sasl"},
 		{"metadata before the login under require", true, func(t *testing.T, c net.Conn) error {
 			meta := kmsg.NewMetadataRequest()
 			meta.Version = 7
@@ -307,4 +335,45 @@ func TestSaslV0Exchanges(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Whatever a client sends after a SaslHandshake v0, kafkaguard neither
+// panics nor leaks a chunk: random frames of random sizes (some over the
+// budget, some negative, some cut short) after an accepted handshake each
+// end in a forwarded token, a refusal or a close. The harness checks the
+// pool is empty at the end.
+func TestSaslV0HostileFrames(t *testing.T) {
+	b := newV0Broker(t)
+	h := newHarness(t, harnessOpts{upstreams: []string{b.addr()},
+		mutate: func(o *Options) { o.Routes[0].SASLRequire = true; o.FrameTimeout = 300 * time.Millisecond }})
+	rng := rand.New(rand.NewPCG(12, 10))
+	for i := range 40 {
+		c, err := net.DialTimeout("tcp", h.addrs[0], 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs := kmsg.NewSASLHandshakeRequest()
+		hs.Version, hs.Mechanism = 0, []string{"PLAIN", "GSSAPI", "X-ENDLESS"}[i%3]
+		if _, err := roundTripErr(c, &hs, 1); err != nil {
+			t.Fatalf("handshake %d: %v", i, err)
+		}
+		for range 1 + rng.IntN(4) {
+			size := []int32{int32(rng.IntN(100)), 64<<10 + 1, -1, int32(rng.IntN(70 << 10))}[rng.IntN(4)]
+			frame := binary.BigEndian.AppendUint32(nil, uint32(size))
+			n := max(0, min(int(size), 80<<10))
+			if rng.IntN(3) == 0 {
+				n /= 2 // cut short
+			}
+			body := make([]byte, n)
+			for j := range body {
+				body[j] = byte(rng.Uint32())
+			}
+			c.SetWriteDeadline(time.Now().Add(time.Second))
+			if _, err := c.Write(append(frame, body...)); err != nil {
+				break
+			}
+		}
+		c.Close()
+	}
+	waitFor(t, 10*time.Second, "every connection to end", func() bool { return h.srv.connCount() == 0 })
 }
