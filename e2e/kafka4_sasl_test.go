@@ -10,10 +10,12 @@ import (
 	"io"
 	"net"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -76,6 +78,22 @@ func TestKafka4SaslThroughGuard(t *testing.T) {
 			}
 			t.Run("kcat_plain", func(t *testing.T) {
 				kcatThroughGuard(t, g, fmt.Sprintf("h10-sasl-%s-kcat-%d", mode, time.Now().UnixNano()))
+			})
+			t.Run("wrong_password", func(t *testing.T) {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				cl, err := kgo.NewClient(kgo.SeedBrokers(g.addrs...), kgo.SASL(saslMechanism("SCRAM-SHA-512", "alice", "wrong")))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer cl.Close()
+				if err := cl.Ping(ctx); !errors.Is(err, kerr.SaslAuthenticationFailed) {
+					t.Fatalf("wrong password through kafkaguard: %v, want SASL_AUTHENTICATION_FAILED", err)
+				}
+				_, body, err := httpGet("http://" + g.admin + "/metrics")
+				if err != nil || !regexp.MustCompile(`kafkaguard_sasl_logins_total\{mechanism="scram",result="refused"\} [1-9]`).MatchString(body) {
+					t.Errorf("no refused login counted (%v):\n%s", err, grepLines(body, "kafkaguard_sasl_logins_total"))
+				}
 			})
 			checkSaslLog(t, g)
 		})
@@ -150,6 +168,17 @@ func kcatThroughGuard(t *testing.T, g *guard, topic string) {
 	if got := strings.Count(string(out), "\n"); got != 20 {
 		t.Fatalf("kcat consumed %d of 20 records:\n%s", got, out)
 	}
+}
+
+// grepLines returns the lines of s that hold sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // rawConn is a Kafka connection spoken by hand, for the SaslHandshake v0

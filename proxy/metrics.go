@@ -27,6 +27,7 @@ type Metrics struct {
 	localResponses  *prometheus.CounterVec
 	bans            prometheus.Counter
 	upstreamCloses  *prometheus.CounterVec
+	saslLogins      *prometheus.CounterVec // sasl.go
 }
 
 // NewMetrics creates the collectors and registers them with reg. Gauges whose
@@ -103,6 +104,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.rejected, forwarded, m.bytesIn, m.bytesOut, m.connsActive, m.connsTotal,
 			m.connsRefused, m.poolWait, m.dialErrors, m.rewritten, m.rewriteUnmapped, m.localResponses, m.bans, m.upstreamCloses)
 	}
+	m.saslLogins = newSaslLogins(reg)
 	return m
 }
 

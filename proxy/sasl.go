@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/kafkaguard/kafkaguard/framing"
@@ -296,6 +297,7 @@ func (c *conn) loggedIn() {
 		s.principal.Store(&user)
 	}
 	if !s.authed.Swap(true) {
+		c.s.metrics.saslLogin(mech, "accepted")
 		if ok, n := c.s.connLog.allow(); ok {
 			c.log.Info().Str("mechanism", mech.String()).Int("suppressed", n).Msg("sasl login accepted by the broker")
 		}
@@ -361,6 +363,10 @@ func (c *conn) saslResponse(p inflightReq) (done, ok bool) {
 		return false, false
 	}
 	if code != 0 {
+		s.mu.Lock()
+		mech := s.mech
+		s.mu.Unlock()
+		c.s.metrics.saslLogin(mech, "refused")
 		if ok, n := c.s.connLog.allow(); ok {
 			c.log.Info().Int16("error_code", code).Int("suppressed", n).Msg("sasl login refused by the broker")
 		}
@@ -488,4 +494,26 @@ func (c *conn) fillRespFirst(n int) bool {
 		c.resp.buf.take(chunk, copy(chunk, c.resp.lead[:m]))
 	}
 	return c.fillResp(n)
+}
+
+// newSaslLogins makes kafkaguard_sasl_logins_total{mechanism, result}: the
+// logins kafkaguard saw the broker accept or refuse, by mechanism family
+// (framing.SaslMechanism's names: five at most) and result (accepted,
+// refused). Refused logins are the broker's business, not offences; a
+// rising rate is someone guessing passwords.
+func newSaslLogins(reg prometheus.Registerer) *prometheus.CounterVec {
+	v := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kafkaguard_sasl_logins_total",
+		Help: "SASL logins the broker accepted or refused (result), by mechanism family (plain, scram, oauthbearer, gssapi, other).",
+	}, []string{"mechanism", "result"})
+	if reg != nil {
+		reg.MustRegister(v)
+	}
+	return v
+}
+
+func (m *Metrics) saslLogin(mech framing.SaslMechanism, result string) {
+	if m != nil && m.saslLogins != nil {
+		m.saslLogins.WithLabelValues(mech.String(), result).Inc()
+	}
 }

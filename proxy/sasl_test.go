@@ -102,6 +102,10 @@ func TestSaslClientsThroughKafkaguard(t *testing.T) {
 				if n := h.counter("kafkaguard_frames_rejected_total", nil); n != 0 {
 					t.Errorf("%v frames rejected:\n%s", n, logs)
 				}
+				family := map[bool]string{true: "plain", false: "scram"}[name == "PLAIN"]
+				if n := h.counter("kafkaguard_sasl_logins_total", map[string]string{"mechanism": family, "result": "accepted"}); n < 1 {
+					t.Errorf("sasl_logins_total{%s,accepted} = %v", family, n)
+				}
 				if len(logs.lines(`"sasl login accepted by the broker"`, `"principal":"alice"`, `"mechanism":`)) == 0 {
 					t.Errorf("no login line naming the principal:\n%s", logs)
 				}
