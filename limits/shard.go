@@ -11,11 +11,12 @@ type entry struct {
 	links[entry]                     // in list, its shard's list for its state
 	list         *lru[entry, *entry] // the list e is in: idle, busy or bans; nil while being made
 
-	src       netip.Prefix // masked
-	clientID  string       // last client id seen offending, clipped
-	principal string       // principal of the last offence, clipped; "" when it had none
-	reason    string       // last offence reason
-	offences  window
+	src      netip.Prefix // masked
+	clientID string       // last client id seen offending, clipped
+	reason   string       // last offence reason
+	offences window
+
+	principal string // principal of the last offence, clipped; "" when it had none
 
 	tokens   float64 // token bucket of new connections
 	tokensAt int64   // when tokens was last brought up to date
@@ -150,13 +151,14 @@ func (g *Gate) endBan(e *entry, end int64) Ban {
 
 func (g *Gate) banOf(e *entry) Ban {
 	return Ban{
-		Source:    e.src,
-		ClientID:  e.clientID,
+		Source:   e.src,
+		ClientID: e.clientID,
+		Since:    g.at(e.since),
+		Until:    g.at(e.until),
+		Count:    e.bans,
+		Reason:   e.reason,
+
 		Principal: e.principal,
-		Since:     g.at(e.since),
-		Until:     g.at(e.until),
-		Count:     e.bans,
-		Reason:    e.reason,
 	}
 }
 

@@ -56,18 +56,19 @@ func adminHandler(s *proxy.Server, g *limits.Gate, gatherer prometheus.Gatherer)
 			return
 		}
 		type ban struct {
-			Addr     string `json:"addr"`
-			ClientID string `json:"client_id,omitempty"`
+			Addr     string    `json:"addr"`
+			ClientID string    `json:"client_id,omitempty"`
+			Reason   string    `json:"reason"`
+			Since    time.Time `json:"since"`
+			Until    time.Time `json:"until"`
+			Count    int       `json:"count"`
+
 			// Principal is the SASL user of the offence that earned the ban, if it had logged in.
-			Principal string    `json:"principal,omitempty"`
-			Reason    string    `json:"reason"`
-			Since     time.Time `json:"since"`
-			Until     time.Time `json:"until"`
-			Count     int       `json:"count"`
+			Principal string `json:"principal,omitempty"`
 		}
 		out := []ban{}
 		for _, b := range g.Bans() {
-			out = append(out, ban{limits.SourceString(b.Source), b.ClientID, b.Principal, b.Reason, b.Since, b.Until, b.Count})
+			out = append(out, ban{limits.SourceString(b.Source), b.ClientID, b.Reason, b.Since, b.Until, b.Count, b.Principal})
 		}
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(out)
