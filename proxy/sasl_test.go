@@ -251,3 +251,54 @@ func TestSaslPrincipalInOffences(t *testing.T) {
 		t.Errorf("a password is in the log:\n%s", logs)
 	}
 }
+
+// OAUTHBEARER (or GSSAPI, or any mechanism kafkaguard does not count the
+// rounds of) over SaslHandshake v1 on a sasl: require listener: the login
+// is taken as done when, after a SaslAuthenticate answered with error 0,
+// the client sends a request that is not SASL; that request is served (and
+// was held to the budget). Before any such answer, the same request is
+// refused.
+func TestSaslRequireInfersUnknownRounds(t *testing.T) {
+	fb := newFakeBroker(t, func(key, version int16, _ []byte) []byte {
+		req := kmsg.RequestForKey(key)
+		if req == nil {
+			return nil
+		}
+		return encodeResponse(req.ResponseKind(), version)
+	})
+	for _, authenticate := range []bool{true, false} {
+		t.Run(fmt.Sprintf("authenticated=%v", authenticate), func(t *testing.T) {
+			h := newHarness(t, harnessOpts{upstreams: []string{fb.addr()},
+				mutate: func(o *Options) { o.Routes[0].SASLRequire = true }})
+			c, err := net.DialTimeout("tcp", h.addrs[0], 2*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			hs := kmsg.NewSASLHandshakeRequest()
+			hs.Version, hs.Mechanism = 1, "OAUTHBEARER"
+			if _, err := roundTripErr(c, &hs, 1); err != nil {
+				t.Fatal(err)
+			}
+			if authenticate {
+				auth := kmsg.NewSASLAuthenticateRequest()
+				auth.Version, auth.SASLAuthBytes = 1, []byte("n,,\x01auth=Bearer token\x01\x01")
+				if _, err := roundTripErr(c, &auth, 2); err != nil {
+					t.Fatal(err)
+				}
+			}
+			meta := kmsg.NewMetadataRequest()
+			meta.Version = 7
+			_, err = roundTripErr(c, &meta, 3)
+			if authenticate && err != nil {
+				t.Fatalf("Metadata after an accepted OAUTHBEARER login: %v", err)
+			}
+			if !authenticate && err == nil {
+				t.Fatal("Metadata served after a handshake alone")
+			}
+			if want := map[bool]float64{true: 0, false: 1}[authenticate]; h.counter("kafkaguard_frames_rejected_total", map[string]string{"reason": "unauthenticated"}) != want {
+				t.Errorf("unauthenticated refusals: want %v", want)
+			}
+		})
+	}
+}
