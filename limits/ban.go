@@ -8,14 +8,15 @@ import (
 
 // banFor returns the length of a source's count-th ban: BanMin doubled count-1 times, at most BanMax.
 func (g *Gate) banFor(count int) int64 {
-	d := g.banMin
-	for i := 1; i < count && d < g.banMax; i++ {
-		if d > g.banMax/2 {
-			return g.banMax
+	t := g.t()
+	d := t.banMin
+	for i := 1; i < count && d < t.banMax; i++ {
+		if d > t.banMax/2 {
+			return t.banMax
 		}
 		d *= 2
 	}
-	return min(d, g.banMax)
+	return min(d, t.banMax)
 }
 
 // Unban lifts the ban of addr's source (see Source) now and reports whether one was in force. The history
@@ -80,6 +81,7 @@ func (g *Gate) ActiveBans() int {
 // ForgetAfter. The proxy calls it every few seconds; it is what releases memory after an attack.
 func (g *Gate) Sweep() {
 	now := g.now()
+	refill := g.t().refill
 	var ended []Ban
 	for i := range g.shards {
 		s := &g.shards[i]
@@ -92,9 +94,9 @@ func (g *Gate) Sweep() {
 			}
 			e = prev
 		}
-		// The idle list is in order of last use, so past the first entry used within g.refill nothing
+		// The idle list is in order of last use, so past the first entry used within refill nothing
 		// further is forgettable; before it, entries may still hold history and are skipped.
-		for e := s.idle.back; e != nil && now-e.lastSeen >= g.refill; {
+		for e := s.idle.back; e != nil && now-e.lastSeen >= refill; {
 			prev := s.idle.prev(e)
 			if g.forgettable(e, now) {
 				s.unlink(e)
