@@ -23,11 +23,15 @@ var ErrServerClosed = errors.New("proxy: server closed")
 // traffic to the route's broker. Build it with New, bind with Listen, run
 // with Serve and stop with Shutdown.
 type Server struct {
-	opts     Options
-	log      zerolog.Logger
-	metrics  *Metrics
-	routes   []*route
+	opts    Options
+	log     zerolog.Logger
+	metrics *Metrics
+	routes  []*route // as New built them; Listen binds and Serve accepts on these
+	// rt is every route served now: routes, then those AddRoute added, less those RemoveRoute removed
+	// (routes.go). Copied on write; read by the rewriter, Addrs, Ready and Shutdown.
+	rt       atomic.Pointer[[]*route]
 	rewriter *rewriter
+	set      atomic.Pointer[Settings] // what frames are judged by now; see settings.go
 
 	// warnLog rate-limits lines about misbehaving clients; connLog the
 	// per-connection open/close lines.
@@ -58,6 +62,9 @@ type route struct {
 	upHost     string
 	upPort     int32
 	listenAddr string
+	// closing is set when RemoveRoute drains this route: its connections end between frames, as on
+	// Shutdown.
+	closing atomic.Bool
 }
 
 // New checks opts and builds a Server; nothing is bound yet.
@@ -75,6 +82,7 @@ func New(opts Options) (*Server, error) {
 		done:    make(chan struct{}),
 	}
 	s.kill, s.killNow = context.WithCancel(context.Background())
+	s.set.Store(settingsOf(opts))
 	for _, r := range opts.Routes {
 		host, port, _ := net.SplitHostPort(r.Upstream)
 		p, err := strconv.ParseInt(port, 10, 32)
@@ -84,6 +92,7 @@ func New(opts Options) (*Server, error) {
 		s.routes = append(s.routes, &route{Route: r, upHost: host, upPort: int32(p)})
 	}
 	s.rewriter = &rewriter{s: s}
+	s.rt.Store(&s.routes)
 	return s, nil
 }
 
@@ -132,8 +141,9 @@ func (r *route) resolveAdvertised() error {
 
 // Addrs returns the bound listener addresses in route order.
 func (s *Server) Addrs() []net.Addr {
-	out := make([]net.Addr, 0, len(s.routes))
-	for _, r := range s.routes {
+	rs := s.routeList()
+	out := make([]net.Addr, 0, len(rs))
+	for _, r := range rs {
 		if r.ln != nil {
 			out = append(out, r.ln.Addr())
 		}
@@ -262,7 +272,7 @@ func remoteIP(c net.Conn) netip.Addr {
 }
 
 func (s *Server) closeListeners() {
-	for _, r := range s.routes {
+	for _, r := range s.routeList() {
 		if r.ln != nil {
 			r.ln.Close()
 		}
@@ -334,8 +344,8 @@ func (s *Server) connCount() int {
 // Ready reports whether every upstream accepts a TCP connection now.
 func (s *Server) Ready(ctx context.Context) error {
 	var errs []error
-	for _, r := range s.routes {
-		dctx, cancel := context.WithTimeout(ctx, s.opts.DialTimeout)
+	for _, r := range s.routeList() {
+		dctx, cancel := context.WithTimeout(ctx, s.live().DialTimeout)
 		c, err := s.opts.Dial(dctx, "tcp", r.Upstream)
 		cancel()
 		if err != nil {
