@@ -61,6 +61,39 @@ func formatValue(v reflect.Value) string {
 	return fmt.Sprint(v.Interface())
 }
 
+// Merge returns what a running kafkaguard applies when its config file changes from running to next:
+// next's value for every key Live names, running's for every other, and the changes kept back (the keys
+// that differ but cannot change live, with running's value as Old and the file's as New), sorted by key,
+// for the log.
+func Merge(running, next Config) (Config, []Change) {
+	out := running
+	var kept []Change
+	merge(&kept, "", reflect.ValueOf(&out).Elem(), reflect.ValueOf(next))
+	sort.Slice(kept, func(i, j int) bool { return kept[i].Key < kept[j].Key })
+	return out, kept
+}
+
+func merge(kept *[]Change, key string, dst, src reflect.Value) {
+	if dst.Kind() == reflect.Struct && dst.Type().String() != "time.Time" {
+		for i := range dst.NumField() {
+			tag := dst.Type().Field(i).Tag.Get("koanf")
+			if tag == "" {
+				continue
+			}
+			merge(kept, joinKey(key, tag), dst.Field(i), src.Field(i))
+		}
+		return
+	}
+	if reflect.DeepEqual(dst.Interface(), src.Interface()) {
+		return
+	}
+	if !Live(key) {
+		*kept = append(*kept, Change{Key: key, Old: formatValue(dst), New: formatValue(src)})
+		return
+	}
+	dst.Set(src)
+}
+
 // liveKeys are the keys (or sections, ending in ".") a running kafkaguard applies on reload; Live
 // explains the rest.
 var liveKeys = []string{

@@ -88,3 +88,25 @@ func TestReadToken(t *testing.T) {
 		t.Fatal("missing file: no error")
 	}
 }
+
+// Merge takes the file's value for live keys and keeps the running value of the others, naming them.
+func TestMerge(t *testing.T) {
+	running := Default()
+	running.Listeners = []Listener{{Address: "127.0.0.1:9092", Upstream: "127.0.0.1:19092"}}
+	next := running
+	next.Limits.MaxRequestBytes = 2 * MiB
+	next.Abuse.Weights.Closed = 3
+	next.Pool.TotalBytes = 128 * MiB
+	next.Abuse.Enabled = false
+	got, kept := Merge(running, next)
+	if got.Limits.MaxRequestBytes != 2*MiB || got.Abuse.Weights.Closed != 3 {
+		t.Errorf("live keys not taken: %+v %+v", got.Limits, got.Abuse.Weights)
+	}
+	if got.Pool.TotalBytes != 64*MiB || !got.Abuse.Enabled {
+		t.Errorf("fixed keys changed: pool %v, abuse.enabled %v", got.Pool.TotalBytes, got.Abuse.Enabled)
+	}
+	want := []Change{{"abuse.enabled", "true", "false"}, {"pool.total_bytes", "64MiB", "128MiB"}}
+	if len(kept) != len(want) || kept[0] != want[0] || kept[1] != want[1] {
+		t.Errorf("kept = %+v, want %+v", kept, want)
+	}
+}

@@ -14,8 +14,13 @@ import (
 var ErrNoRoute = errors.New("proxy: no such route")
 
 // routeList returns the routes served now. The slice is never changed in place: AddRoute and RemoveRoute
-// store a new one.
-func (s *Server) routeList() []*route { return *s.rt.Load() }
+// store a new one. Before New has stored one (a Server built by hand in a test) it is routes.
+func (s *Server) routeList() []*route {
+	if p := s.rt.Load(); p != nil {
+		return *p
+	}
+	return s.routes
+}
 
 // AddRoute binds a new listener while the server runs and starts accepting on it; metadata answers
 // advertise it from then on. It is how a config reload adds a listener. The accept loop is one of the

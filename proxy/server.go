@@ -23,15 +23,19 @@ var ErrServerClosed = errors.New("proxy: server closed")
 // traffic to the route's broker. Build it with New, bind with Listen, run
 // with Serve and stop with Shutdown.
 type Server struct {
-	opts    Options
-	log     zerolog.Logger
-	metrics *Metrics
-	routes  []*route // as New built them; Listen binds and Serve accepts on these
-	// rt is every route served now: routes, then those AddRoute added, less those RemoveRoute removed
-	// (routes.go). Copied on write; read by the rewriter, Addrs, Ready and Shutdown.
-	rt       atomic.Pointer[[]*route]
+	opts     Options
+	log      zerolog.Logger
+	metrics  *Metrics
+	routes   []*route
 	rewriter *rewriter
-	set      atomic.Pointer[Settings] // what frames are judged by now; see settings.go
+
+	// routes are as New built them; Listen binds and Serve accepts on these.
+	// rt is every route served now: routes, then those AddRoute added, less
+	// those RemoveRoute removed (routes.go). Copied on write; read by the
+	// rewriter, Addrs, Ready and Shutdown. set is what frames are judged by
+	// now (settings.go).
+	rt  atomic.Pointer[[]*route]
+	set atomic.Pointer[Settings]
 
 	// warnLog rate-limits lines about misbehaving clients; connLog the
 	// per-connection open/close lines.

@@ -311,9 +311,10 @@ func (a *App) adminHandler() http.Handler {
 		Upstreams: func(ctx context.Context) []upstreamState {
 			return a.probeUpstreams(ctx, min(a.cfg.Timeouts.Dial, statusProbeTimeout))
 		},
-		Unban:   api,
-		Version: Version,
-		Started: a.start,
+		Unban:      api,
+		Version:    Version,
+		Started:    a.start,
+		LastReload: a.LastReload,
 	}
 	if g := a.gate; g != nil {
 		o.TopBans, o.Tracked = g.TopBans, g.Tracked
