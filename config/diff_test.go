@@ -1,6 +1,8 @@
 package config
 
 import (
+	"encoding/json"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,5 +110,22 @@ func TestMerge(t *testing.T) {
 	want := []Change{{"abuse.enabled", "true", "false"}, {"pool.total_bytes", "64MiB", "128MiB"}}
 	if len(kept) != len(want) || kept[0] != want[0] || kept[1] != want[1] {
 		t.Errorf("kept = %+v, want %+v", kept, want)
+	}
+}
+
+func TestMapWritesValuesAsTheFileDoes(t *testing.T) {
+	c := Default()
+	c.Abuse.Allow = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	c.Admin.TokenFile = "/run/secrets/admin-token"
+	m := c.Map()
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"max_request_bytes":"1MiB"`, `"idle":"10m0s"`, `"connection_rate_per_ip":"50/s"`,
+		`"allow":["10.0.0.0/8"]`, `"token_file":"/run/secrets/admin-token"`, `"enabled":true`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("Map as JSON lacks %s:\n%s", want, b)
+		}
 	}
 }
