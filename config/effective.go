@@ -15,7 +15,6 @@ func (c Config) Map() map[string]any {
 	return plain(reflect.ValueOf(c)).(map[string]any)
 }
 
-
 func plain(v reflect.Value) any {
 	if v.Type() == durationType {
 		return time.Duration(v.Int()).String()
