@@ -2,8 +2,12 @@ package limits
 
 import (
 	"cmp"
+	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
+	"time"
 )
 
 // banFor returns the length of a source's count-th ban: BanMin doubled count-1 times, at most BanMax.
@@ -113,4 +117,50 @@ func (g *Gate) Sweep() {
 		}
 		ended = ended[:0]
 	}
+}
+
+// ErrAllowed is returned by AddBan for an address on the allow list, which bans never reach.
+var ErrAllowed = errors.New("address is on the allow list")
+
+// AddBan bans addr's source for d from now, with reason, as an operator does in an incident (POST
+// /bans). It counts as one more ban in the source's history, so an offence-earned ban after it doubles
+// from there; a ban already in force that ends later is kept, with its end. OnBan runs for it. d is
+// capped at about 146 years; it must be positive.
+func (g *Gate) AddBan(addr netip.Addr, d time.Duration, reason string) (Ban, error) {
+	addr = normalize(addr)
+	if d <= 0 {
+		return Ban{}, fmt.Errorf("ban length %v must be positive: %w", d, ErrInvalidOptions)
+	}
+	if g.allowed(addr) {
+		return Ban{}, ErrAllowed
+	}
+	now := g.now()
+	src := g.source(addr)
+	s := g.shard(src)
+	var n note
+	defer g.notify(&n)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.m[src]
+	if e == nil {
+		e = g.insert(s, src, now, &n)
+	}
+	defer s.touch(e, now)
+	until := now + int64(min(d, longestBan))
+	if e.banned && now < e.until && e.until >= until {
+		return g.banOf(e), nil
+	}
+	if !e.banned || now >= e.until {
+		e.bans++
+		e.since = now
+	}
+	e.banned = true
+	e.until = until
+	e.dirtyAt = until
+	e.offences.reset()
+	if reason != e.reason {
+		e.reason = strings.Clone(reason)
+	}
+	n.ban, n.hasBan = g.banOf(e), true
+	return n.ban, nil
 }

@@ -78,3 +78,39 @@ func TestGateSetOptionsRefusesTableShape(t *testing.T) {
 		})
 	}
 }
+
+// An operator's ban refuses the source, shows its reason, counts in the history, and never reaches an
+// allowed address.
+func TestGateAddBan(t *testing.T) {
+	c, r := newFakeClock(), &recorder{}
+	o := banOptions(c, r)
+	o.Allow = []netip.Prefix{netip.MustParsePrefix("10.0.0.9/32")}
+	g := newGate(t, o)
+	b, err := g.AddBan(addrA, 10*time.Minute, "incident 42")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Reason != "incident 42" || b.Count != 1 || b.Until.Sub(b.Since) != 10*time.Minute {
+		t.Fatalf("AddBan = %+v", b)
+	}
+	if ok, reason := g.Admit(addrA); ok || reason != ReasonBanned {
+		t.Fatalf("Admit after AddBan = %v %q", ok, reason)
+	}
+	if bans := g.Bans(); len(bans) != 1 || bans[0].Reason != "incident 42" {
+		t.Fatalf("Bans = %+v", bans)
+	}
+	if bans, _ := r.counts(); bans != 1 {
+		t.Fatalf("OnBan ran %d times, want 1", bans)
+	}
+	if _, err := g.AddBan(netip.MustParseAddr("10.0.0.9"), time.Minute, "x"); !errors.Is(err, ErrAllowed) {
+		t.Fatalf("AddBan of an allowed address = %v, want ErrAllowed", err)
+	}
+	if _, err := g.AddBan(addrB, 0, "x"); !errors.Is(err, ErrInvalidOptions) {
+		t.Fatalf("AddBan for 0s = %v, want ErrInvalidOptions", err)
+	}
+	c.Advance(10 * time.Minute)
+	b, banned := offend(g, c, addrA, 5)
+	if !banned || b.Count != 2 || b.Until.Sub(b.Since) != 2*time.Minute {
+		t.Fatalf("earned ban after the manual one: %+v, want count 2 lasting 2m", b)
+	}
+}

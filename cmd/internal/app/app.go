@@ -58,6 +58,7 @@ type App struct {
 	token  atomic.Pointer[string]
 	level  *LogLevel
 	reload *reloader
+	guard  *adminGuard
 }
 
 // NewLogger builds the zerolog logger log configures. Console lines are coloured only when w is a
@@ -97,6 +98,7 @@ func Build(cfg config.Config, log zerolog.Logger) (*App, error) {
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.live.Store(&cfg)
 	a.reload = newReloader(a.reg)
+	a.guard = newAdminGuard(a)
 	if cfg.Admin.TokenFile != "" {
 		tok, err := config.ReadToken(cfg.Admin.TokenFile)
 		if err != nil {
