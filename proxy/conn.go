@@ -186,7 +186,7 @@ func (c *conn) serve() {
 			ev = ev.AnErr("cause", cause)
 		}
 		ev.Str("reason", reason.String()).Int64("bytes_in", c.in.Load()).Int64("bytes_out", c.out.Load()).
-			Int64("frames", c.req.frames).Str("client_id", c.req.clientID).Dur("age", time.Since(c.opened)).
+			Int64("frames", c.req.frames).Str("client_id", c.req.clientID).Dur("age_ms", time.Since(c.opened)).
 			Int("suppressed", n).Msg("connection closed")
 	}
 }

@@ -316,7 +316,7 @@ func (c *conn) upstreamFailed(err error) {
 		if r == reasonRequestTimeout {
 			if ok, n := c.s.warnLog.allow(); ok {
 				c.log.Warn().Str("reason", r.String()).Str("api", framing.APIName(c.resp.key)).
-					Dur("request_timeout", c.s.live().RequestTimeout).Int("suppressed", n).
+					Dur("request_timeout_ms", c.s.live().RequestTimeout).Int("suppressed", n).
 					Msg("broker owed a response longer than timeouts.request; closing the client's connection")
 			}
 		}

@@ -203,7 +203,7 @@ func (s *Server) acceptLoop(r *route) error {
 				} else if backoff *= 2; backoff > time.Second {
 					backoff = time.Second
 				}
-				s.log.Warn().Err(err).Dur("retry_in", backoff).Str("listener", r.listenAddr).Msg("accept failed")
+				s.log.Warn().Err(err).Dur("retry_in_ms", backoff).Str("listener", r.listenAddr).Msg("accept failed")
 				select {
 				case <-time.After(backoff):
 				case <-s.done:
@@ -318,7 +318,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-idle:
 	case <-time.After(abortGrace):
-		s.log.Error().Int("connections", s.connCount()).Dur("after", abortGrace).
+		s.log.Error().Int("connections", s.connCount()).Dur("after_ms", abortGrace).
 			Msg("connections still running after shutdown closed their sockets")
 	}
 	return ctx.Err()

@@ -94,7 +94,7 @@ func serveUntilSignal(a *app.App, shutdown time.Duration) error {
 	// The drain is bounded by the shutdown timeout in force, which a reload may have changed.
 	shutdown = a.ShutdownTimeout()
 	log := a.Log()
-	log.Info().Str("signal", sig.String()).Dur("timeout", shutdown).
+	log.Info().Str("signal", sig.String()).Dur("timeout_ms", shutdown).
 		Msg("signal received, draining; send it again to exit at once")
 	stopped := make(chan error, 1)
 	go func() { stopped <- a.Stop() }()
@@ -110,7 +110,7 @@ func serveUntilSignal(a *app.App, shutdown time.Duration) error {
 		log.Warn().Str("signal", sig.String()).Msg("second signal: exiting without waiting for the drain")
 		return &exitCode{128 + signalNumber(sig), fmt.Errorf("second %v during the drain", sig)}
 	case <-timer.C:
-		log.Error().Dur("timeout", shutdown).Msg("drain did not end within timeouts.shutdown; exiting")
+		log.Error().Dur("timeout_ms", shutdown).Msg("drain did not end within timeouts.shutdown; exiting")
 		return &exitCode{1, fmt.Errorf("drain still running %v after timeouts.shutdown (%v)", exitGrace, shutdown)}
 	}
 }

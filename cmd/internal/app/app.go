@@ -139,7 +139,7 @@ func Build(cfg config.Config, log zerolog.Logger) (*App, error) {
 			OnBan: func(b limits.Ban) {
 				m.Banned()
 				banLog.Warn().Str("addr", limits.SourceString(b.Source)).Str("client_id", b.ClientID).Str("reason", b.Reason).
-					Int("ban_count", b.Count).Dur("for", b.Until.Sub(b.Since)).Time("until", b.Until).Msg("source banned")
+					Int("ban_count", b.Count).Dur("for_ms", b.Until.Sub(b.Since)).Time("until", b.Until).Msg("source banned")
 			},
 			OnUnban: func(b limits.Ban) {
 				banLog.Info().Str("addr", limits.SourceString(b.Source)).Int("ban_count", b.Count).Msg("source unbanned")

@@ -245,7 +245,7 @@ func (a *App) Apply(next config.Config, why string) error {
 // drainListener stops a removed listener and drains its connections in the background, as on shutdown;
 // the App's wait group owns the goroutine, so Stop waits for it.
 func (a *App) drainListener(l config.Listener, timeout time.Duration) {
-	a.log.Info().Str("listener", l.Address).Str("upstream", l.Upstream).Dur("timeout", timeout).
+	a.log.Info().Str("listener", l.Address).Str("upstream", l.Upstream).Dur("timeout_ms", timeout).
 		Msg("listener removed; draining its connections")
 	a.wg.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
