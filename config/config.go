@@ -76,7 +76,10 @@ type Limits struct {
 	// e.g. {"Metadata": 64 * KiB}. An entry may be larger than MaxRequestBytes.
 	// Nil means no overrides.
 	API map[string]Size `koanf:"api"`
-	// MaxClientIDBytes caps the client id in request headers. Default 256; 0..32767.
+	// MaxClientIDBytes caps the client id in request headers. Default 256;
+	// 0..32767, and 0 = no limit beyond the 32767 bytes the header's int16
+	// length carries (as 0 means no cap elsewhere; "no client id at all"
+	// would refuse every common client, which all send one by default).
 	MaxClientIDBytes int `koanf:"max_client_id_bytes"`
 	// MaxDrainBytes caps how much of an over-limit Produce the proxy reads and
 	// discards to answer it with MESSAGE_TOO_LARGE; past it, the connection is
