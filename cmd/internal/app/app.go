@@ -59,6 +59,9 @@ type App struct {
 	level  *LogLevel
 	reload *reloader
 	guard  *adminGuard
+	// tlsFiles are the certificate sources of the TLS listeners and upstreams; Build's TLS wiring
+	// appends each, and a reload asks each to look at its files at once (CheckNow).
+	tlsFiles []*proxy.TLSFiles
 }
 
 // NewLogger builds the zerolog logger log configures. Console lines are coloured only when w is a

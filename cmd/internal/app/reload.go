@@ -219,6 +219,9 @@ func (a *App) Apply(next config.Config, why string) error {
 	for _, l := range removed {
 		a.drainListener(l, eff.Timeouts.Shutdown)
 	}
+	for _, t := range a.tlsFiles {
+		t.CheckNow() // a failure keeps the last good files and is logged by TLSFiles
+	}
 	a.live.Store(&eff)
 	now := time.Now()
 	a.reload.lastMu.Lock()
