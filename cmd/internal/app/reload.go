@@ -188,24 +188,36 @@ func (a *App) Apply(next config.Config, why string) error {
 		}
 	}
 	var bound []string
+	unbind := func() { // nothing has been accepted on them yet worth draining for long
+		ctx, cancel := context.WithTimeout(context.Background(), eff.Timeouts.Shutdown)
+		defer cancel()
+		for _, b := range bound {
+			a.srv.RemoveRoute(ctx, b)
+		}
+	}
 	for _, l := range added {
 		if err := a.srv.AddRoute(routeOf(l)); err != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), eff.Timeouts.Shutdown)
-			for _, b := range bound {
-				a.srv.RemoveRoute(ctx, b)
-			}
-			cancel()
+			unbind()
 			return fail(&config.KeyError{Key: "listeners", Err: err})
 		}
 		bound = append(bound, l.Address)
 	}
+	// Validate checks every value SetOptions and SetSettings do, and Merge keeps the ones the gate
+	// refuses to change, so neither fails in practice; if one does, what was bound is unbound and the
+	// gate is put back.
+	var oldGate limits.GateOptions
 	if a.gate != nil {
+		oldGate = a.gate.Options()
 		if err := a.gate.SetOptions(gateOptions(eff.Abuse, limits.GateOptions{})); err != nil {
-			// Validate checks every value SetOptions does, and Merge keeps the ones it refuses to change.
+			unbind()
 			return fail(&config.KeyError{Key: "abuse", Err: err})
 		}
 	}
 	if err := a.srv.SetSettings(st); err != nil {
+		unbind()
+		if a.gate != nil {
+			a.gate.SetOptions(oldGate)
+		}
 		return fail(err)
 	}
 	if token == "" {

@@ -311,3 +311,32 @@ func metricValue(c prometheus.Metric) float64 {
 	}
 	return m.Gauge.GetValue()
 }
+
+// A listener that cannot bind fails the whole reload: the limit changed in the same file is not applied
+// either, and the failure names listeners.
+func TestReloadFailsWhenAListenerCannotBind(t *testing.T) {
+	up := kfakeBrokers(t, 2)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	path := filepath.Join(t.TempDir(), "kafkaguard.yaml")
+	first := fmt.Sprintf("admin: {address: \"\"}\nlisteners:\n  - {address: 127.0.0.1:0, upstream: %s}\n", up[0])
+	writeFile(t, path, first)
+	a, logs := reloadApp(t, path, -1)
+	c := dial(t, a.Server().Addrs()[0].String())
+	writeFile(t, path, first+fmt.Sprintf("  - {address: %s, upstream: %s}\nlimits: {api: {Metadata: 16B}}\n", busy.Addr(), up[1]))
+	if err := a.Reload("test"); !errors.Is(err, ErrReload) {
+		t.Fatalf("Reload with a busy address = %v, want ErrReload", err)
+	}
+	if logs.count(`"key":"listeners"`) != 1 {
+		t.Errorf("the failure does not name listeners:\n%s", logs.b.String())
+	}
+	if !metadataOn(t, c, 1) {
+		t.Fatal("Metadata refused: the failed reload's limit was applied")
+	}
+	if n := len(a.Server().Addrs()); n != 1 {
+		t.Fatalf("%d listeners after the failed reload, want 1", n)
+	}
+}
