@@ -65,24 +65,29 @@ func (s *Server) AddRoute(rt Route) error {
 	return nil
 }
 
-// RemoveRoute stops accepting on the route listening on addr (its configured Listen, or the address it
-// bound) and drains its connections as Shutdown drains all of them: each finishes the frame it is
+// RemoveRoute stops accepting on the route rt names (the route AddRoute or New was given, or one whose
+// bound address is rt.Listen) and drains its connections as Shutdown drains all of them: each finishes the frame it is
 // reading and receives what it is owed, then closes. When ctx ends first, the connections left are
 // closed. It returns once the route's connections are gone, and ctx's error if it had to close some.
 // The server's other routes and connections are untouched.
-func (s *Server) RemoveRoute(ctx context.Context, addr string) error {
+func (s *Server) RemoveRoute(ctx context.Context, rt Route) error {
 	s.mu.Lock()
 	var r *route
 	cur := s.routeList()
 	for _, x := range cur {
-		if x.Listen == addr || x.listenAddr == addr {
+		if x.Route == rt {
 			r = x
 			break
 		}
 	}
+	for _, x := range cur {
+		if r == nil && x.listenAddr == rt.Listen {
+			r = x
+		}
+	}
 	if r == nil {
 		s.mu.Unlock()
-		return fmt.Errorf("%w listens on %s", ErrNoRoute, addr)
+		return fmt.Errorf("%w listens on %s", ErrNoRoute, rt.Listen)
 	}
 	next := slices.DeleteFunc(slices.Clone(cur), func(x *route) bool { return x == r })
 	s.rt.Store(&next)

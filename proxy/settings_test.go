@@ -83,7 +83,7 @@ func TestAddAndRemoveRoute(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := h.srv.RemoveRoute(ctx, h.addrs[1]); err != nil {
+	if err := h.srv.RemoveRoute(ctx, Route{Listen: h.addrs[1]}); err != nil {
 		t.Fatalf("RemoveRoute: %v (its idle connection should have drained at once)", err)
 	}
 	expectClosed(t, gone, 2*time.Second)
@@ -91,7 +91,7 @@ func TestAddAndRemoveRoute(t *testing.T) {
 		c.Close()
 		t.Fatal("the removed listener still accepts")
 	}
-	if err := h.srv.RemoveRoute(ctx, h.addrs[1]); !errors.Is(err, ErrNoRoute) {
+	if err := h.srv.RemoveRoute(ctx, Route{Listen: h.addrs[1]}); !errors.Is(err, ErrNoRoute) {
 		t.Fatalf("second RemoveRoute = %v, want ErrNoRoute", err)
 	}
 	meta := roundTripOn(t, keep, req, 2).(*kmsg.MetadataResponse)

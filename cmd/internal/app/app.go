@@ -2,7 +2,8 @@
 // the policy, the abuse gate, the proxy server, its metrics and the admin
 // HTTP server (admin.go) with its status page (status.go). Start starts
 // their goroutines (accept loops, admin server, gate sweeper, the status
-// page's refusal sampler, one dial of each upstream); Stop drains
+// page's refusal sampler, one dial of each upstream, the config file
+// watcher of reload.go, and one drain per listener a reload removed); Stop drains
 // connections and waits for all of them. cmd/kafkaguard runs kafkaguard
 // through it; cmd/kafkaguard-bench measures the built binary and reads its
 // figures from /metrics.

@@ -41,7 +41,7 @@ type reloader struct {
 	total   *prometheus.CounterVec
 	lastOK  prometheus.Gauge
 	success prometheus.Gauge
-	last    time.Time // the last successful reload (zero: none yet); under mu
+	last    time.Time // the last successful reload (zero: none yet); under lastMu, which the status page takes too
 	lastMu  sync.Mutex
 }
 
@@ -160,7 +160,6 @@ func (a *App) Apply(next config.Config, why string) error {
 		a.log.Warn().Str("key", k.Key).Str("running", k.Old).Str("file", k.New).
 			Msg("setting cannot change without a restart; keeping the running value")
 	}
-	changed := config.Diff(cur, eff)
 
 	fail := func(err error) error {
 		a.reloadFailed(why, err)
@@ -187,7 +186,8 @@ func (a *App) Apply(next config.Config, why string) error {
 			}
 		}
 	}
-	var bound []string
+	changed := config.Diff(cur, eff)
+	var bound []proxy.Route
 	unbind := func() { // nothing has been accepted on them yet worth draining for long
 		ctx, cancel := context.WithTimeout(context.Background(), eff.Timeouts.Shutdown)
 		defer cancel()
@@ -200,7 +200,7 @@ func (a *App) Apply(next config.Config, why string) error {
 			unbind()
 			return fail(&config.KeyError{Key: "listeners", Err: err})
 		}
-		bound = append(bound, l.Address)
+		bound = append(bound, routeOf(l))
 	}
 	// Validate checks every value SetOptions and SetSettings do, and Merge keeps the ones the gate
 	// refuses to change, so neither fails in practice; if one does, what was bound is unbound and the
@@ -265,7 +265,7 @@ func (a *App) drainListener(l config.Listener, timeout time.Duration) {
 	a.wg.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		if err := a.srv.RemoveRoute(ctx, l.Address); err != nil && !errors.Is(err, proxy.ErrNoRoute) {
+		if err := a.srv.RemoveRoute(ctx, routeOf(l)); err != nil && !errors.Is(err, proxy.ErrNoRoute) {
 			a.log.Warn().Str("listener", l.Address).Err(err).Msg("removed listener's drain cut short; its connections were closed")
 			return
 		}
