@@ -37,6 +37,7 @@ type reloader struct {
 	path    string   // the config file; "" means the App was built from a Config alone
 	environ []string // the environment overrides, as at start
 	every   time.Duration
+	seen    os.FileInfo // the file as SetConfigFile found it, for the watcher's first comparison
 
 	total   *prometheus.CounterVec
 	lastOK  prometheus.Gauge
@@ -82,6 +83,7 @@ func newReloader(reg prometheus.Registerer) *reloader {
 // default (2s), negative means no watcher (SIGHUP only). Call it before Start.
 func (a *App) SetConfigFile(path string, environ []string, every time.Duration) {
 	a.reload.path, a.reload.environ = path, slices.Clone(environ)
+	a.reload.seen, _ = os.Stat(path) // now, not when the watcher starts: a change in between is seen
 	if every == 0 {
 		every = configPollEvery
 	}
@@ -328,8 +330,7 @@ func deref[T any](p *T) any {
 // changes (another inode, size or modification time: a ConfigMap's symlink swap, an editor's rename, a
 // write in place). Start runs it when SetConfigFile named a file; Stop waits for it.
 func (a *App) watchConfig(stop <-chan struct{}) {
-	path, every := a.reload.path, a.reload.every
-	last, _ := os.Stat(path)
+	path, every, last := a.reload.path, a.reload.every, a.reload.seen
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
