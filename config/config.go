@@ -47,9 +47,20 @@ type Listener struct {
 // Admin configures the admin HTTP server (/metrics, /healthz, /readyz).
 type Admin struct {
 	// Address is the host:port to serve on. Default "127.0.0.1:9644"; the empty
-	// string disables the admin server. It serves DELETE /bans/, which lifts
-	// bans without authentication, so keep it on loopback.
+	// string disables the admin server. It serves endpoints that lift and add
+	// bans: keep it on loopback, or set TokenFile.
 	Address string `koanf:"address"`
+	// TokenFile, when set, names a file holding the admin API's bearer token
+	// (one trailing newline is trimmed; an empty token is an error). Then
+	// every endpoint that changes state or costs much (DELETE /bans/, POST
+	// /bans, POST /lift, POST /debug/free-os-memory, /debug/pprof/) needs
+	// "Authorization: Bearer <token>". Read at start and on every reload.
+	// Default "" (no token: whoever reaches Address may use them).
+	TokenFile string `koanf:"token_file"`
+	// ProtectReads makes the read endpoints of Address (GET /, /bans,
+	// /config, /metrics) need the token too; /healthz and /readyz stay open
+	// for probes. Needs TokenFile. Default false.
+	ProtectReads bool `koanf:"protect_reads"`
 	// MetricsAddress, when set, is a second host:port serving only the
 	// read-only /metrics, /healthz and /readyz, for Prometheus and probes
 	// from outside the pod while Address stays on loopback. Default "" (off).
@@ -65,7 +76,10 @@ type Limits struct {
 	// e.g. {"Metadata": 64 * KiB}. An entry may be larger than MaxRequestBytes.
 	// Nil means no overrides.
 	API map[string]Size `koanf:"api"`
-	// MaxClientIDBytes caps the client id in request headers. Default 256; 0..32767.
+	// MaxClientIDBytes caps the client id in request headers. Default 256;
+	// 0..32767, and 0 = no limit beyond the 32767 bytes the header's int16
+	// length carries (as 0 means no cap elsewhere; "no client id at all"
+	// would refuse every common client, which all send one by default).
 	MaxClientIDBytes int `koanf:"max_client_id_bytes"`
 	// MaxDrainBytes caps how much of an over-limit Produce the proxy reads and
 	// discards to answer it with MESSAGE_TOO_LARGE; past it, the connection is

@@ -176,6 +176,13 @@ func (c Config) validateListeners(p *problems) {
 			}
 		}
 	}
+	if c.Admin.TokenFile != "" {
+		if _, err := ReadToken(c.Admin.TokenFile); err != nil {
+			p.add("admin.token_file", err)
+		}
+	} else if c.Admin.ProtectReads {
+		p.addf("admin.protect_reads", "needs admin.token_file: without a token there is nothing to protect reads with")
+	}
 	if c.Admin.MetricsAddress != "" {
 		if hp, err := parseHostPort(c.Admin.MetricsAddress, 0, true); err != nil {
 			p.add("admin.metrics_address", err)

@@ -2,20 +2,25 @@ package limits
 
 import (
 	"cmp"
+	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
+	"time"
 )
 
 // banFor returns the length of a source's count-th ban: BanMin doubled count-1 times, at most BanMax.
 func (g *Gate) banFor(count int) int64 {
-	d := g.banMin
-	for i := 1; i < count && d < g.banMax; i++ {
-		if d > g.banMax/2 {
-			return g.banMax
+	t := g.t()
+	d := t.banMin
+	for i := 1; i < count && d < t.banMax; i++ {
+		if d > t.banMax/2 {
+			return t.banMax
 		}
 		d *= 2
 	}
-	return min(d, g.banMax)
+	return min(d, t.banMax)
 }
 
 // Unban lifts the ban of addr's source (see Source) now and reports whether one was in force. The history
@@ -80,6 +85,7 @@ func (g *Gate) ActiveBans() int {
 // ForgetAfter. The proxy calls it every few seconds; it is what releases memory after an attack.
 func (g *Gate) Sweep() {
 	now := g.now()
+	refill := g.t().refill
 	var ended []Ban
 	for i := range g.shards {
 		s := &g.shards[i]
@@ -92,9 +98,9 @@ func (g *Gate) Sweep() {
 			}
 			e = prev
 		}
-		// The idle list is in order of last use, so past the first entry used within g.refill nothing
+		// The idle list is in order of last use, so past the first entry used within refill nothing
 		// further is forgettable; before it, entries may still hold history and are skipped.
-		for e := s.idle.back; e != nil && now-e.lastSeen >= g.refill; {
+		for e := s.idle.back; e != nil && now-e.lastSeen >= refill; {
 			prev := s.idle.prev(e)
 			if g.forgettable(e, now) {
 				s.unlink(e)
@@ -111,4 +117,50 @@ func (g *Gate) Sweep() {
 		}
 		ended = ended[:0]
 	}
+}
+
+// ErrAllowed is returned by AddBan for an address on the allow list, which bans never reach.
+var ErrAllowed = errors.New("address is on the allow list")
+
+// AddBan bans addr's source for d from now, with reason, as an operator does in an incident (POST
+// /bans). It counts as one more ban in the source's history, so an offence-earned ban after it doubles
+// from there; a ban already in force that ends later is kept, with its end. OnBan runs for it. d is
+// capped at about 146 years; it must be positive.
+func (g *Gate) AddBan(addr netip.Addr, d time.Duration, reason string) (Ban, error) {
+	addr = normalize(addr)
+	if d <= 0 {
+		return Ban{}, fmt.Errorf("ban length %v must be positive: %w", d, ErrInvalidOptions)
+	}
+	if g.allowed(addr) {
+		return Ban{}, ErrAllowed
+	}
+	now := g.now()
+	src := g.source(addr)
+	s := g.shard(src)
+	var n note
+	defer g.notify(&n)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.m[src]
+	if e == nil {
+		e = g.insert(s, src, now, &n)
+	}
+	defer s.touch(e, now)
+	until := now + int64(min(d, longestBan))
+	if e.banned && now < e.until && e.until >= until {
+		return g.banOf(e), nil
+	}
+	if !e.banned || now >= e.until {
+		e.bans++
+		e.since = now
+	}
+	e.banned = true
+	e.until = until
+	e.dirtyAt = until
+	e.offences.reset()
+	if reason != e.reason {
+		e.reason = strings.Clone(reason)
+	}
+	n.ban, n.hasBan = g.banOf(e), true
+	return n.ban, nil
 }

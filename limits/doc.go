@@ -5,7 +5,8 @@
 // such as an IPv6 /64 (bans for repeat offenders that double up to a cap, concurrent connections and
 // connection rate per source, a bounded table of sources). Besides the standard library it imports only framing,
 // for the parsed request header and the protocol facts the policy asks about: metrics and logs leave through func hooks (PoolOptions.OnWait, GateOptions.OnBan and OnUnban) and gauges the caller
-// reads. It starts no goroutines; the owner of a Gate calls Sweep every few seconds.
+// reads. It starts no goroutines; the owner of a Gate calls Sweep every few seconds. A Policy is immutable
+// (a reload builds a new one); a Gate's settings change live with SetOptions, which keeps its bans.
 //
 // Usage:
 //

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -156,21 +157,16 @@ type Gate struct {
 	shards []shard
 	mask   uint64
 	seed   maphash.Seed
-	allow  []netip.Prefix
 	clock  func() time.Time
 	epoch  time.Time // as read from clock, for differences
 	wall   time.Time // epoch without a monotonic reading, for times reported in Ban
 
-	slotLen    int64 // nanoseconds per offence window slot
-	threshold  float64
-	banMin     int64
-	banMax     int64
-	forget     int64
-	maxConns   int32
-	rate       float64 // tokens per nanosecond
-	burst      float64
-	refill     int64 // nanoseconds to refill an empty bucket; Sweep keeps younger entries
-	track      bool  // whether Admit must count connections at all (a cap or a rate is set)
+	// tune holds the settings SetOptions may change while the gate runs; each is read through g.t().
+	tune atomic.Pointer[tuning]
+	// counted is set once a cap or a rate has ever been on, so Release keeps counts right across a
+	// SetOptions that turns them off and on again.
+	counted atomic.Bool
+
 	perShard   int
 	tracked    atomic.Int64
 	v4Bits     int
@@ -182,7 +178,48 @@ type Gate struct {
 	evictedConnected atomic.Int64 // connected sources forgotten to make room
 	evictedBanned    atomic.Int64 // bans in force forgotten to make room
 
-	opts GateOptions // as NewGate took them, for Options
+	optsMu sync.Mutex  // guards opts, written by SetOptions
+	opts   GateOptions // as NewGate or the last SetOptions took them, for Options
+}
+
+// tuning is the part of a gate's settings that SetOptions swaps whole: a reader loads it once per use,
+// so it never sees half of one setting and half of another.
+type tuning struct {
+	allow     []netip.Prefix
+	slotLen   int64 // nanoseconds per offence window slot
+	threshold float64
+	banMin    int64
+	banMax    int64
+	forget    int64
+	maxConns  int32
+	rate      float64 // tokens per nanosecond
+	burst     float64
+	refill    int64 // nanoseconds to refill an empty bucket; Sweep keeps younger entries
+	track     bool  // whether Admit must count connections at all (a cap or a rate is set)
+}
+
+// t returns the gate's settings in force.
+func (g *Gate) t() *tuning { return g.tune.Load() }
+
+// newTuning derives the swappable settings from checked options.
+func newTuning(o GateOptions) *tuning {
+	t := &tuning{threshold: o.OffencesBeforeBan, maxConns: int32(min(o.MaxConnsPerIP, math.MaxInt32))}
+	t.slotLen = max(int64(o.OffenceWindow)/windowSlots, 1)
+	t.banMin, t.banMax = int64(min(o.BanMin, longestBan)), int64(min(o.BanMax, longestBan))
+	t.forget = int64(o.ForgetAfter)
+	if o.RatePerSecond > 0 {
+		t.rate = o.RatePerSecond / 1e9
+		t.burst = float64(o.RateBurst)
+		t.refill = int64(min(t.burst/t.rate, float64(longestBan)))
+	}
+	t.track = t.maxConns > 0 || t.rate > 0
+	for _, p := range o.Allow {
+		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+		}
+		t.allow = append(t.allow, p.Masked())
+	}
+	return t
 }
 
 // NewGate returns a gate configured by o, or an error wrapping ErrInvalidOptions for every field out of
@@ -196,8 +233,6 @@ func NewGate(o GateOptions) (*Gate, error) {
 		clock:      o.Now,
 		onBan:      o.OnBan,
 		onUnban:    o.OnUnban,
-		threshold:  o.OffencesBeforeBan,
-		maxConns:   int32(min(o.MaxConnsPerIP, math.MaxInt32)),
 		maxTracked: o.MaxTracked,
 		v4Bits:     o.IPv4Prefix,
 		v6Bits:     o.IPv6Prefix,
@@ -208,17 +243,9 @@ func NewGate(o GateOptions) (*Gate, error) {
 	}
 	g.epoch = g.clock()
 	g.wall = g.epoch.Round(0)
-
-	g.slotLen = max(int64(o.OffenceWindow)/windowSlots, 1)
-	g.banMin, g.banMax = int64(min(o.BanMin, longestBan)), int64(min(o.BanMax, longestBan))
-	g.forget = int64(o.ForgetAfter)
-
-	if o.RatePerSecond > 0 {
-		g.rate = o.RatePerSecond / 1e9
-		g.burst = float64(o.RateBurst)
-		g.refill = int64(min(g.burst/g.rate, float64(longestBan)))
-	}
-	g.track = g.maxConns > 0 || g.rate > 0
+	t := newTuning(o)
+	g.tune.Store(t)
+	g.counted.Store(t.track)
 
 	// Up to 16 shards, but never fewer than 64 entries a shard, so a small bound still spreads evenly
 	// and shards*perShard never exceeds MaxTracked.
@@ -232,18 +259,15 @@ func NewGate(o GateOptions) (*Gate, error) {
 	for i := range g.shards {
 		g.shards[i].m = make(map[netip.Prefix]*entry)
 	}
-
-	for _, p := range o.Allow {
-		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
-			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
-		}
-		g.allow = append(g.allow, p.Masked())
-	}
 	return g, nil
 }
 
 // Options returns the options the gate runs with, as NewGate took them.
-func (g *Gate) Options() GateOptions { return g.opts }
+func (g *Gate) Options() GateOptions {
+	g.optsMu.Lock()
+	defer g.optsMu.Unlock()
+	return g.opts
+}
 
 // Admit judges a new connection from addr before any byte is read, by addr's source. ok=false with a
 // Reason when banned, over the per-source concurrent cap, or over the rate (checked in that order; a
@@ -254,6 +278,7 @@ func (g *Gate) Admit(addr netip.Addr) (ok bool, reason Reason) {
 	if g.allowed(addr) {
 		return true, ""
 	}
+	t := g.t()
 	now := g.now()
 	src := g.source(addr)
 	s := g.shard(src)
@@ -263,7 +288,7 @@ func (g *Gate) Admit(addr netip.Addr) (ok bool, reason Reason) {
 	defer s.mu.Unlock()
 	e := s.m[src]
 	if e == nil {
-		if !g.track {
+		if !t.track {
 			return true, "" // nothing to count and no ban to find
 		}
 		e = g.insert(s, src, now, &n)
@@ -275,14 +300,14 @@ func (g *Gate) Admit(addr netip.Addr) (ok bool, reason Reason) {
 		}
 		n.unban, n.hasUnban = g.endBan(e, e.until), true
 	}
-	if !g.track {
+	if !t.track {
 		return true, ""
 	}
-	if g.maxConns > 0 && e.conns >= g.maxConns {
+	if t.maxConns > 0 && e.conns >= t.maxConns {
 		return false, ReasonPerIPCap
 	}
-	if g.rate > 0 {
-		e.tokens = min(g.burst, e.tokens+float64(now-e.tokensAt)*g.rate)
+	if t.rate > 0 {
+		e.tokens = min(t.burst, e.tokens+float64(now-e.tokensAt)*t.rate)
 		e.tokensAt = now
 		if e.tokens < 1 {
 			return false, ReasonRate
@@ -295,7 +320,7 @@ func (g *Gate) Admit(addr netip.Addr) (ok bool, reason Reason) {
 
 // Release ends a connection admitted by Admit(addr).
 func (g *Gate) Release(addr netip.Addr) {
-	if !g.track {
+	if !g.counted.Load() {
 		return
 	}
 	addr = normalize(addr)
@@ -344,7 +369,7 @@ func (g *Gate) OffenceBy(addr netip.Addr, who Offender, reason string, weight fl
 		return Ban{}, false
 	}
 	now := g.now()
-	if g.threshold <= 0 {
+	if g.t().threshold <= 0 {
 		return Ban{}, false
 	}
 	src := g.source(addr)
@@ -364,7 +389,7 @@ func (g *Gate) OffenceBy(addr netip.Addr, who Offender, reason string, weight fl
 		}
 		n.unban, n.hasUnban = g.endBan(e, e.until), true
 	}
-	if e.bans > 0 && now-e.dirtyAt >= g.forget {
+	if e.bans > 0 && now-e.dirtyAt >= g.t().forget {
 		e.bans = 0
 	}
 	e.dirtyAt = max(e.dirtyAt, now)
@@ -378,7 +403,7 @@ func (g *Gate) OffenceBy(addr netip.Addr, who Offender, reason string, weight fl
 	if p := clipClientID(who.Principal); p != e.principal {
 		e.principal = strings.Clone(p)
 	}
-	if e.offences.add(g.slot(now), weight) < g.threshold {
+	if e.offences.add(g.slot(now), weight) < g.t().threshold {
 		return Ban{}, false
 	}
 	e.bans++
@@ -427,13 +452,13 @@ func SourceString(p netip.Prefix) string {
 func (g *Gate) now() int64 { return max(int64(g.clock().Sub(g.epoch)), 0) }
 
 // slot returns the offence window slot of a time.
-func (g *Gate) slot(now int64) int64 { return now / g.slotLen }
+func (g *Gate) slot(now int64) int64 { return now / g.t().slotLen }
 
 // at returns the wall time of a time since the epoch.
 func (g *Gate) at(t int64) time.Time { return g.wall.Add(time.Duration(t)) }
 
 func (g *Gate) allowed(a netip.Addr) bool {
-	for _, p := range g.allow {
+	for _, p := range g.t().allow {
 		if p.Contains(a) {
 			return true
 		}

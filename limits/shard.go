@@ -114,7 +114,7 @@ func (g *Gate) insert(s *shard, src netip.Prefix, now int64, n *note) *entry {
 		g.tracked.Add(1)
 	}
 	e.src = src
-	e.tokens = g.burst
+	e.tokens = g.t().burst
 	e.tokensAt = now
 	e.offences.last = g.slot(now)
 	s.m[src] = e
@@ -168,8 +168,9 @@ func (g *Gate) forgettable(e *entry, now int64) bool {
 	if e.pinned() || e.offences.scoreAt(g.slot(now)) > 0 {
 		return false
 	}
-	if g.rate > 0 && e.tokens+float64(now-e.tokensAt)*g.rate < g.burst {
+	t := g.t()
+	if t.rate > 0 && e.tokens+float64(now-e.tokensAt)*t.rate < t.burst {
 		return false
 	}
-	return e.bans == 0 || now-e.dirtyAt >= g.forget
+	return e.bans == 0 || now-e.dirtyAt >= t.forget
 }

@@ -29,7 +29,7 @@ type answer struct {
 // fails with errAnswerTooLarge; when the pool stays spent, with the pool's
 // error.
 func (a *answer) Write(p []byte) (int, error) {
-	if a.n+len(p) > a.c.s.opts.MaxLocalAnswerBytes {
+	if a.n+len(p) > a.c.s.live().MaxLocalAnswerBytes {
 		return 0, errAnswerTooLarge
 	}
 	cs := a.c.s.opts.Pool.ChunkBytes()
@@ -109,7 +109,7 @@ func (c *conn) writeAnswer(a *answer) bool {
 // timeouts.write), so the wait ends when enough are written, when the
 // response side fails, or at shutdown. It reports whether to go on.
 func (c *conn) awaitAnswers() bool {
-	for c.localBytes.Load() > int64(c.s.opts.MaxLocalAnswerBytes) {
+	for c.localBytes.Load() > int64(c.s.live().MaxLocalAnswerBytes) {
 		select {
 		case <-c.answerFreed:
 		case <-c.inflight.failed:

@@ -165,7 +165,7 @@ func (c *conn) serve() {
 			// a write timeout) before closing. The client's end of stream
 			// is not passed on as a half-close: a broker closes on EOF and
 			// may drop the responses the client is waiting for.
-			by := time.Now().Add(c.s.opts.WriteTimeout)
+			by := time.Now().Add(c.s.live().WriteTimeout)
 			c.drainBy.Store(by.UnixNano())
 			c.upstream.SetReadDeadline(by)
 		default:
@@ -187,7 +187,7 @@ func (c *conn) serve() {
 			ev = ev.AnErr("cause", cause)
 		}
 		ev.Str("reason", reason.String()).Int64("bytes_in", c.in.Load()).Int64("bytes_out", c.out.Load()).
-			Int64("frames", c.req.frames).Str("client_id", c.req.clientID).Dur("age", time.Since(c.opened)).
+			Int64("frames", c.req.frames).Str("client_id", c.req.clientID).Dur("age_ms", time.Since(c.opened)).
 			Int("suppressed", n).Msg("connection closed")
 	}
 }
@@ -230,7 +230,7 @@ func (c *conn) upstreamConn() net.Conn {
 // broker that does not accept cannot hold the process past its shutdown
 // timeout.
 func (c *conn) dial() error {
-	ctx, cancel := context.WithTimeout(c.s.kill, c.s.opts.DialTimeout)
+	ctx, cancel := context.WithTimeout(c.s.kill, c.s.live().DialTimeout)
 	defer cancel()
 	up, err := c.s.opts.Dial(ctx, "tcp", c.r.Upstream)
 	if err != nil {

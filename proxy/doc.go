@@ -9,6 +9,11 @@
 // (the queue of requests in flight), response.go (the response pump),
 // rewrite.go (responses rewritten), answer.go (local answers in pooled
 // chunks); reason.go is the table of close reasons and offences.
+// settings.go holds what a config reload changes (the policy, weights and
+// timeouts, one atomic pointer the data path loads where it reads a value),
+// and routes.go the listeners added and removed while the server runs
+// (AddRoute starts one more accept loop, owned like the watcher; RemoveRoute
+// drains a route's connections as Shutdown drains them all).
 //
 // A Server binds one listener per Route. Each accepted connection is judged
 // by the optional limits.Gate in the accept goroutine (a refused connection

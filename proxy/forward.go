@@ -39,7 +39,7 @@ func (c *conn) ensureUpstream() bool {
 // upstream is dialled, and the request queued for its response, only once
 // the frame is whole (or, cut through, its first chunk is full).
 func (c *conn) forward(h framing.RequestHeader, size int32, start time.Time) bool {
-	deadline := start.Add(c.s.opts.FrameTimeout)
+	deadline := start.Add(c.s.live().FrameTimeout)
 	api := framing.APIName(h.APIKey)
 	total := 4 + int(size)
 	cut := c.s.opts.CutThroughBytes
@@ -169,7 +169,7 @@ func (c *conn) peekAcks(h framing.RequestHeader, total int, deadline time.Time) 
 // frame cut through is written a chunk at a time). A broker that does not
 // take it in time ends the connection (upstream_error).
 func (c *conn) writeUpstream(bufs [][]byte) bool {
-	c.upstream.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
+	c.upstream.SetWriteDeadline(time.Now().Add(c.s.live().WriteTimeout))
 	var err error
 	if len(bufs) == 1 {
 		_, err = c.upstream.Write(bufs[0])

@@ -63,7 +63,7 @@ func (c *conn) enqueue(p inflightReq) bool {
 		return false
 	default:
 	}
-	p.due = time.Now().Add(c.s.opts.RequestTimeout)
+	p.due = time.Now().Add(c.s.live().RequestTimeout)
 	q.mu.Lock()
 	q.queue = append(q.queue, p)
 	start := !q.pumping

@@ -206,11 +206,20 @@ func (o *Options) validate() error {
 		return errors.Join(errs...)
 	}
 	if o.Dial == nil {
-		d := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}
+		// No Timeout: every dial has a context bounded by the DialTimeout in force, which a reload
+		// may raise past the one New saw.
+		d := &net.Dialer{KeepAlive: 30 * time.Second}
 		o.Dial = d.DialContext
 	}
 	return nil
 }
 
-// Options returns the options the server runs with, as New took them.
-func (s *Server) Options() Options { return s.opts }
+// Options returns the options the server runs with: as New took them, with the Settings in force.
+func (s *Server) Options() Options {
+	o, st := s.opts, s.live()
+	o.Policy, o.Weights = st.Policy, st.Weights
+	o.HeaderTimeout, o.FrameTimeout, o.IdleTimeout = st.HeaderTimeout, st.FrameTimeout, st.IdleTimeout
+	o.DialTimeout, o.WriteTimeout, o.RequestTimeout = st.DialTimeout, st.WriteTimeout, st.RequestTimeout
+	o.MaxLocalAnswerBytes = st.MaxLocalAnswerBytes
+	return o
+}

@@ -28,13 +28,13 @@ const (
 // written into pooled chunks while the request is read and must fit
 // MaxLocalAnswerBytes, or the connection is closed answer_too_large.
 func (c *conn) reject(h framing.RequestHeader, size int32, start time.Time) bool {
-	pol := c.s.opts.Policy
+	pol := c.s.live().Policy
 	limitErr := fmt.Errorf("%w: Produce v%d of %d bytes, limit %d", framing.ErrFrameTooLarge, h.APIVersion, size, pol.Limit(h.APIKey))
 	if h.APIKey != framing.KeyProduce {
 		c.refuse(reasonTooLarge, framing.APIName(h.APIKey), limitErr)
 		return false
 	}
-	deadline := start.Add(c.s.opts.FrameTimeout)
+	deadline := start.Add(c.s.live().FrameTimeout)
 	total := 4 + int(size)
 	acks, ok := c.peekAcks(h, total, deadline)
 	if !ok {
@@ -118,7 +118,7 @@ func (c *conn) rejectFailed(err, limitErr error) {
 	switch timeout, eof := classifyIO(err); {
 	case errors.Is(err, errAnswerTooLarge):
 		c.refuse(reasonAnswerTooLarge, "Produce",
-			fmt.Errorf("%w; the answer would be over %d bytes: %w", limitErr, c.s.opts.MaxLocalAnswerBytes, err))
+			fmt.Errorf("%w; the answer would be over %d bytes: %w", limitErr, c.s.live().MaxLocalAnswerBytes, err))
 	case errors.Is(err, limits.ErrPoolExhausted), errors.Is(err, limits.ErrPoolClosed):
 		c.poolSpent("Produce", err)
 	case timeout || eof:

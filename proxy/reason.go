@@ -137,9 +137,9 @@ var errNotKafka = errors.New("not the Kafka protocol")
 func (c *conn) weight(r reason) float64 {
 	switch reasons[r].class {
 	case weighsClosed:
-		return c.s.opts.Weights.Closed
+		return c.s.live().Weights.Closed
 	case weighsRejection:
-		return c.s.opts.Weights.RejectedProduce
+		return c.s.live().Weights.RejectedProduce
 	}
 	return 0
 }

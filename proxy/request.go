@@ -47,8 +47,8 @@ func (c *conn) requestLoop() (clean bool) {
 func (c *conn) readSize() (int32, time.Time, bool) {
 	if c.req.buf.buffered() == 0 {
 		c.releaseReq()
-		c.setReadDeadline(time.Now().Add(c.s.opts.IdleTimeout))
-		if c.s.draining.Load() {
+		c.setReadDeadline(time.Now().Add(c.s.live().IdleTimeout))
+		if c.draining() {
 			c.setReason(reasonShutdown, nil)
 			return 0, time.Time{}, false
 		}
@@ -56,7 +56,7 @@ func (c *conn) readSize() (int32, time.Time, bool) {
 		if n == 0 {
 			timeout, eof := classifyIO(err)
 			switch {
-			case timeout && c.s.draining.Load():
+			case timeout && c.draining():
 				c.setReason(reasonShutdown, nil)
 			case timeout:
 				c.setReason(reasonIdle, nil)
@@ -79,7 +79,7 @@ func (c *conn) readSize() (int32, time.Time, bool) {
 	}
 	start := time.Now()
 	c.holdSince.Store(start.UnixNano())
-	if !c.fillReq(4, start.Add(c.s.opts.HeaderTimeout), reasonHeaderTimeout, apiNone) {
+	if !c.fillReq(4, start.Add(c.s.live().HeaderTimeout), reasonHeaderTimeout, apiNone) {
 		return 0, start, false
 	}
 	var first [4]byte
@@ -150,7 +150,7 @@ func (c *conn) frame(size int32, start time.Time) bool {
 	if done, ok := c.saslFrame(size, start); done {
 		return ok
 	}
-	pol := c.s.opts.Policy
+	pol := c.s.live().Policy
 	if err := framing.CheckSize(size, pol.MaxLimit()); err != nil {
 		if !errors.Is(err, framing.ErrFrameTooLarge) {
 			c.refuse(reasonBadSize, apiNone, err)
@@ -196,7 +196,7 @@ func (c *conn) readHeader(size int32, start time.Time) (framing.RequestHeader, b
 	limit := min(total, len(c.req.buf.chunk))
 	for {
 		avail := min(c.req.buf.buffered(), total)
-		h, perr := framing.ParseRequestHeader(c.req.buf.unread()[4:avail], size, c.s.opts.Policy.MaxClientIDBytes())
+		h, perr := framing.ParseRequestHeader(c.req.buf.unread()[4:avail], size, c.s.live().Policy.MaxClientIDBytes())
 		if perr == nil {
 			return h, true
 		}
@@ -218,7 +218,7 @@ func (c *conn) readHeader(size int32, start time.Time) (framing.RequestHeader, b
 				fmt.Errorf("%w: header longer than %d bytes", framing.ErrMalformedHeader, limit-4))
 			return h, false
 		}
-		if !c.fillReq(avail+1, start.Add(c.s.opts.HeaderTimeout), reasonHeaderTimeout, apiNone) {
+		if !c.fillReq(avail+1, start.Add(c.s.live().HeaderTimeout), reasonHeaderTimeout, apiNone) {
 			return h, false
 		}
 	}

@@ -66,7 +66,7 @@ func (c *conn) responseLoop() {
 // the socket is read, not judged late, and a hung broker is still cut.
 func (c *conn) relayNext(p inflightReq) bool {
 	c.resp.key = p.key
-	c.upstreamDeadline(later(p.due, time.Now().Add(min(lateGrace, c.s.opts.RequestTimeout))))
+	c.upstreamDeadline(later(p.due, time.Now().Add(min(lateGrace, c.s.live().RequestTimeout))))
 	if p.key == keyRawToken || p.key == framing.KeySaslHandshake || p.key == framing.KeySaslAuthenticate {
 		if done, ok := c.saslResponse(p); done {
 			return ok
@@ -201,9 +201,9 @@ func (c *conn) relayLarge(buffered []byte, total int) bool {
 	for rest > 0 {
 		var n int64
 		var err error
-		rdl := c.upstreamDeadline(time.Now().Add(c.s.opts.RequestTimeout))
+		rdl := c.upstreamDeadline(time.Now().Add(c.s.live().RequestTimeout))
 		if splice {
-			wdl := time.Now().Add(c.s.opts.WriteTimeout)
+			wdl := time.Now().Add(c.s.live().WriteTimeout)
 			dst.SetWriteDeadline(wdl)
 			c.resp.spliced = io.LimitedReader{R: src, N: min(rest, spliceStep)}
 			n, err = dtc.ReadFrom(&c.resp.spliced)
@@ -262,7 +262,7 @@ func (c *conn) clientSideFailed(err error, wdl, rdl time.Time) bool {
 func (c *conn) writeClient(b []byte) bool {
 	for len(b) > 0 {
 		step := b[:min(len(b), spliceStep)]
-		c.client.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
+		c.client.SetWriteDeadline(time.Now().Add(c.s.live().WriteTimeout))
 		n, err := c.client.Write(step)
 		c.out.Add(int64(n))
 		c.s.metrics.sent(n)
@@ -321,7 +321,7 @@ func (c *conn) upstreamFailed(err error) {
 		if r == reasonRequestTimeout {
 			if ok, n := c.s.warnLog.allow(); ok {
 				c.log.Warn().Str("reason", r.String()).Str("api", framing.APIName(c.resp.key)).
-					Dur("request_timeout", c.s.opts.RequestTimeout).Int("suppressed", n).
+					Dur("request_timeout_ms", c.s.live().RequestTimeout).Int("suppressed", n).
 					Msg("broker owed a response longer than timeouts.request; closing the client's connection")
 			}
 		}

@@ -29,7 +29,7 @@ func (rw *rewriter) handles(key int16) bool {
 
 // advertise returns the address clients should use for a broker.
 func (rw *rewriter) advertise(node int32, host string, port int32) (string, int32) {
-	for _, r := range rw.s.routes {
+	for _, r := range rw.s.routeList() {
 		match := r.HasNodeID && r.NodeID == node ||
 			!r.HasNodeID && r.upPort == port && strings.EqualFold(r.upHost, host)
 		if match {
@@ -56,7 +56,7 @@ func (rw *rewriter) advertise(node int32, host string, port int32) (string, int3
 // from 1 byte (an empty host, matched by node id) to at most 3.
 func (rw *rewriter) maxHostGrowth() int {
 	n := 0
-	for _, r := range rw.s.routes {
+	for _, r := range rw.s.routeList() {
 		n = max(n, len(r.advHost))
 	}
 	return n + 2
@@ -135,7 +135,7 @@ func isCoordinator(errorCode int16, node int32, host string) bool {
 // keys are closed). Without it a client newer than kafkaguard would pick a
 // version kafkaguard closes, and reconnect and try again forever.
 func (rw *rewriter) clampVersions(r *kmsg.ApiVersionsResponse) {
-	pol := rw.s.opts.Policy
+	pol := rw.s.live().Policy
 	kept := r.ApiKeys[:0]
 	for _, k := range r.ApiKeys {
 		maxVer, known := framing.MaxVersion(k.ApiKey)

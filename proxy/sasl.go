@@ -194,7 +194,7 @@ func (c *conn) forwardToken(size int32, start time.Time) bool {
 	first, mech := s.v0.Tokens() == 1, s.mech
 	s.mu.Unlock()
 	if total := 4 + int(size); first && total <= len(c.req.buf.chunk) {
-		if !c.fillReq(total, start.Add(c.s.opts.FrameTimeout), reasonFrameTimeout, apiSaslToken) {
+		if !c.fillReq(total, start.Add(c.s.live().FrameTimeout), reasonFrameTimeout, apiSaslToken) {
 			return false
 		}
 		user := framing.SaslPrincipal(mech, c.req.buf.unread()[4:total])
@@ -249,7 +249,7 @@ func (c *conn) saslRequest(h framing.RequestHeader, size int32, start time.Time)
 		s.mu.Unlock()
 		return true
 	}
-	if !c.fillReq(total, start.Add(c.s.opts.FrameTimeout), reasonFrameTimeout, framing.APIName(key)) {
+	if !c.fillReq(total, start.Add(c.s.live().FrameTimeout), reasonFrameTimeout, framing.APIName(key)) {
 		return false
 	}
 	body := c.req.buf.unread()[4+h.Len : total]

@@ -29,6 +29,14 @@ type Server struct {
 	routes   []*route
 	rewriter *rewriter
 
+	// routes are as New built them; Listen binds and Serve accepts on these.
+	// rt is every route served now: routes, then those AddRoute added, less
+	// those RemoveRoute removed (routes.go). Copied on write; read by the
+	// rewriter, Addrs, Ready and Shutdown. set is what frames are judged by
+	// now (settings.go).
+	rt  atomic.Pointer[[]*route]
+	set atomic.Pointer[Settings]
+
 	// warnLog rate-limits lines about misbehaving clients; connLog the
 	// per-connection open/close lines.
 	warnLog *logLimiter
@@ -58,6 +66,9 @@ type route struct {
 	upHost     string
 	upPort     int32
 	listenAddr string
+	// closing is set when RemoveRoute drains this route: its connections end between frames, as on
+	// Shutdown.
+	closing atomic.Bool
 }
 
 // New checks opts and builds a Server; nothing is bound yet.
@@ -75,6 +86,7 @@ func New(opts Options) (*Server, error) {
 		done:    make(chan struct{}),
 	}
 	s.kill, s.killNow = context.WithCancel(context.Background())
+	s.set.Store(settingsOf(opts))
 	for _, r := range opts.Routes {
 		host, port, _ := net.SplitHostPort(r.Upstream)
 		p, err := strconv.ParseInt(port, 10, 32)
@@ -84,6 +96,7 @@ func New(opts Options) (*Server, error) {
 		s.routes = append(s.routes, &route{Route: r, upHost: host, upPort: int32(p)})
 	}
 	s.rewriter = &rewriter{s: s}
+	s.rt.Store(&s.routes)
 	return s, nil
 }
 
@@ -132,8 +145,9 @@ func (r *route) resolveAdvertised() error {
 
 // Addrs returns the bound listener addresses in route order.
 func (s *Server) Addrs() []net.Addr {
-	out := make([]net.Addr, 0, len(s.routes))
-	for _, r := range s.routes {
+	rs := s.routeList()
+	out := make([]net.Addr, 0, len(rs))
+	for _, r := range rs {
 		if r.ln != nil {
 			out = append(out, r.ln.Addr())
 		}
@@ -189,7 +203,7 @@ func (s *Server) acceptLoop(r *route) error {
 				} else if backoff *= 2; backoff > time.Second {
 					backoff = time.Second
 				}
-				s.log.Warn().Err(err).Dur("retry_in", backoff).Str("listener", r.listenAddr).Msg("accept failed")
+				s.log.Warn().Err(err).Dur("retry_in_ms", backoff).Str("listener", r.listenAddr).Msg("accept failed")
 				select {
 				case <-time.After(backoff):
 				case <-s.done:
@@ -262,7 +276,7 @@ func remoteIP(c net.Conn) netip.Addr {
 }
 
 func (s *Server) closeListeners() {
-	for _, r := range s.routes {
+	for _, r := range s.routeList() {
 		if r.ln != nil {
 			r.ln.Close()
 		}
@@ -304,7 +318,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-idle:
 	case <-time.After(abortGrace):
-		s.log.Error().Int("connections", s.connCount()).Dur("after", abortGrace).
+		s.log.Error().Int("connections", s.connCount()).Dur("after_ms", abortGrace).
 			Msg("connections still running after shutdown closed their sockets")
 	}
 	return ctx.Err()
@@ -334,8 +348,8 @@ func (s *Server) connCount() int {
 // Ready reports whether every upstream accepts a TCP connection now.
 func (s *Server) Ready(ctx context.Context) error {
 	var errs []error
-	for _, r := range s.routes {
-		dctx, cancel := context.WithTimeout(ctx, s.opts.DialTimeout)
+	for _, r := range s.routeList() {
+		dctx, cancel := context.WithTimeout(ctx, s.live().DialTimeout)
 		c, err := s.opts.Dial(dctx, "tcp", r.Upstream)
 		cancel()
 		if err != nil {

@@ -1,9 +1,10 @@
 // Command kafkaguard is a TCP reverse proxy that guards Apache Kafka brokers
 // from oversized, malformed and abusive requests.
 //
-//	kafkaguard run --config FILE       serve until SIGINT/SIGTERM, then drain
+//	kafkaguard run --config FILE       serve until SIGINT/SIGTERM, then drain; SIGHUP reloads
 //	kafkaguard validate --config FILE  print every problem in FILE (exit 2 if any)
 //	kafkaguard demo                    an in-process 3-broker cluster behind kafkaguard
+//	kafkaguard bans list|add|lift      the admin API's bans, for people at a shell
 //	kafkaguard version
 package main
 
@@ -49,9 +50,10 @@ func main() {
 }
 
 const usage = `usage:
-  kafkaguard run --config FILE       run the proxy (SIGINT/SIGTERM drain and stop)
+  kafkaguard run --config FILE       run the proxy (SIGINT/SIGTERM drain and stop; SIGHUP reloads FILE)
   kafkaguard validate --config FILE  check a config file; prints every problem, exit 2 if any
   kafkaguard demo                    3 in-process brokers behind kafkaguard on 127.0.0.1:9092-9094
+  kafkaguard bans list|add|lift      list, add or lift bans through the admin API (bans -h for flags)
   kafkaguard version                 print the version
 `
 
@@ -80,6 +82,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return &exitCode{2, err}
 		}
 		return runDemo(stdout)
+	case "bans":
+		return bansCmd(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "kafkaguard", versionString())
 		return nil

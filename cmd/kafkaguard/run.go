@@ -50,7 +50,7 @@ func runProxy(path string) error {
 	if err != nil {
 		return err
 	}
-	log, err := app.NewLogger(cfg.Log, os.Stderr)
+	log, level, err := app.NewLevelLogger(cfg.Log, os.Stderr)
 	if err != nil {
 		return err
 	}
@@ -58,6 +58,8 @@ func runProxy(path string) error {
 	if err != nil {
 		return err
 	}
+	a.SetLogLevel(level)
+	a.SetConfigFile(path, os.Environ(), 0)
 	return serveUntilSignal(a, cfg.Timeouts.Shutdown)
 }
 
@@ -65,7 +67,8 @@ func runProxy(path string) error {
 // drain to finish before it exits anyway.
 const exitGrace = 500 * time.Millisecond
 
-// serveUntilSignal starts a and stops it on SIGINT or SIGTERM. A second
+// serveUntilSignal starts a and stops it on SIGINT or SIGTERM; SIGHUP
+// reloads the config file (the App logs and counts the result). A second
 // signal during the drain exits at once (status 128+signal, as a shell
 // reports a killed process), and the drain is never waited for longer than
 // shutdown plus exitGrace: an operator's or Kubernetes' stop always ends the
@@ -74,12 +77,24 @@ func serveUntilSignal(a *app.App, shutdown time.Duration) error {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	defer signal.Stop(hups)
 	if err := a.Start(); err != nil {
 		return err
 	}
-	sig := <-sigs
+	var sig os.Signal
+	for sig == nil {
+		select {
+		case sig = <-sigs:
+		case <-hups:
+			a.Reload("SIGHUP") // logged and counted by the App; a failure keeps the running config
+		}
+	}
+	// The drain is bounded by the shutdown timeout in force, which a reload may have changed.
+	shutdown = a.ShutdownTimeout()
 	log := a.Log()
-	log.Info().Str("signal", sig.String()).Dur("timeout", shutdown).
+	log.Info().Str("signal", sig.String()).Dur("timeout_ms", shutdown).
 		Msg("signal received, draining; send it again to exit at once")
 	stopped := make(chan error, 1)
 	go func() { stopped <- a.Stop() }()
@@ -95,7 +110,7 @@ func serveUntilSignal(a *app.App, shutdown time.Duration) error {
 		log.Warn().Str("signal", sig.String()).Msg("second signal: exiting without waiting for the drain")
 		return &exitCode{128 + signalNumber(sig), fmt.Errorf("second %v during the drain", sig)}
 	case <-timer.C:
-		log.Error().Dur("timeout", shutdown).Msg("drain did not end within timeouts.shutdown; exiting")
+		log.Error().Dur("timeout_ms", shutdown).Msg("drain did not end within timeouts.shutdown; exiting")
 		return &exitCode{1, fmt.Errorf("drain still running %v after timeouts.shutdown (%v)", exitGrace, shutdown)}
 	}
 }

@@ -71,6 +71,7 @@ type kafkaguardProc struct {
 	lines  chan map[string]any // stderr's JSON log lines
 	exited chan struct{}       // closed once the process ended; then err is its Wait error
 	err    error
+	path   string // the config file it runs with
 }
 
 func startKafkaguard(t *testing.T, yml string) *kafkaguardProc {
@@ -88,7 +89,7 @@ func startKafkaguard(t *testing.T, yml string) *kafkaguardProc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &kafkaguardProc{cmd: cmd, lines: make(chan map[string]any, 1024), exited: make(chan struct{})}
+	p := &kafkaguardProc{cmd: cmd, lines: make(chan map[string]any, 1024), exited: make(chan struct{}), path: path}
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {

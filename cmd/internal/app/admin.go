@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/kafkaguard/kafkaguard/config"
 	"github.com/kafkaguard/kafkaguard/limits"
 	"github.com/kafkaguard/kafkaguard/proxy"
 )
@@ -30,11 +31,15 @@ import (
 //	                             banned source: a bare address for a /32 or /128, else a prefix
 //	DELETE /bans/{ip-or-prefix}  lift the ban of the source holding an address (2001:db8::7), or of
 //	                             a prefix (2001:db8::/64) no wider than the sources are judged by
+//	POST   /bans                 ban a source now: JSON {"source": ip-or-prefix, "duration": "10m",
+//	                             "reason": "..."} (at most 4 KiB); 201 with the ban as GET /bans lists it
+//	GET    /config               the config in force as JSON (App.adminHandler adds it; see configHandler)
 //	GET    /debug/pprof/...      Go's profiles (net/http/pprof), for an operator or kafkaguard-bench
 //	POST   /debug/free-os-memory collect garbage and return freed memory to the OS, so RSS read
 //	                             afterwards is what is still held (the bench's per-connection figure)
 //
-// g is nil when abuse.enabled is false.
+// g is nil when abuse.enabled is false. Which of these need the admin token is the guard's business
+// (guard.go), decided before this mux.
 func adminHandler(s *proxy.Server, g *limits.Gate, gatherer prometheus.Gatherer) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
@@ -55,20 +60,9 @@ func adminHandler(s *proxy.Server, g *limits.Gate, gatherer prometheus.Gatherer)
 			http.Error(w, "abuse gate disabled", http.StatusNotFound)
 			return
 		}
-		type ban struct {
-			Addr     string    `json:"addr"`
-			ClientID string    `json:"client_id,omitempty"`
-			Reason   string    `json:"reason"`
-			Since    time.Time `json:"since"`
-			Until    time.Time `json:"until"`
-			Count    int       `json:"count"`
-
-			// Principal is the SASL user of the offence that earned the ban, if it had logged in.
-			Principal string `json:"principal,omitempty"`
-		}
-		out := []ban{}
+		out := []banJSON{}
 		for _, b := range g.Bans() {
-			out = append(out, ban{limits.SourceString(b.Source), b.ClientID, b.Reason, b.Since, b.Until, b.Count, b.Principal})
+			out = append(out, banJSON{limits.SourceString(b.Source), b.ClientID, b.Reason, b.Since, b.Until, b.Count, b.Principal})
 		}
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(out)
@@ -91,6 +85,13 @@ func adminHandler(s *proxy.Server, g *limits.Gate, gatherer prometheus.Gatherer)
 		}
 		w.Write([]byte("unbanned " + name + "\n"))
 	})
+	mux.HandleFunc("POST /bans", func(w http.ResponseWriter, r *http.Request) {
+		if g == nil {
+			http.Error(w, "abuse gate disabled", http.StatusNotFound)
+			return
+		}
+		addBan(g, w, r)
+	})
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
@@ -101,6 +102,83 @@ func adminHandler(s *proxy.Server, g *limits.Gate, gatherer prometheus.Gatherer)
 		w.Write([]byte("ok\n"))
 	})
 	return mux
+}
+
+// maxBanBody bounds a POST /bans body; the three fields fit in a few hundred bytes.
+const maxBanBody = 4 << 10
+
+// maxBanReason bounds the reason kept with an operator's ban (GET /bans and the status page show it).
+const maxBanReason = 200
+
+// maxManualBan is the longest ban POST /bans sets: a month. Longer is a firewall rule's job.
+const maxManualBan = 30 * 24 * time.Hour
+
+// addBan serves POST /bans: an operator bans a source for a while, with a reason, in an incident.
+func addBan(g *limits.Gate, w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Source   string `json:"source"`
+		Duration string `json:"duration"`
+		Reason   string `json:"reason"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBanBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		http.Error(w, "bad request body: want JSON {\"source\": \"192.0.2.7\", \"duration\": \"10m\", \"reason\": \"...\"} of at most 4 KiB: "+err.Error(),
+			http.StatusBadRequest)
+		return
+	}
+	src, err := banTarget(g, req.Source)
+	if err != nil {
+		http.Error(w, "source: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	d, err := time.ParseDuration(req.Duration)
+	if err != nil || d < time.Second || d > maxManualBan {
+		http.Error(w, fmt.Sprintf("duration %q: want a Go duration from 1s to %v, such as 10m or 2h", req.Duration, maxManualBan),
+			http.StatusBadRequest)
+		return
+	}
+	reason := strings.TrimSpace(req.Reason)
+	if reason == "" {
+		reason = "manual"
+	}
+	if len(reason) > maxBanReason || strings.ContainsFunc(reason, func(c rune) bool { return c < 0x20 || c == 0x7f }) {
+		http.Error(w, fmt.Sprintf("reason: at most %d bytes on one line", maxBanReason), http.StatusBadRequest)
+		return
+	}
+	b, err := g.AddBan(src.Addr(), d, reason)
+	if err != nil {
+		http.Error(w, "source "+limits.SourceString(src)+": "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	json.NewEncoder(w).Encode(banJSON{limits.SourceString(b.Source), b.ClientID, b.Reason, b.Since, b.Until, b.Count, b.Principal})
+}
+
+// banJSON is one ban as GET /bans lists it.
+type banJSON struct {
+	Addr     string    `json:"addr"`
+	ClientID string    `json:"client_id,omitempty"`
+	Reason   string    `json:"reason"`
+	Since    time.Time `json:"since"`
+	Until    time.Time `json:"until"`
+	Count    int       `json:"count"`
+
+	// Principal is the SASL user of the offence that earned the ban, if it had logged in.
+	Principal string `json:"principal,omitempty"`
+}
+
+// configHandler serves GET /config: the config in force (after every reload, with the keys that could
+// not change live at their running values) as JSON keyed as in the file. Files are named by path; the
+// admin token and key files' contents are never in a Config, so nothing needs redacting.
+func configHandler(cfg func() config.Config) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(cfg().Map())
+	})
 }
 
 // metricsHandler serves the read-only admin endpoints, /metrics, /healthz and /readyz, and nothing that

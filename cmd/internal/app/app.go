@@ -2,7 +2,8 @@
 // the policy, the abuse gate, the proxy server, its metrics and the admin
 // HTTP server (admin.go) with its status page (status.go). Start starts
 // their goroutines (accept loops, admin server, gate sweeper, the status
-// page's refusal sampler, one dial of each upstream); Stop drains
+// page's refusal sampler, one dial of each upstream, the config file
+// watcher of reload.go, and one drain per listener a reload removed); Stop drains
 // connections and waits for all of them. cmd/kafkaguard runs kafkaguard
 // through it; cmd/kafkaguard-bench measures the built binary and reads its
 // figures from /metrics.
@@ -23,6 +24,7 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,20 +51,44 @@ type App struct {
 	start time.Time
 	wg    sync.WaitGroup
 	stopc chan struct{}
+
+	// live is the config in force: cfg until a reload replaces it (reload.go). token is the admin
+	// API's bearer token, nil when admin.token_file is unset (guard.go). level is the log level a
+	// reload changes, nil when the logger's level is fixed.
+	live   atomic.Pointer[config.Config]
+	token  atomic.Pointer[string]
+	level  *LogLevel
+	reload *reloader
+	guard  *adminGuard
+	// tlsFiles are the certificate sources of the TLS listeners and upstreams; Build's TLS wiring
+	// appends each, and a reload asks each to look at its files at once (CheckNow).
+	tlsFiles []*proxy.TLSFiles
 }
 
 // NewLogger builds the zerolog logger log configures. Console lines are coloured only when w is a
 // terminal and NO_COLOR is unset: in a pipe or a file (kubectl logs, journald) escapes are noise.
 func NewLogger(c config.Log, w io.Writer) (zerolog.Logger, error) {
-	lvl, err := zerolog.ParseLevel(c.Level)
-	if err != nil {
-		return zerolog.Nop(), fmt.Errorf("log.level: %w", err)
+	log, _, err := NewLevelLogger(c, w)
+	return log, err
+}
+
+// NewLevelLogger is NewLogger with the level held apart, so a reload can change it: give the
+// LogLevel to App.SetLogLevel.
+func NewLevelLogger(c config.Log, w io.Writer) (zerolog.Logger, *LogLevel, error) {
+	if _, err := zerolog.ParseLevel(c.Level); err != nil {
+		return zerolog.Nop(), nil, fmt.Errorf("log.level: %w", err)
 	}
 	if c.Format == "console" {
 		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339, NoColor: !colourful(w)}
 	}
-	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+	lvl := &LogLevel{}
+	lvl.Set(c.Level)
+	return zerolog.New(levelWriter{w, lvl}).Level(zerolog.DebugLevel).With().Timestamp().Logger(), lvl, nil
 }
+
+// SetLogLevel gives the App the level its logger writes at (from NewLevelLogger), so a reload of
+// log.level reaches it. Without it log.level is kept as it started, and a change is logged as such.
+func (a *App) SetLogLevel(l *LogLevel) { a.level = l }
 
 // banLogBurst is how many ban and unban lines a second reach the log.
 const banLogBurst = 10
@@ -74,6 +100,16 @@ const memoryHeadroom = 64 << 20
 func Build(cfg config.Config, log zerolog.Logger) (*App, error) {
 	a := &App{cfg: cfg, log: log, reg: prometheus.NewRegistry(), stopc: make(chan struct{})}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.live.Store(&cfg)
+	a.reload = newReloader(a.reg)
+	a.guard = newAdminGuard(a)
+	if cfg.Admin.TokenFile != "" {
+		tok, err := config.ReadToken(cfg.Admin.TokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("admin.token_file: %w", err)
+		}
+		a.token.Store(&tok)
+	}
 	m := proxy.NewMetrics(a.reg)
 
 	// Pool chunks live on the Go heap; without a limit the collector lets
@@ -93,25 +129,7 @@ func Build(cfg config.Config, log zerolog.Logger) (*App, error) {
 	}
 	registerPoolGauges(a.reg, pool)
 
-	// Names were checked by Validate, so every lookup succeeds.
-	per := make(map[int16]int32)
-	for name, size := range cfg.Limits.API {
-		key, _ := config.APIKey(name)
-		per[key] = int32(size)
-	}
-	var deny []int16
-	for _, name := range cfg.Limits.DenyAPI {
-		key, _ := config.APIKey(name)
-		deny = append(deny, key)
-	}
-	pol, err := limits.NewPolicy(limits.PolicyOptions{
-		MaxRequestBytes:  int32(cfg.Limits.MaxRequestBytes),
-		PerAPI:           per,
-		MaxClientIDBytes: cfg.Limits.MaxClientIDBytes,
-		MaxDrainBytes:    int64(cfg.EffectiveMaxDrain()),
-		Deny:             deny,
-		ForwardUnknown:   cfg.Limits.UnknownAPI == config.UnknownAPIForward,
-	})
+	pol, err := limits.NewPolicy(policyOptions(cfg))
 	if err != nil {
 		return nil, fmt.Errorf("limits: %w", err)
 	}
@@ -121,28 +139,16 @@ func Build(cfg config.Config, log zerolog.Logger) (*App, error) {
 		// attacker can cause, these are rate-limited (kafkaguard_bans_total
 		// still counts every ban).
 		banLog := log.Sample(&zerolog.BurstSampler{Burst: banLogBurst, Period: time.Second})
-		gate, err := limits.NewGate(limits.GateOptions{
-			OffencesBeforeBan: ab.OffencesBeforeBan,
-			OffenceWindow:     ab.OffenceWindow,
-			BanMin:            ab.BanMin,
-			BanMax:            ab.BanMax,
-			ForgetAfter:       ab.ForgetAfter,
-			MaxConnsPerIP:     ab.MaxConnectionsPerIP,
-			RatePerSecond:     ab.ConnectionRatePerIP.PerSecond(),
-			RateBurst:         ab.ConnectionRatePerIP.Count,
-			Allow:             ab.Allow,
-			MaxTracked:        ab.MaxTrackedSources,
-			IPv4Prefix:        ab.IPv4Prefix,
-			IPv6Prefix:        ab.IPv6Prefix,
+		gate, err := limits.NewGate(gateOptions(ab, limits.GateOptions{
 			OnBan: func(b limits.Ban) {
 				m.Banned()
 				banLog.Warn().Str("addr", limits.SourceString(b.Source)).Str("client_id", b.ClientID).Str("principal", b.Principal).Str("reason", b.Reason).
-					Int("ban_count", b.Count).Dur("for", b.Until.Sub(b.Since)).Time("until", b.Until).Msg("source banned")
+					Int("ban_count", b.Count).Dur("for_ms", b.Until.Sub(b.Since)).Time("until", b.Until).Msg("source banned")
 			},
 			OnUnban: func(b limits.Ban) {
 				banLog.Info().Str("addr", limits.SourceString(b.Source)).Int("ban_count", b.Count).Msg("source unbanned")
 			},
-		})
+		}))
 		if err != nil {
 			return nil, fmt.Errorf("abuse: %w", err)
 		}
@@ -152,11 +158,7 @@ func Build(cfg config.Config, log zerolog.Logger) (*App, error) {
 
 	routes := make([]proxy.Route, len(cfg.Listeners))
 	for i, l := range cfg.Listeners {
-		routes[i] = proxy.Route{Listen: l.Address, Upstream: l.Upstream, Advertised: l.Advertised,
-			SASLRequire: l.SASL == config.SASLRequire}
-		if l.NodeID != nil {
-			routes[i].NodeID, routes[i].HasNodeID = *l.NodeID, true
-		}
+		routes[i] = routeOf(l)
 	}
 	srv, err := proxy.New(proxy.Options{
 		Routes:          routes,
@@ -240,6 +242,9 @@ func (a *App) Start() error {
 		a.wg.Go(func() { a.monitor(historyEvery, a.stopc) })
 	}
 	a.wg.Go(func() { a.warnUnansweredUpstreams(a.stopc) })
+	if a.reload.path != "" && a.reload.every > 0 {
+		a.wg.Go(func() { a.watchConfig(a.stopc) })
+	}
 	if a.gate != nil {
 		a.wg.Add(1)
 		go func() {
@@ -267,7 +272,7 @@ func (a *App) Start() error {
 // Stop drains connections (up to timeouts.shutdown) and stops everything
 // Start started.
 func (a *App) Stop() error {
-	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.Timeouts.Shutdown)
+	ctx, cancel := context.WithTimeout(context.Background(), a.config().Timeouts.Shutdown)
 	defer cancel()
 	err := a.srv.Shutdown(ctx)
 	// When the drain used the whole timeout, ctx has expired and Shutdown
@@ -278,7 +283,9 @@ func (a *App) Stop() error {
 	if a.mets != nil && a.mets.Shutdown(ctx) != nil {
 		a.mets.Close()
 	}
+	a.reload.mu.Lock() // a reload under way finishes first; none starts after
 	close(a.stopc)
+	a.reload.mu.Unlock()
 	a.wg.Wait()
 	a.log.Info().Err(err).Msg("kafkaguard stopped")
 	return err

@@ -44,6 +44,9 @@ type StatusOptions struct {
 	// acts. Nil means never. Today the admin address allows DELETE /bans to whoever reaches it; when
 	// admin.token_file exists, this is where its check goes.
 	CanLift func(*http.Request) bool
+	// LiftNeedsToken reports whether admin.token_file is set, so the page says how to lift bans
+	// instead of showing buttons. Nil means no.
+	LiftNeedsToken func() bool
 	// Unban is the handler of DELETE /bans/{src}: POST /lift hands it the form's source, so a lift from
 	// the page takes the same path, checks and log lines as one from the API.
 	Unban http.Handler
@@ -90,7 +93,7 @@ type statusView struct {
 	PoolHot                                 bool        // 90% or more of the pool in use
 	UpstreamsUp                             int
 	Chart                                   chart
-	GateOn, CanLift                         bool
+	GateOn, CanLift, LiftNeedsToken         bool
 	Bans                                    []limits.Ban
 	BansActive, BansMore, Tracked           int
 	Upstreams                               []upstreamState
@@ -104,6 +107,7 @@ func (o StatusOptions) page(w http.ResponseWriter, r *http.Request) {
 		v.LastReload = o.LastReload()
 	}
 	v.CanLift = o.CanLift != nil && o.CanLift(r)
+	v.LiftNeedsToken = o.LiftNeedsToken != nil && o.LiftNeedsToken()
 	// The flash after a lift: shown only when it names an address or prefix, so a link cannot put
 	// words of its own on the page.
 	if s := r.URL.Query().Get("lifted"); validSource(s) {
@@ -311,19 +315,24 @@ func (a *App) adminHandler() http.Handler {
 		Upstreams: func(ctx context.Context) []upstreamState {
 			return a.probeUpstreams(ctx, min(a.cfg.Timeouts.Dial, statusProbeTimeout))
 		},
-		Unban:   api,
-		Version: Version,
-		Started: a.start,
+		Unban:      api,
+		Version:    Version,
+		Started:    a.start,
+		LastReload: a.LastReload,
 	}
 	if g := a.gate; g != nil {
 		o.TopBans, o.Tracked = g.TopBans, g.Tracked
-		// Whoever reaches the admin address may DELETE /bans today; admin.token_file will decide here.
-		o.CanLift = func(*http.Request) bool { return true }
+		// A browser's form cannot send a Bearer header, and a token typed into a page is a token in
+		// the browser's history and autofill: with admin.token_file set the page shows no lift
+		// button and says to lift with `kafkaguard bans lift`.
+		o.CanLift = func(*http.Request) bool { return a.token.Load() == nil }
+		o.LiftNeedsToken = func() bool { return a.token.Load() != nil }
 	}
 	status := StatusHandler(o)
 	mux := http.NewServeMux()
 	mux.Handle("/", api)
 	mux.Handle("GET /{$}", status)
 	mux.Handle("POST /lift", status)
-	return mux
+	mux.Handle("GET /config", configHandler(a.config))
+	return a.guard.wrap(mux)
 }

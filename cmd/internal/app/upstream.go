@@ -19,10 +19,11 @@ type upstreamState struct {
 // timeout and ctx, and closes what it opened: it says whether a broker
 // answers, nothing more. It returns in listener order.
 func (a *App) probeUpstreams(ctx context.Context, timeout time.Duration) []upstreamState {
-	out := make([]upstreamState, len(a.cfg.Listeners))
+	listeners := a.config().Listeners // as reloads left them
+	out := make([]upstreamState, len(listeners))
 	bound := a.srv.Addrs()
 	var wg sync.WaitGroup
-	for i, l := range a.cfg.Listeners {
+	for i, l := range listeners {
 		out[i] = upstreamState{Listener: l.Address, Upstream: l.Upstream}
 		if len(bound) == len(out) {
 			out[i].Listener = bound[i].String()

@@ -84,6 +84,21 @@ var wiring = map[string]check{
 	"timeouts.shutdown": func(c config.Config, r running, _ string) (any, any) {
 		return c.Timeouts.Shutdown, r.app.cfg.Timeouts.Shutdown
 	},
+	// The token itself is what the guard compares with (guard.go), read from the file at Build.
+	"admin.token_file": func(c config.Config, r running, _ string) (any, any) {
+		want := ""
+		if c.Admin.TokenFile != "" {
+			want, _ = config.ReadToken(c.Admin.TokenFile)
+		}
+		got := ""
+		if tok := r.app.token.Load(); tok != nil {
+			got = *tok
+		}
+		return want, got
+	},
+	"admin.protect_reads": func(c config.Config, r running, _ string) (any, any) {
+		return c.Admin.ProtectReads, r.app.config().Admin.ProtectReads
+	},
 
 	"limits.max_request_bytes": func(c config.Config, r running, _ string) (any, any) {
 		// Fetch has no entry in the example's limits.api.
@@ -197,7 +212,7 @@ var wiring = map[string]check{
 	},
 
 	"log.level": func(c config.Config, r running, _ string) (any, any) {
-		return c.Log.Level, r.app.Log().GetLevel().String()
+		return c.Log.Level, r.app.level.String()
 	},
 	"log.format": func(c config.Config, r running, _ string) (any, any) {
 		got := "console"
@@ -219,6 +234,8 @@ var nonDefault = map[string]func(arg string) any{
 
 	"admin.address":         func(string) any { return "127.0.0.1:19644" },
 	"admin.metrics_address": func(string) any { return "0.0.0.0:19645" },
+	"admin.token_file":      func(string) any { return "testdata/admin-token" },
+	"admin.protect_reads":   func(string) any { return true },
 
 	"limits.max_request_bytes":         func(string) any { return "2MiB" },
 	"limits.api.*":                     func(string) any { return "40KiB" },
@@ -264,6 +281,12 @@ var nonDefault = map[string]func(arg string) any{
 
 	"log.level":  func(string) any { return "debug" },
 	"log.format": func(string) any { return "console" },
+}
+
+// requires are keys that are valid only with another key set: setting the key alone to its non-default
+// value sets these too.
+var requires = map[string]map[string]any{
+	"admin.protect_reads": {"admin.token_file": "testdata/admin-token"},
 }
 
 // commentedOut are keys of Config the example shows only in a comment,
@@ -367,7 +390,7 @@ func buildFrom(t *testing.T, path string) (config.Config, running) {
 		t.Fatalf("load %s: %v", path, err)
 	}
 	var logs bytes.Buffer
-	log, err := NewLogger(cfg.Log, &logs)
+	log, level, err := NewLevelLogger(cfg.Log, &logs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,6 +398,7 @@ func buildFrom(t *testing.T, path string) (config.Config, running) {
 	if err != nil {
 		t.Fatalf("build: %v", err)
 	}
+	a.SetLogLevel(level)
 	r := running{app: a, opts: a.Server().Options(), pool: a.Server().Options().Pool}
 	r.policy = r.opts.Policy
 	if g := a.gate; g != nil {
@@ -436,6 +460,9 @@ func TestEveryExampleKeyReachesTheServer(t *testing.T) {
 		t.Run(key, func(t *testing.T) {
 			doc := readExample(t)
 			setKey(t, doc, key, val(arg))
+			for k, v := range requires[p] {
+				setKey(t, doc, k, v)
+			}
 			raw, err := yaml.Marshal(doc)
 			if err != nil {
 				t.Fatal(err)
