@@ -25,9 +25,14 @@ import (
 // upstream watcher, another connection evicting this one) touch is above
 // the halves, each with its own guard.
 type conn struct {
-	s      *Server
-	r      *route
+	s *Server
+	r *route
+	// client is the client's socket, or on a TLS listener a *tlsSocket
+	// over it (set before serve starts, never changed); raw() is the socket.
 	client net.Conn
+	// sniff, on a TLS listener, keeps the first bytes the client sent, to
+	// name a failed handshake (the handshake's goroutine owns it).
+	sniff  *firstBytesConn
 	ip     netip.Addr
 	id     uint64
 	log    zerolog.Logger
@@ -122,6 +127,9 @@ func (s *Server) newConn(r *route, nc net.Conn, ip netip.Addr) *conn {
 	c := &conn{
 		s: s, r: r, client: nc, ip: ip, id: id, opened: time.Now(),
 	}
+	if r.serverTLS != nil {
+		c.client, c.sniff = newClientTLS(nc, r.serverTLS)
+	}
 	c.log = s.log.With().Uint64("conn", id).Str("client", nc.RemoteAddr().String()).
 		Str("listener", r.listenAddr).Str("upstream", r.Upstream).Logger()
 	return c
@@ -152,6 +160,10 @@ func (c *conn) closeReason() (reason, error) {
 // cleanly, dropped when the connection ends in error.
 func (c *conn) serve() {
 	defer c.s.forget(c)
+	if c.sniff != nil && !c.handshake() {
+		c.client.Close()
+		return
+	}
 	if ok, n := c.s.connLog.allow(); ok {
 		c.log.Info().Int("suppressed", n).Msg("connection opened")
 	}
@@ -232,6 +244,9 @@ func (c *conn) dial() error {
 	ctx, cancel := context.WithTimeout(c.s.kill, c.s.opts.DialTimeout)
 	defer cancel()
 	up, err := c.s.opts.Dial(ctx, "tcp", c.r.Upstream)
+	if err == nil && c.r.UpstreamTLS != nil {
+		up, err = c.dialTLS(up)
+	}
 	if err != nil {
 		if c.s.kill.Err() == nil {
 			c.s.metrics.dialError()

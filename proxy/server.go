@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -58,6 +59,9 @@ type route struct {
 	upHost     string
 	upPort     int32
 	listenAddr string
+	// serverTLS is Route.TLS's ServerConfig, made once: every handshake
+	// takes the current files through its GetConfigForClient.
+	serverTLS *tls.Config
 }
 
 // New checks opts and builds a Server; nothing is bound yet.
@@ -81,7 +85,11 @@ func New(opts Options) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("proxy: upstream %q: bad port: %w", r.Upstream, err)
 		}
-		s.routes = append(s.routes, &route{Route: r, upHost: host, upPort: int32(p)})
+		rt := &route{Route: r, upHost: host, upPort: int32(p)}
+		if r.TLS != nil {
+			rt.serverTLS = r.TLS.ServerConfig()
+		}
+		s.routes = append(s.routes, rt)
 	}
 	s.rewriter = &rewriter{s: s}
 	return s, nil

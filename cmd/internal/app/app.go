@@ -151,10 +151,14 @@ func Build(cfg config.Config, log zerolog.Logger) (*App, error) {
 	}
 
 	routes := make([]proxy.Route, len(cfg.Listeners))
+	tlsMetrics := proxy.NewTLSMetrics(a.reg)
 	for i, l := range cfg.Listeners {
 		routes[i] = proxy.Route{Listen: l.Address, Upstream: l.Upstream, Advertised: l.Advertised}
 		if l.NodeID != nil {
 			routes[i].NodeID, routes[i].HasNodeID = *l.NodeID, true
+		}
+		if err := buildTLS(&routes[i], l, log, tlsMetrics); err != nil {
+			return nil, fmt.Errorf("listeners[%d]: %w", i, err)
 		}
 	}
 	srv, err := proxy.New(proxy.Options{
@@ -170,6 +174,8 @@ func Build(cfg config.Config, log zerolog.Logger) (*App, error) {
 		DialTimeout:     cfg.Timeouts.Dial,
 		WriteTimeout:    cfg.Timeouts.Write,
 		RequestTimeout:  cfg.Timeouts.Request,
+		// Unused by routes without TLS; the config's default keeps it positive.
+		TLSHandshakeTimeout: cfg.Timeouts.TLSHandshake,
 		CutThroughBytes: int32(cfg.Proxy.CutThroughBytes),
 		MaxInflight:     cfg.Proxy.MaxInflight,
 		MaxRewriteBytes: int32(cfg.Proxy.MaxRewriteBytes),
