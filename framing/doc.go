@@ -14,7 +14,10 @@
 // it, ResponseCost walks its shape, refuses counts its bytes cannot hold and
 // bounds what kmsg will allocate. No length read off the wire is ever used
 // to size an allocation: every one is checked against a bound first, and
-// bulk bytes only pass through fixed buffers. The package
+// bulk bytes only pass through fixed buffers. For SASL it reads the
+// handshake and authenticate messages, the user name a PLAIN or SCRAM token
+// shows (SaslPrincipal), and follows the header-less token frames of a
+// SaslHandshake v0 exchange (SaslV0). The package
 // starts no goroutines and keeps no global mutable state.
 //
 // A client-to-broker pump uses it like this (errors and pooling elided):

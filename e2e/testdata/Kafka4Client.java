@@ -30,7 +30,8 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  * Usage: java -cp 'libs/*:DIR' Kafka4Client BOOTSTRAP TOPIC GROUP OVERSIZE_BYTES < records
  * where each stdin line is "1|2 base64(key) base64(value)" (batch 1 or 2). Every result is
  * one stdout line the Go test parses: VERSION, BROKER, DIRECT, GROUP1, GROUP2, OVERSIZED,
- * SPLIT. Every wait is bounded; a failure prints ERROR and exits 1.
+ * SPLIT. Every wait is bounded; a failure prints ERROR and exits 1. KG_CLIENT_SECURITY in the
+ * environment selects a secure listener's settings (see security()).
  */
 public class Kafka4Client {
     static final Base64.Encoder B64 = Base64.getEncoder();
@@ -168,8 +169,48 @@ public class Kafka4Client {
     }
 
     static Properties props(String k, String v) {
-        Properties p = new Properties();
+        Properties p = security();
         p.put(k, v);
+        return p;
+    }
+
+    /**
+     * The client settings for a secure listener, from KG_CLIENT_SECURITY: "key=value;..." with
+     * librdkafka's names, which every e2e client program reads alike: security.protocol,
+     * sasl.mechanism, sasl.username, sasl.password, ssl.ca.location, ssl.certificate.location,
+     * ssl.key.location (PEM files). Unset: plaintext, as before.
+     */
+    static Properties security() {
+        Properties p = new Properties();
+        String spec = System.getenv("KG_CLIENT_SECURITY");
+        if (spec == null || spec.isBlank()) return p;
+        java.util.Map<String, String> s = new java.util.HashMap<>();
+        for (String kv : spec.split(";")) {
+            String[] f = kv.split("=", 2);
+            if (f.length == 2) s.put(f[0].trim(), f[1]);
+        }
+        p.put("security.protocol", s.getOrDefault("security.protocol", "PLAINTEXT"));
+        String mech = s.get("sasl.mechanism");
+        if (mech != null) {
+            String module = mech.startsWith("SCRAM") ? "org.apache.kafka.common.security.scram.ScramLoginModule"
+                    : "org.apache.kafka.common.security.plain.PlainLoginModule";
+            p.put("sasl.mechanism", mech);
+            p.put("sasl.jaas.config", module + " required username=\"" + s.get("sasl.username")
+                    + "\" password=\"" + s.get("sasl.password") + "\";");
+        }
+        if (s.containsKey("ssl.ca.location")) {
+            p.put("ssl.truststore.type", "PEM");
+            p.put("ssl.truststore.location", s.get("ssl.ca.location"));
+        }
+        if (s.containsKey("ssl.certificate.location")) {
+            try {
+                p.put("ssl.keystore.type", "PEM");
+                p.put("ssl.keystore.certificate.chain", java.nio.file.Files.readString(java.nio.file.Path.of(s.get("ssl.certificate.location"))));
+                p.put("ssl.keystore.key", java.nio.file.Files.readString(java.nio.file.Path.of(s.get("ssl.key.location"))));
+            } catch (java.io.IOException e) {
+                throw new RuntimeException("KG_CLIENT_SECURITY: " + e.getMessage(), e);
+            }
+        }
         return p;
     }
 

@@ -8,6 +8,7 @@ at the committed offsets.
 """
 import base64
 import importlib.metadata
+import os
 import sys
 import time
 
@@ -20,6 +21,20 @@ for line in sys.stdin:
         batches[f[0]].append((base64.b64decode(f[1]), base64.b64decode(f[2])))
 first, second, third, fourth = batches["1"], batches["2"], batches["3"], batches["4"]
 rbtopic, rbgroup = topic + "-rb", group + "-rb"
+
+
+# KG_CLIENT_SECURITY: a secure listener's settings, "key=value;..." with librdkafka's names
+# (security.protocol, sasl.mechanism, sasl.username, sasl.password, ssl.ca.location,
+# ssl.certificate.location, ssl.key.location), as every e2e client program reads them. Unset: plaintext.
+security = dict(kv.split("=", 1) for kv in os.environ.get("KG_CLIENT_SECURITY", "").split(";") if "=" in kv)
+
+
+def kafka_python_security():
+    names = {"security.protocol": "security_protocol", "sasl.mechanism": "sasl_mechanism",
+             "sasl.username": "sasl_plain_username", "sasl.password": "sasl_plain_password",
+             "ssl.ca.location": "ssl_cafile", "ssl.certificate.location": "ssl_certfile",
+             "ssl.key.location": "ssl_keyfile"}
+    return {names[k]: v for k, v in security.items() if k in names}
 
 
 def out(tag, *parts):
@@ -35,7 +50,7 @@ def confluent():
     from confluent_kafka.admin import AdminClient
 
     out("VERSION", "confluent-kafka", importlib.metadata.version("confluent-kafka"), "librdkafka", ck.libversion()[0])
-    base = {"bootstrap.servers": bootstrap, "client.id": "kafkaguard-e2e-confluent"}
+    base = {"bootstrap.servers": bootstrap, "client.id": "kafkaguard-e2e-confluent", **security}
 
     def produce(recs, extra=None, to=topic):
         errs = []
@@ -134,7 +149,7 @@ def kafka_python():
     from kafka.errors import KafkaError
 
     out("VERSION", "kafka-python", kafka.__version__)
-    base = {"bootstrap_servers": bootstrap, "client_id": "kafkaguard-e2e-kafka-python"}
+    base = {"bootstrap_servers": bootstrap, "client_id": "kafkaguard-e2e-kafka-python", **kafka_python_security()}
 
     def producer(**extra):
         return KafkaProducer(acks="all", linger_ms=5, **base, **extra)

@@ -21,9 +21,28 @@ const [first, second, third, fourth] = [batches[1], batches[2], batches[3], batc
 const out = (...parts) => process.stdout.write(parts.join(' ') + '\n');
 const rec = (tag, m) => out(tag, (m.key || Buffer.alloc(0)).toString('base64'), (m.value || Buffer.alloc(0)).toString('base64'));
 
+// KG_CLIENT_SECURITY: a secure listener's settings, "key=value;..." with librdkafka's names
+// (security.protocol, sasl.mechanism, sasl.username, sasl.password, ssl.ca.location,
+// ssl.certificate.location, ssl.key.location), as every e2e client program reads them. Unset: plaintext.
+const security = Object.fromEntries((process.env.KG_CLIENT_SECURITY || '').split(';')
+  .filter((kv) => kv.includes('=')).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+const protocol = security['security.protocol'] || 'PLAINTEXT';
+let ssl;
+if (protocol.endsWith('SSL')) {
+  ssl = { rejectUnauthorized: true };
+  if (security['ssl.ca.location']) ssl.ca = [fs.readFileSync(security['ssl.ca.location'])];
+  if (security['ssl.certificate.location']) ssl.cert = fs.readFileSync(security['ssl.certificate.location']);
+  if (security['ssl.key.location']) ssl.key = fs.readFileSync(security['ssl.key.location']);
+}
+const sasl = protocol.startsWith('SASL')
+  ? { mechanism: (security['sasl.mechanism'] || 'PLAIN').toLowerCase(), username: security['sasl.username'], password: security['sasl.password'] }
+  : undefined;
+
 const kafka = new Kafka({
   clientId: 'kafkaguard-e2e-kafkajs',
   brokers: bootstrap.split(','),
+  ssl,
+  sasl,
   logLevel: logLevel.NOTHING,
   retry: { retries: 5 },
 });
