@@ -162,28 +162,28 @@ func Build(cfg config.Config, log zerolog.Logger) (*App, error) {
 		}
 	}
 	srv, err := proxy.New(proxy.Options{
-		Routes:         routes,
-		Policy:         pol,
-		Pool:           pool,
-		PoolWait:       cfg.Pool.Wait,
-		Gate:           a.gate,
-		Weights:        proxy.Weights{Closed: cfg.Abuse.Weights.Closed, RejectedProduce: cfg.Abuse.Weights.RejectedProduce},
-		HeaderTimeout:  cfg.Timeouts.Header,
-		FrameTimeout:   cfg.Timeouts.Frame,
-		IdleTimeout:    cfg.Timeouts.Idle,
-		DialTimeout:    cfg.Timeouts.Dial,
-		WriteTimeout:   cfg.Timeouts.Write,
-		RequestTimeout: cfg.Timeouts.Request,
-		// Unused by routes without TLS; the config's default keeps it positive.
-		TLSHandshakeTimeout: cfg.Timeouts.TLSHandshake,
-		CutThroughBytes:     int32(cfg.Proxy.CutThroughBytes),
-		MaxInflight:         cfg.Proxy.MaxInflight,
-		MaxRewriteBytes:     int32(cfg.Proxy.MaxRewriteBytes),
-		UnmappedPort:        cfg.Rewrite.UnmappedPort,
-		Logger:              log,
-		Metrics:             m,
+		Routes:          routes,
+		Policy:          pol,
+		Pool:            pool,
+		PoolWait:        cfg.Pool.Wait,
+		Gate:            a.gate,
+		Weights:         proxy.Weights{Closed: cfg.Abuse.Weights.Closed, RejectedProduce: cfg.Abuse.Weights.RejectedProduce},
+		HeaderTimeout:   cfg.Timeouts.Header,
+		FrameTimeout:    cfg.Timeouts.Frame,
+		IdleTimeout:     cfg.Timeouts.Idle,
+		DialTimeout:     cfg.Timeouts.Dial,
+		WriteTimeout:    cfg.Timeouts.Write,
+		RequestTimeout:  cfg.Timeouts.Request,
+		CutThroughBytes: int32(cfg.Proxy.CutThroughBytes),
+		MaxInflight:     cfg.Proxy.MaxInflight,
+		MaxRewriteBytes: int32(cfg.Proxy.MaxRewriteBytes),
+		UnmappedPort:    cfg.Rewrite.UnmappedPort,
+		Logger:          log,
+		Metrics:         m,
 
 		MaxLocalAnswerBytes: int(cfg.Limits.MaxLocalAnswerBytes),
+		// Unused by routes without TLS; the config's default keeps it positive.
+		TLSHandshakeTimeout: cfg.Timeouts.TLSHandshake,
 	})
 	if err != nil {
 		return nil, err
