@@ -25,18 +25,19 @@ import (
 // upstream watcher, another connection evicting this one) touch is above
 // the halves, each with its own guard.
 type conn struct {
-	s *Server
-	r *route
-	// client is the client's socket, or on a TLS listener a *tlsSocket
-	// over it (set before serve starts, never changed); raw() is the socket.
+	s      *Server
+	r      *route
 	client net.Conn
-	// sniff, on a TLS listener, keeps the first bytes the client sent, to
-	// name a failed handshake (the handshake's goroutine owns it).
-	sniff  *firstBytesConn
 	ip     netip.Addr
 	id     uint64
 	log    zerolog.Logger
 	opened time.Time
+
+	// On a TLS listener client is a *tlsSocket over the socket (set before
+	// serve starts, never changed; raw() is the socket), and sniff keeps
+	// the first bytes the client sent, to name a failed handshake (owned by
+	// the handshake, serve's goroutine). nil on a plaintext listener.
+	sniff *firstBytesConn
 
 	// upstream is nil until the first request is allowed. The request
 	// pump sets it once (under upMu) before the first enqueue, so the
