@@ -396,3 +396,35 @@ func TestSpliceable(t *testing.T) {
 		t.Error("socketOf does not unwrap a tlsSocket")
 	}
 }
+
+// A broker whose certificate kafkaguard cannot verify fails the dial, not
+// the client: an upstream dial error with the cause in the log, no
+// offence, and the client's connection reset so it retries.
+func TestTLSUpstreamUntrustedBroker(t *testing.T) {
+	certs := tlstest.New(t)
+	bad := &tls.Config{Certificates: []tls.Certificate{certs.Unknown.TLS}}
+	logs := &lockedBuffer{}
+	h := newHarness(t, harnessOpts{brokers: 1, kfakeOpts: []kfake.Opt{kfake.TLS(bad)},
+		gate: &limits.GateOptions{OffencesBeforeBan: 1, BanMin: time.Minute, BanMax: time.Minute},
+		mutate: func(o *Options) {
+			o.Logger = zerolog.New(logs).Level(zerolog.InfoLevel)
+			o.TLSHandshakeTimeout = 2 * time.Second
+			up, err := NewUpstreamTLS(UpstreamTLSFiles{CAFile: certs.CAFile, ServerName: "127.0.0.1"}, TLSFileOptions{Listener: "test"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			o.Routes[0].UpstreamTLS = up
+		}})
+	c := dial(t, h.addrs[0])
+	c.Write(rawRequest(int16(kmsg.ApiVersions), 3, 1, "client", []byte{0, 0, 0}))
+	expectClosed(t, c, 5*time.Second)
+	waitFor(t, 5*time.Second, "the dial error counted", func() bool {
+		return h.counter("kafkaguard_upstream_dial_errors_total", nil) == 1
+	})
+	if !strings.Contains(logs.String(), "tls handshake with broker") || !strings.Contains(logs.String(), "unknown authority") {
+		t.Errorf("log does not say the broker's certificate failed:\n%s", logs.String())
+	}
+	if n := h.srv.Gate().ActiveBans(); n != 0 {
+		t.Errorf("%d bans: a broker's bad certificate was charged to the client", n)
+	}
+}
