@@ -428,3 +428,27 @@ func TestTLSUpstreamUntrustedBroker(t *testing.T) {
 		t.Errorf("%d bans: a broker's bad certificate was charged to the client", n)
 	}
 }
+
+// Shutdown does not wait out a handshake, and a handshake it cuts is no
+// offence of the client.
+func TestTLSShutdownCutsHandshakeWithoutOffence(t *testing.T) {
+	h := newTLSHarness(t, tls.NoClientCert, false, harnessOpts{brokers: 1,
+		gate: &limits.GateOptions{OffencesBeforeBan: 1, BanMin: time.Minute, BanMax: time.Minute},
+		mutate: func(o *Options) { o.TLSHandshakeTimeout = time.Minute }})
+	c := dial(t, h.addrs[0])
+	c.Write([]byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01}) // a ClientHello that never finishes
+	waitFor(t, 5*time.Second, "the connection accepted", func() bool { return h.srv.connCount() == 1 })
+	time.Sleep(50 * time.Millisecond) // let the handshake start reading
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := h.srv.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown: %v after %v", err, time.Since(start))
+	}
+	if n := h.counter("kafkaguard_frames_rejected_total", nil); n != 0 {
+		t.Errorf("%v refusals counted for a handshake cut by shutdown:\n%s", n, h.logs.String())
+	}
+	if n := h.srv.Gate().ActiveBans(); n != 0 {
+		t.Errorf("%d bans for a handshake cut by shutdown", n)
+	}
+}
