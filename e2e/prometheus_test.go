@@ -23,6 +23,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/kafkaguard/kafkaguard/proxy/tlstest"
 )
 
 // A real Prometheus (Debian's prometheus package) scrapes a real kafkaguard
@@ -44,12 +46,15 @@ func TestPrometheusScrapesHostileLoad(t *testing.T) {
 	requireE2E(t)
 	promBin := requireTool(t, "prometheus", "prometheus")
 
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "prom-e2e"))
+	// The broker speaks TLS, so the certificate-expiry panel has series
+	// (the clients below speak plaintext to kafkaguard).
+	certs := tlstest.New(t)
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "prom-e2e"), kfake.TLS(certs.ServerConfig()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	g := startGuard(t, c.ListenAddrs())
+	g := startTLSGuard(t, c.ListenAddrs(), tlsSides{upstream: fmt.Sprintf("{ca_file: %s}", certs.CAFile)})
 	p := startPrometheus(t, promBin, g.admin)
 
 	if !eventually(30*time.Second, 250*time.Millisecond, func() bool {

@@ -33,6 +33,12 @@ type conn struct {
 	log    zerolog.Logger
 	opened time.Time
 
+	// On a TLS listener client is a *tlsSocket over the socket (set before
+	// serve starts, never changed; raw() is the socket), and sniff keeps
+	// the first bytes the client sent, to name a failed handshake (owned by
+	// the handshake, serve's goroutine). nil on a plaintext listener.
+	sniff *firstBytesConn
+
 	// upstream is nil until the first request is allowed. The request
 	// pump sets it once (under upMu) before the first enqueue, so the
 	// response pump reads it freely; any other goroutine (Shutdown, the
@@ -123,6 +129,9 @@ func (s *Server) newConn(r *route, nc net.Conn, ip netip.Addr) *conn {
 	c := &conn{
 		s: s, r: r, client: nc, ip: ip, id: id, opened: time.Now(),
 	}
+	if r.serverTLS != nil {
+		c.client, c.sniff = newClientTLS(nc, r.serverTLS)
+	}
 	c.log = s.log.With().Uint64("conn", id).Str("client", nc.RemoteAddr().String()).
 		Str("listener", r.listenAddr).Str("upstream", r.Upstream).Logger().Hook(principalHook{&c.sasl})
 	return c
@@ -153,6 +162,10 @@ func (c *conn) closeReason() (reason, error) {
 // cleanly, dropped when the connection ends in error.
 func (c *conn) serve() {
 	defer c.s.forget(c)
+	if c.sniff != nil && !c.handshake() {
+		c.client.Close()
+		return
+	}
 	if ok, n := c.s.connLog.allow(); ok {
 		c.log.Info().Int("suppressed", n).Msg("connection opened")
 	}
@@ -233,6 +246,9 @@ func (c *conn) dial() error {
 	ctx, cancel := context.WithTimeout(c.s.kill, c.s.live().DialTimeout)
 	defer cancel()
 	up, err := c.s.opts.Dial(ctx, "tcp", c.r.Upstream)
+	if err == nil && c.r.UpstreamTLS != nil {
+		up, err = c.dialTLS(up)
+	}
 	if err != nil {
 		if c.s.kill.Err() == nil {
 			c.s.metrics.dialError()

@@ -17,12 +17,16 @@
 //
 // A Server binds one listener per Route. Each accepted connection is judged
 // by the optional limits.Gate in the accept goroutine (a refused connection
-// costs no goroutine and no upstream dial), then served by one goroutine
-// running the request pump: it reads the 4-byte size and the request header,
+// costs no goroutine and no upstream dial, and no TLS work), then served by
+// one goroutine, which on a TLS listener (Route.TLS) first runs the TLS
+// handshake within TLSHandshakeTimeout (tlsconn.go, handshake.go), then the
+// request pump: it reads the 4-byte size and the request header,
 // asks the limits.Policy, and either forwards the frame through chunks of the
 // limits.Pool, answers it locally (an oversized Produce gets
 // MESSAGE_TOO_LARGE), or closes the connection. The upstream is dialled when
-// the first allowed frame is complete. A second goroutine, the response
+// the first allowed frame is complete (with a TLS handshake when
+// Route.UpstreamTLS is set). TLS sessions are never spliced: conn.spliceable
+// is the one rule. A second goroutine, the response
 // pump, runs while requests are in flight (and a second after): it relays
 // their responses in request order, writes local responses in their turn,
 // rewrites broker addresses in Metadata, FindCoordinator and

@@ -22,7 +22,7 @@ func (c *conn) ensureUpstream() bool {
 		// request may take it for a broker demanding SASL and fail its
 		// records (franz-go does), where a reset is retried like the
 		// connection refused it would have seen from the broker itself.
-		if tc, ok := c.client.(*net.TCPConn); ok {
+		if tc, ok := c.raw().(*net.TCPConn); ok {
 			tc.SetLinger(0)
 		}
 		if ok, n := c.s.warnLog.allow(); ok {

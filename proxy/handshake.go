@@ -52,17 +52,26 @@ func (c *firstBytesConn) Read(p []byte) (int, error) {
 func handshakeServer(raw net.Conn, cfg *tls.Config, timeout time.Duration) (*tls.Conn, reason, error) {
 	fb := &firstBytesConn{Conn: raw}
 	tc := tls.Server(fb, cfg)
-	if err := raw.SetDeadline(time.Now().Add(timeout)); err != nil {
-		return nil, reasonClientError, err
-	}
-	if err := tc.Handshake(); err != nil {
-		reason, err := classifyHandshake(err, fb.first[:fb.n])
+	reason, err := runHandshake(tc, fb, raw, timeout)
+	if err != nil {
 		return nil, reason, err
 	}
-	if err := raw.SetDeadline(time.Time{}); err != nil {
-		return nil, reasonClientError, err
-	}
 	return tc, reasonNone, nil
+}
+
+// runHandshake runs tc's server handshake, tc having been made over fb,
+// which wraps raw; see handshakeServer.
+func runHandshake(tc *tls.Conn, fb *firstBytesConn, raw net.Conn, timeout time.Duration) (reason, error) {
+	if err := raw.SetDeadline(time.Now().Add(timeout)); err != nil {
+		return reasonClientError, err
+	}
+	if err := tc.Handshake(); err != nil {
+		return classifyHandshake(err, fb.first[:fb.n])
+	}
+	if err := raw.SetDeadline(time.Time{}); err != nil {
+		return reasonClientError, err
+	}
+	return reasonNone, nil
 }
 
 // classifyHandshake names why a client's handshake failed, from the error

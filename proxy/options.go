@@ -34,6 +34,15 @@ type Route struct {
 	// the broker has accepted their SASL login (config sasl: require);
 	// false passes SASL through without requiring it.
 	SASLRequire bool
+	// TLS, when set (from NewServerTLS), makes clients speak TLS to this
+	// listener: each connection's handshake runs after the Gate admits it,
+	// within TLSHandshakeTimeout. Nil is plaintext; there is no fallback
+	// from one to the other.
+	TLS *TLSFiles
+	// UpstreamTLS, when set (from NewUpstreamTLS), makes every dial of
+	// Upstream a TLS client handshake, within TLSHandshakeTimeout. Nil is
+	// plaintext.
+	UpstreamTLS *TLSFiles
 }
 
 // Weights are how much one offence counts towards a ban. A weight of 0 makes
@@ -90,6 +99,12 @@ type Options struct {
 	// rebalance timeout (max.poll.interval.ms), which a JoinGroup or
 	// SyncGroup may legitimately wait.
 	RequestTimeout time.Duration
+	// TLSHandshakeTimeout bounds a client's TLS handshake from accept, and
+	// the handshake with a TLS broker after its dial. A handshake not done
+	// in time is an offence (tls_handshake_timeout) on the client's side, a
+	// failed dial on the broker's. Must be positive when any route has TLS
+	// or UpstreamTLS; unused otherwise.
+	TLSHandshakeTimeout time.Duration
 
 	// CutThroughBytes: frames larger than this are forwarded chunk by chunk
 	// as they arrive; zero stores and forwards every frame whole, so the
@@ -195,6 +210,15 @@ func (o *Options) validate() error {
 		}
 	}
 	for i, r := range o.Routes {
+		if (r.TLS != nil || r.UpstreamTLS != nil) && o.TLSHandshakeTimeout <= 0 {
+			bad("TLSHandshakeTimeout %s must be positive: Routes[%d] uses TLS", o.TLSHandshakeTimeout, i)
+		}
+		if r.TLS != nil && r.TLS.kind != kindServer {
+			bad("Routes[%d].TLS: built by NewUpstreamTLS, not NewServerTLS", i)
+		}
+		if r.UpstreamTLS != nil && r.UpstreamTLS.kind != kindUpstream {
+			bad("Routes[%d].UpstreamTLS: built by NewServerTLS, not NewUpstreamTLS", i)
+		}
 		if _, _, err := net.SplitHostPort(r.Listen); err != nil {
 			bad("Routes[%d].Listen %q: %v", i, r.Listen, err)
 		}

@@ -187,8 +187,8 @@ func (c *conn) relayLarge(buffered []byte, total int) bool {
 	}
 	rest := int64(total - len(buffered))
 	src, dst := c.upstream, c.client
-	dtc, splice := dst.(*net.TCPConn)
-	splice = splice && isTCP(src)
+	splice := c.spliceable()
+	dtc, _ := dst.(*net.TCPConn)
 	if !splice && c.resp.buf.chunk == nil {
 		chunk, terr := c.takeChunk()
 		if terr != nil {
@@ -247,7 +247,7 @@ func (c *conn) clientSideFailed(err error, wdl, rdl time.Time) bool {
 		now := time.Now()
 		return !now.Before(wdl) && now.Before(rdl)
 	}
-	gone, _ := peerClosed(c.upstream)
+	gone, _ := peerClosed(socketOf(c.upstream))
 	return !gone
 }
 

@@ -37,7 +37,7 @@ func (s *Server) AddRoute(rt Route) error {
 	if err != nil {
 		return fmt.Errorf("proxy: upstream %q: bad port: %w", rt.Upstream, err)
 	}
-	r := &route{Route: rt, upHost: host, upPort: int32(p)}
+	r := newRoute(rt, host, int32(p))
 	ln, err := net.Listen("tcp", rt.Listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", rt.Listen, err)

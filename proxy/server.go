@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -69,6 +70,18 @@ type route struct {
 	// closing is set when RemoveRoute drains this route: its connections end between frames, as on
 	// Shutdown.
 	closing atomic.Bool
+	// serverTLS is Route.TLS's ServerConfig, made once: every handshake
+	// takes the current files through its GetConfigForClient.
+	serverTLS *tls.Config
+}
+
+// newRoute is the server's state of route r, whose upstream is host:port.
+func newRoute(r Route, host string, port int32) *route {
+	rt := &route{Route: r, upHost: host, upPort: port}
+	if r.TLS != nil {
+		rt.serverTLS = r.TLS.ServerConfig()
+	}
+	return rt
 }
 
 // New checks opts and builds a Server; nothing is bound yet.
@@ -93,7 +106,7 @@ func New(opts Options) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("proxy: upstream %q: bad port: %w", r.Upstream, err)
 		}
-		s.routes = append(s.routes, &route{Route: r, upHost: host, upPort: int32(p)})
+		s.routes = append(s.routes, newRoute(r, host, int32(p)))
 	}
 	s.rewriter = &rewriter{s: s}
 	s.rt.Store(&s.routes)

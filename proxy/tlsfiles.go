@@ -90,7 +90,8 @@ var ErrTLSFiles = errors.New("tls files unusable")
 // what it negotiated.
 type TLSFiles struct {
 	opts  TLSFileOptions
-	kind  string // "server" or "upstream": with the listener, its key in TLSMetrics
+	kind  string // kindServer or kindUpstream: with the listener, its key in TLSMetrics
+	files any    // the ServerTLSFiles or UpstreamTLSFiles it was built from
 	build func() (*tlsLoad, error)
 	paths []string // every file build reads, in a fixed order
 	log   *logLimiter
@@ -164,7 +165,7 @@ func NewServerTLS(f ServerTLSFiles, o TLSFileOptions) (*TLSFiles, error) {
 		ld.cfg = cfg
 		return ld, nil
 	}
-	return newTLSFiles(o, "server", paths, build)
+	return newTLSFiles(o, kindServer, f, paths, build)
 }
 
 // NewUpstreamTLS loads the files for dialling one broker over TLS.
@@ -208,14 +209,20 @@ func NewUpstreamTLS(f UpstreamTLSFiles, o TLSFileOptions) (*TLSFiles, error) {
 		ld.cfg = cfg
 		return ld, nil
 	}
-	return newTLSFiles(o, "upstream", paths, build)
+	return newTLSFiles(o, kindUpstream, f, paths, build)
 }
 
-func newTLSFiles(o TLSFileOptions, kind string, paths []string, build func() (*tlsLoad, error)) (*TLSFiles, error) {
+// Kinds of TLSFiles.
+const (
+	kindServer   = "server"
+	kindUpstream = "upstream"
+)
+
+func newTLSFiles(o TLSFileOptions, kind string, files any, paths []string, build func() (*tlsLoad, error)) (*TLSFiles, error) {
 	if o.CheckEvery <= 0 {
 		o.CheckEvery = 5 * time.Second
 	}
-	t := &TLSFiles{opts: o, kind: kind, build: build, paths: paths, log: newLogLimiter(0.1, 3)}
+	t := &TLSFiles{opts: o, kind: kind, files: files, build: build, paths: paths, log: newLogLimiter(0.1, 3)}
 	stamps, err := t.stat()
 	if err != nil {
 		return nil, err
@@ -230,6 +237,10 @@ func newTLSFiles(o TLSFileOptions, kind string, paths []string, build func() (*t
 	o.Metrics.add(t)
 	return t, nil
 }
+
+// Files returns what t was built from: a ServerTLSFiles or an
+// UpstreamTLSFiles, as given.
+func (t *TLSFiles) Files() any { return t.files }
 
 // ServerConfig returns the config for tls.Server or tls.NewListener: every
 // handshake gets the current files' config through GetConfigForClient.

@@ -53,7 +53,7 @@ func (c *conn) checkUpstream() {
 	if up == nil {
 		return
 	}
-	gone, err := peerClosed(up)
+	gone, err := peerClosed(socketOf(up))
 	if !gone {
 		return
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"os"
@@ -67,6 +68,7 @@ type bench struct {
 	kg        *guard
 	kgRuns    int // kafkaguard processes started, for their log names
 	relay     *child
+	tls       *benchTLS // --tls: the certificate B and C serve; nil without
 	pin       pinning
 	targets   []target // A, B, C and, with --splice-sf, D
 	payload   payload
@@ -115,6 +117,11 @@ func (b *bench) run(ctx context.Context, w io.Writer) error {
 		return err
 	}
 	defer b.pin.release()
+	if s.tls {
+		if b.tls, err = newBenchTLS(s.out); err != nil {
+			return err
+		}
+	}
 	b.guardBin = s.guardBin
 	if b.guardBin == "" {
 		dir, err := os.MkdirTemp("", "kafkaguard-bench-bin-")
@@ -134,15 +141,21 @@ func (b *bench) run(ctx context.Context, w io.Writer) error {
 			fmt.Fprintln(os.Stderr, "kafkaguard-bench:", err)
 		}
 	}()
-	b.relay, err = startChild(b.pin, modeRelay, b.upstream, filepath.Join(s.out, "relay.log"))
+	relayMode, relayLog := modeRelay, "relay.log"
+	var relayEnv []string
+	var clientTLS *tls.Config
+	if b.tls != nil {
+		relayMode, relayLog, relayEnv, clientTLS = modeTLSRelay, "tlsrelay.log", b.tls.childEnv(), b.tls.client
+	}
+	b.relay, err = startChild(b.pin, relayMode, b.upstream, filepath.Join(s.out, relayLog), relayEnv...)
 	if err != nil {
 		return err
 	}
 	defer b.relay.stop()
 	b.targets = []target{
 		{path: pathA, name: "A", seed: b.upstream},
-		{path: pathB, name: "B", seed: b.kg.addr, proc: b.kg},
-		{path: pathC, name: "C", seed: b.relay.addr, proc: b.relay, relay: true},
+		{path: pathB, name: "B", seed: b.kg.addr, proc: b.kg, tls: clientTLS},
+		{path: pathC, name: "C", seed: b.relay.addr, proc: b.relay, relay: true, tls: clientTLS},
 	}
 	if s.spliceSF {
 		sf, err := startChild(b.pin, modeSFRelay, b.upstream, filepath.Join(s.out, "sfrelay.log"))
@@ -195,7 +208,7 @@ func (b *bench) startGuard() error {
 	if b.kgRuns > 1 {
 		name = fmt.Sprintf("kafkaguard-%d.log", b.kgRuns)
 	}
-	g, err := startGuard(b.pin, b.guardBin, b.upstream, filepath.Join(b.s.out, name))
+	g, err := startGuard(b.pin, b.guardBin, b.upstream, filepath.Join(b.s.out, name), b.tls)
 	if err != nil {
 		return err
 	}

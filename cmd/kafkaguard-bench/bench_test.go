@@ -58,6 +58,45 @@ func TestQuickProduce(t *testing.T) {
 	}
 }
 
+// --tls: the clients produce and fetch over TLS through kafkaguard and the
+// TLS-terminating relay, and the report says so.
+func TestQuickTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts kfake, kafkaguard and a TLS relay and drives load for seconds")
+	}
+	s, err := parseFlags([]string{"--quick", "--tls", "--workloads", wProduce1K + "," + wFetch, "--duration", "700ms", "--out", t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	b, err := run(ctx, s, &out)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	if len(b.rows) != 2 {
+		t.Fatalf("got %d result rows, want 2", len(b.rows))
+	}
+	for _, r := range b.rows {
+		for p := range b.targets {
+			if len(r.vals[p]) != 1 || !(r.vals[p][0] > 0) || r.errs[p] != 0 {
+				t.Errorf("%s %s: throughput %v, %d errors: want one positive figure, no errors", r.workload, pathNames[p], r.vals[p], r.errs[p])
+			}
+		}
+	}
+	if !strings.Contains(out.String(), "--tls: clients speak TLS") {
+		t.Errorf("report does not say the run was over TLS:\n%s", out.String())
+	}
+	logs, err := os.ReadFile(filepath.Join(s.out, "kafkaguard.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(logs), "tls_handshake") || strings.Contains(string(logs), "plaintext_on_tls") {
+		t.Errorf("kafkaguard refused the bench's TLS clients:\n%s", logs)
+	}
+}
+
 // A slow-frames attack and idle connections against the built kafkaguard:
 // the pool's high water comes from /metrics (a fresh process per attack),
 // and the idle figures need POST /debug/free-os-memory on both kafkaguard
@@ -211,6 +250,11 @@ func TestParseFlags(t *testing.T) {
 		{"peer without placeholders", []string{"--peer", "kafka-proxy server"}, true, nil},
 		{"peer", []string{"--peer", "p --from {listen} --to {upstream}"}, false, func(s settings) bool { return s.peer != "" }},
 		{"zero rounds", []string{"--rounds", "0"}, true, nil},
+		{"tls defaults to produce and fetch", []string{"--tls"}, false, func(s settings) bool {
+			return s.tls && slices.Equal(s.workloads, []string{wProduce1K, wProduce64K, wFetch})
+		}},
+		{"tls with an attack", []string{"--tls", "--workloads", "flood"}, true, nil},
+		{"tls with a peer", []string{"--tls", "--peer", "p {listen} {upstream}"}, true, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -47,7 +47,7 @@ type child struct {
 	log  *os.File
 }
 
-func startChild(pin pinning, mode, upstream, logPath string) (*child, error) {
+func startChild(pin pinning, mode, upstream, logPath string, env ...string) (*child, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("start %s child: %w", mode, err)
@@ -57,7 +57,7 @@ func startChild(pin pinning, mode, upstream, logPath string) (*child, error) {
 		return nil, fmt.Errorf("start %s child: %w", mode, err)
 	}
 	cmd := pin.command(exe)
-	cmd.Env = append(os.Environ(), childModeEnv+"="+mode, childUpstreamEnv+"="+upstream)
+	cmd.Env = append(append(os.Environ(), childModeEnv+"="+mode, childUpstreamEnv+"="+upstream), env...)
 	cmd.Stderr = logf
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -157,6 +157,8 @@ func runChild(mode string) int {
 		addr, cleanup, err = startRelay(upstream)
 	case modeSFRelay:
 		addr, cleanup, err = startSFRelay(upstream)
+	case modeTLSRelay:
+		addr, cleanup, err = startTLSRelay(upstream)
 	default:
 		err = fmt.Errorf("unknown child mode %q", mode)
 	}

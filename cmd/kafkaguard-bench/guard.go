@@ -29,7 +29,7 @@ import (
 // 32 KiB chunks, the abuse gate on, info logs).
 const guardConfig = `listeners:
   - address: {{LISTEN}}
-    upstream: {{UPSTREAM}}
+    upstream: {{UPSTREAM}}{{TLS}}
 admin:
   address: {{ADMIN}}
 log: {level: info, format: json}
@@ -93,10 +93,11 @@ type guard struct {
 	http    *http.Client
 }
 
-// startGuard writes a config for one listener in front of upstream, starts
+// startGuard writes a config for one listener in front of upstream (serving
+// TLS with t's certificate when t is not nil), starts
 // bin run with it (output appended to logPath) and waits up to 30 s for
 // /healthz.
-func startGuard(pin pinning, bin, upstream, logPath string) (*guard, error) {
+func startGuard(pin pinning, bin, upstream, logPath string, t *benchTLS) (*guard, error) {
 	listen, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -105,7 +106,7 @@ func startGuard(pin pinning, bin, upstream, logPath string) (*guard, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := strings.NewReplacer("{{LISTEN}}", listen, "{{UPSTREAM}}", upstream, "{{ADMIN}}", admin).Replace(guardConfig)
+	cfg := strings.NewReplacer("{{LISTEN}}", listen, "{{UPSTREAM}}", upstream, "{{TLS}}", t.guardSection(), "{{ADMIN}}", admin).Replace(guardConfig)
 	cfgPath := strings.TrimSuffix(logPath, ".log") + ".yaml"
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return nil, err

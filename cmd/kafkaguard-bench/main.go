@@ -19,6 +19,7 @@
 //	go run . --workloads produce-1k,produce-64k --cpuprofile bench-out/prof
 //	go run . --splice-sf --workloads produce-1k,produce-64k,fetch
 //	go run . --pin --producers 1,4,16 --workloads produce-1k,produce-64k,fetch
+//	go run . --tls --pin    # TLS: kafkaguard against a TLS-terminating relay
 //	go run . --pin --peer 'kafka-proxy server --bootstrap-server-mapping "{upstream},{listen}"'
 //
 // --pin puts the proxy under test on cores of its own (issue 14: measure the
@@ -76,6 +77,7 @@ type settings struct {
 	pin        bool   // proxies on cores of their own, clients and kfake on the others
 	peer       string // another proxy's command line, path E
 	producers  []int  // producer counts the produce workloads sweep
+	tls        bool   // clients speak TLS to B and C; C is the TLS-terminating relay
 }
 
 func main() {
@@ -116,6 +118,7 @@ func parseFlags(args []string) (settings, error) {
 	fs.StringVar(&s.guardBin, "kafkaguard", "", "kafkaguard binary to measure; empty builds ./cmd/kafkaguard of the repository around the working directory")
 	fs.BoolVar(&s.pin, "pin", false, "pin the proxy under test to the upper half of the CPUs and the bench (clients, kfake) to the rest (taskset); on 2 CPUs one each")
 	fs.StringVar(&s.peer, "peer", "", "command line of another proxy to measure as path E, run by sh; {listen} and {upstream} are replaced by host:port")
+	fs.BoolVar(&s.tls, "tls", false, "clients speak TLS to kafkaguard (B) and to a minimal TLS-terminating relay (C) instead of the plain one; produce, fetch and latency workloads only")
 	prods := fs.String("producers", "1", "comma list of producer counts for the produce workloads, e.g. 1,4,16")
 	if err := fs.Parse(args); err != nil {
 		return s, err
@@ -152,6 +155,19 @@ func parseFlags(args []string) (settings, error) {
 			return s, fmt.Errorf("--producers %q: want counts 1..64", *prods)
 		}
 		s.producers = append(s.producers, n)
+	}
+	if s.tls {
+		if !set["workloads"] {
+			s.workloads = []string{wProduce1K, wProduce64K, wFetch}
+		}
+		for _, w := range s.workloads {
+			if w != wProduce1K && w != wProduce64K && w != wFetch && w != wLatency {
+				return s, fmt.Errorf("--tls measures produce-1k, produce-64k, fetch and latency, not %s (its raw-socket clients speak no TLS)", w)
+			}
+		}
+		if s.spliceSF || s.peer != "" {
+			return s, fmt.Errorf("--tls compares kafkaguard with the TLS relay only: drop --splice-sf and --peer")
+		}
 	}
 	if s.peer != "" && (!strings.Contains(s.peer, "{listen}") || !strings.Contains(s.peer, "{upstream}")) {
 		return s, fmt.Errorf("--peer %q: want a command line with {listen} and {upstream}", s.peer)

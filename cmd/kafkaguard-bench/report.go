@@ -28,6 +28,10 @@ func (b *bench) report(w io.Writer, took time.Duration) {
 	if b.s.peer != "" {
 		fmt.Fprintf(w, "E peer: `%s`.\n", b.s.peer)
 	}
+	if b.tls != nil {
+		fmt.Fprintf(w, "--tls: clients speak TLS to B kafkaguard and to C, a minimal TLS-terminating relay (crypto/tls and io.Copy, no parsing, no splice), "+
+			"both with the same certificate (ECDSA P-256) and whatever crypto/tls negotiates with franz-go; both speak plaintext to the broker; A is plaintext.\n")
+	}
 	fmt.Fprintf(w, "Medians over rounds; ratios are medians of the per-round ratios (each round runs the paths back to back, so drift cancels). kafkaguard (the built binary, default config: 1 MiB limit, 64 MiB pool of 32 KiB chunks, gate on; "+
 		"a fresh process for each attack, its pool high water read from /metrics) and the relay "+
 		"run as child processes; their CPU and RSS come from /proc. Clients and kfake share the parent process.\n\n")

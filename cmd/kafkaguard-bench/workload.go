@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -20,18 +21,28 @@ type target struct {
 	path  int // pathA, pathB, ...
 	name  string
 	seed  string
-	proc  process // the process to account CPU and RSS to; nil for A
-	relay bool    // dial every broker through seed (a relay cannot rewrite metadata)
+	proc  process     // the process to account CPU and RSS to; nil for A
+	relay bool        // dial every broker through seed (a relay cannot rewrite metadata)
+	tls   *tls.Config // --tls: speak TLS to seed
 }
 
 func (t target) opts() []kgo.Opt {
 	o := []kgo.Opt{kgo.SeedBrokers(t.seed), kgo.ClientID("kafkaguard-bench"), kgo.RequestRetries(3)}
-	if t.relay {
+	switch {
+	case t.relay && t.tls != nil:
+		d := &net.Dialer{Timeout: 5 * time.Second}
+		seed, cfg := t.seed, t.tls
+		o = append(o, kgo.Dialer(func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return dialTLS(ctx, d, network, seed, cfg)
+		}))
+	case t.relay:
 		d := &net.Dialer{Timeout: 5 * time.Second}
 		seed := t.seed
 		o = append(o, kgo.Dialer(func(ctx context.Context, network, _ string) (net.Conn, error) {
 			return d.DialContext(ctx, network, seed)
 		}))
+	case t.tls != nil:
+		o = append(o, kgo.DialTLSConfig(t.tls))
 	}
 	return o
 }

@@ -99,7 +99,7 @@ func TestShippedConfigsValidate(t *testing.T) {
 		}
 		found = true
 		path := filepath.Join(t.TempDir(), "sidecar.yaml")
-		os.WriteFile(path, []byte(doc.Data["kafkaguard.yaml"]), 0o600)
+		os.WriteFile(path, []byte(withSecretFiles(t, doc.Data["kafkaguard.yaml"])), 0o600)
 		if err := run([]string{"validate", "--config", path}, io.Discard, io.Discard); err != nil {
 			t.Errorf("kubernetes ConfigMap kafkaguard.yaml: %v", err)
 		}

@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/kafkaguard/kafkaguard/proxy/tlstest"
 )
 
 // A config file that cannot be read or parsed is one problem, reported once:
@@ -78,12 +80,30 @@ func shippedConfigs(t *testing.T) map[string]string {
 			continue
 		}
 		path := filepath.Join(t.TempDir(), "sidecar.yaml")
-		if err := os.WriteFile(path, []byte(doc.Data["kafkaguard.yaml"]), 0o600); err != nil {
+		if err := os.WriteFile(path, []byte(withSecretFiles(t, doc.Data["kafkaguard.yaml"])), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		out[fmt.Sprintf("kubernetes document %d (ConfigMap %s)", i, doc.Metadata.Name)] = path
 	}
 	return out
+}
+
+// kubeTLSDir is where the Kubernetes example mounts the Secret kafkaguard-tls.
+const kubeTLSDir = "/etc/kafkaguard/tls/"
+
+// withSecretFiles points a Kubernetes example config's certificate paths at
+// test certificates written as the Secret's files (tls.crt, tls.key, ca.crt),
+// so validate reads real files as it would in the pod.
+func withSecretFiles(t *testing.T, cfg string) string {
+	t.Helper()
+	if !strings.Contains(cfg, kubeTLSDir) {
+		return cfg
+	}
+	dir := t.TempDir()
+	certs := tlstest.New(t)
+	certs.Server.WriteFiles(t, dir, "tls")
+	tlstest.WriteFile(t, filepath.Join(dir, "ca.crt"), certs.CA.CertPEM)
+	return strings.ReplaceAll(cfg, kubeTLSDir, dir+"/")
 }
 
 // kubeDoc is the part of a Kubernetes object the tests read.

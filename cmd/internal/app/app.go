@@ -63,6 +63,8 @@ type App struct {
 	// tlsFiles are the certificate sources of the TLS listeners and upstreams; Build's TLS wiring
 	// appends each, and a reload asks each to look at its files at once (CheckNow).
 	tlsFiles []*proxy.TLSFiles
+	// tlsMetrics is the certificate-expiry gauge every TLS source reports to.
+	tlsMetrics *proxy.TLSMetrics
 }
 
 // NewLogger builds the zerolog logger log configures. Console lines are coloured only when w is a
@@ -157,8 +159,13 @@ func Build(cfg config.Config, log zerolog.Logger) (*App, error) {
 	}
 
 	routes := make([]proxy.Route, len(cfg.Listeners))
+	a.tlsMetrics = proxy.NewTLSMetrics(a.reg)
 	for i, l := range cfg.Listeners {
-		routes[i] = routeOf(l)
+		r, err := a.route(l)
+		if err != nil {
+			return nil, fmt.Errorf("listeners[%d]: %w", i, err)
+		}
+		routes[i] = r
 	}
 	srv, err := proxy.New(proxy.Options{
 		Routes:          routes,
@@ -183,6 +190,9 @@ func Build(cfg config.Config, log zerolog.Logger) (*App, error) {
 		MaxLocalAnswerBytes: int(cfg.Limits.MaxLocalAnswerBytes),
 
 		MaxUnauthenticatedBytes: int32(cfg.Limits.MaxUnauthenticatedBytes),
+
+		// Unused by routes without TLS; the config's default keeps it positive.
+		TLSHandshakeTimeout: cfg.Timeouts.TLSHandshake,
 	})
 	if err != nil {
 		return nil, err

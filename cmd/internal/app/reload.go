@@ -198,11 +198,15 @@ func (a *App) Apply(next config.Config, why string) error {
 		}
 	}
 	for _, l := range added {
-		if err := a.srv.AddRoute(routeOf(l)); err != nil {
+		r, err := a.route(l)
+		if err == nil {
+			err = a.srv.AddRoute(r)
+		}
+		if err != nil {
 			unbind()
 			return fail(&config.KeyError{Key: "listeners", Err: err})
 		}
-		bound = append(bound, routeOf(l))
+		bound = append(bound, r)
 	}
 	// Validate checks every value SetOptions and SetSettings do, and Merge keeps the ones the gate
 	// refuses to change, so neither fails in practice; if one does, what was bound is unbound and the
@@ -424,7 +428,22 @@ func liveSettings(cfg config.Config, pol *limits.Policy) proxy.Settings {
 	}
 }
 
-// routeOf is the proxy route of a listener, at Build and at a reload that adds one.
+// route is the proxy route of listener l with its certificate files loaded, at Build and at a reload
+// that adds a listener; its TLS sources join a.tlsFiles, which a reload tells to check their files.
+func (a *App) route(l config.Listener) (proxy.Route, error) {
+	r := routeOf(l)
+	if err := buildTLS(&r, l, a.log, a.tlsMetrics); err != nil {
+		return r, err
+	}
+	for _, t := range []*proxy.TLSFiles{r.TLS, r.UpstreamTLS} {
+		if t != nil {
+			a.tlsFiles = append(a.tlsFiles, t)
+		}
+	}
+	return r, nil
+}
+
+// routeOf is the proxy route of a listener without its certificate files: enough to name it.
 func routeOf(l config.Listener) proxy.Route {
 	r := proxy.Route{Listen: l.Address, Upstream: l.Upstream, Advertised: l.Advertised,
 		SASLRequire: l.SASL == config.SASLRequire}

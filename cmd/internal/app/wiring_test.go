@@ -2,7 +2,9 @@ package app
 
 import (
 	"bytes"
+	"crypto/tls"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -19,6 +21,7 @@ import (
 	"github.com/kafkaguard/kafkaguard/config"
 	"github.com/kafkaguard/kafkaguard/limits"
 	"github.com/kafkaguard/kafkaguard/proxy"
+	"github.com/kafkaguard/kafkaguard/proxy/tlstest"
 )
 
 // deployExample is the example config that lists every key.
@@ -146,6 +149,40 @@ var wiring = map[string]check{
 	"timeouts.request": func(c config.Config, r running, _ string) (any, any) {
 		return c.Timeouts.Request, r.opts.RequestTimeout
 	},
+	"timeouts.tls_handshake": func(c config.Config, r running, _ string) (any, any) {
+		return c.Timeouts.TLSHandshake, r.opts.TLSHandshakeTimeout
+	},
+	// The TLS sections are checked whole: each of their keys needs the
+	// others (files that exist and pair), so they are set together.
+	"listeners[].tls": func(c config.Config, r running, a string) (any, any) {
+		var want, got any = "plaintext", "plaintext"
+		if t := c.Listeners[listener(a)].TLS; t != nil {
+			auth := map[string]tls.ClientAuthType{"": tls.NoClientCert, "none": tls.NoClientCert,
+				"request": tls.VerifyClientCertIfGiven, "require": tls.RequireAndVerifyClientCert}[t.ClientAuth]
+			version := map[string]uint16{"": tls.VersionTLS12, "1.2": tls.VersionTLS12, "1.3": tls.VersionTLS13}[t.MinVersion]
+			want = proxy.ServerTLSFiles{CertFile: t.CertFile, KeyFile: t.KeyFile, ClientCAFile: t.ClientCAFile,
+				ClientAuth: auth, MinVersion: version}
+		}
+		if src := r.opts.Routes[listener(a)].TLS; src != nil {
+			got = src.Files()
+		}
+		return want, got
+	},
+	"listeners[].upstream_tls": func(c config.Config, r running, a string) (any, any) {
+		var want, got any = "plaintext", "plaintext"
+		l := c.Listeners[listener(a)]
+		if u := l.UpstreamTLS; u != nil {
+			name := u.ServerName
+			if name == "" {
+				name, _, _ = net.SplitHostPort(l.Upstream)
+			}
+			want = proxy.UpstreamTLSFiles{CAFile: u.CAFile, ServerName: name, CertFile: u.CertFile, KeyFile: u.KeyFile}
+		}
+		if src := r.opts.Routes[listener(a)].UpstreamTLS; src != nil {
+			got = src.Files()
+		}
+		return want, got
+	},
 
 	"pool.chunk_bytes": func(c config.Config, r running, _ string) (any, any) {
 		return int64(c.Pool.ChunkBytes), int64(r.pool.ChunkBytes())
@@ -246,13 +283,22 @@ var nonDefault = map[string]func(arg string) any{
 	"limits.deny_api":                  func(string) any { return []any{"DeleteTopics", "CreateTopics"} },
 	"limits.unknown_api":               func(string) any { return "forward" },
 
-	"timeouts.header":   func(string) any { return "11s" },
-	"timeouts.frame":    func(string) any { return "31s" },
-	"timeouts.idle":     func(string) any { return "11m" },
-	"timeouts.dial":     func(string) any { return "6s" },
-	"timeouts.write":    func(string) any { return "32s" },
-	"timeouts.shutdown": func(string) any { return "33s" },
-	"timeouts.request":  func(string) any { return "12m" },
+	"timeouts.header":        func(string) any { return "11s" },
+	"timeouts.frame":         func(string) any { return "31s" },
+	"timeouts.idle":          func(string) any { return "11m" },
+	"timeouts.dial":          func(string) any { return "6s" },
+	"timeouts.write":         func(string) any { return "32s" },
+	"timeouts.shutdown":      func(string) any { return "33s" },
+	"timeouts.request":       func(string) any { return "12m" },
+	"timeouts.tls_handshake": func(string) any { return "7s" },
+	"listeners[].tls": func(string) any {
+		return map[string]any{"cert_file": wiringCerts.ServerFiles.Cert, "key_file": wiringCerts.ServerFiles.Key,
+			"client_ca_file": wiringCerts.CAFile, "client_auth": "require", "min_version": "1.3"}
+	},
+	"listeners[].upstream_tls": func(string) any {
+		return map[string]any{"ca_file": wiringCerts.CAFile, "server_name": "kafka-0.kafka-headless",
+			"cert_file": wiringCerts.ClientFiles.Cert, "key_file": wiringCerts.ClientFiles.Key}
+	},
 
 	"pool.chunk_bytes": func(string) any { return "16KiB" },
 	"pool.total_bytes": func(string) any { return "128MiB" },
@@ -291,7 +337,11 @@ var requires = map[string]map[string]any{
 
 // commentedOut are keys of Config the example shows only in a comment,
 // because setting them changes behaviour; they are checked by setting them.
-var commentedOut = []string{"listeners[0].node_id"}
+var commentedOut = []string{"listeners[0].node_id", "listeners[0].tls", "listeners[0].upstream_tls"}
+
+// wiringCerts are the files the TLS sections' non-default values name;
+// TestEveryExampleKeyReachesTheServer makes them.
+var wiringCerts *tlstest.Certs
 
 func apiKey(name string) int16 {
 	k, ok := config.APIKey(name)
@@ -431,6 +481,7 @@ func readExample(t *testing.T) map[string]any {
 // too, so a default that happens to equal the lower package's own cannot
 // hide a missing wire.
 func TestEveryExampleKeyReachesTheServer(t *testing.T) {
+	wiringCerts = tlstest.New(t)
 	doc := readExample(t)
 	keys := leafKeys("", doc)
 	if len(keys) < 40 {
