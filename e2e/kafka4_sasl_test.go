@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -18,6 +19,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafkaguard/kafkaguard/proxy/tlstest"
 )
 
 // startSaslGuard is startGuard with every listener's sasl set to mode
@@ -61,7 +64,7 @@ func checkSaslLog(t *testing.T, g *guard) {
 // (PLAIN) log in through kafkaguard to the Kafka 4 cluster's SASL_PLAINTEXT
 // listeners, produce and consume, with sasl: passthrough and sasl: require;
 // kafkaguard refuses nothing and names the principal once the broker has
-// accepted it. (SASL_SSL needs TLS termination in kafkaguard, not here yet.)
+// accepted it. TestKafka4SaslSSLThroughGuard does the same over TLS.
 func TestKafka4SaslThroughGuard(t *testing.T) {
 	requireKafka4(t)
 	s := sharedSecureKafka4(t)
@@ -100,11 +103,42 @@ func TestKafka4SaslThroughGuard(t *testing.T) {
 	}
 }
 
-func franzThroughGuard(t *testing.T, g *guard, c secureCase, topic string) {
+// TestKafka4SaslSSLThroughGuard: franz-go logs in with PLAIN and
+// SCRAM-SHA-512 over TLS to kafkaguard, which terminates TLS, holds the
+// connection to SASL until the broker accepts the login (sasl: require), and
+// speaks TLS to the Kafka 4 cluster's SASL_SSL listeners; records go through
+// and come back, kafkaguard refuses nothing and names the principal.
+func TestKafka4SaslSSLThroughGuard(t *testing.T) {
+	requireKafka4(t)
+	s := sharedSecureKafka4(t)
+	certs := tlstest.New(t)
+	g := startTLSGuard(t, s.addrs(s.ssl+100), tlsSides{
+		listener: listenerTLS(certs, "none"),
+		upstream: fmt.Sprintf("{ca_file: %s}", filepath.Join(s.tls, "ca.crt")),
+		sasl:     "require",
+	})
+	for _, c := range []secureCase{
+		{"franz_plain_tls", "SASL_SSL", 100, "PLAIN", false},
+		{"franz_scram512_tls", "SASL_SSL", 100, "SCRAM-SHA-512", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			franzThroughGuard(t, g, c, fmt.Sprintf("sasl-ssl-%s-%d", c.name, time.Now().UnixNano()),
+				kgo.DialTLSConfig(certs.ClientConfig()))
+		})
+	}
+	checkSaslLog(t, g)
+	if m, err := soakScrape(g.admin, "kafkaguard_upstream_dial_errors_total", ""); err != nil || m[""] != 0 {
+		t.Errorf("upstream dial errors %v (%v): the TLS dial to the SASL_SSL listener failed\n%s", m, err, g.logTail(20))
+	}
+}
+
+// franzThroughGuard produces and consumes 20 records through g as alice with
+// c's mechanism; more adds client options (TLS).
+func franzThroughGuard(t *testing.T, g *guard, c secureCase, topic string, more ...kgo.Opt) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	opts := []kgo.Opt{kgo.SeedBrokers(g.addrs...), kgo.ClientID("kafkaguard-e2e-sasl"),
-		kgo.SASL(saslMechanism(c.mech, "alice", "alice-secret")), kgo.RetryTimeout(30 * time.Second)}
+	opts := append([]kgo.Opt{kgo.SeedBrokers(g.addrs...), kgo.ClientID("kafkaguard-e2e-sasl"),
+		kgo.SASL(saslMechanism(c.mech, "alice", "alice-secret")), kgo.RetryTimeout(30 * time.Second)}, more...)
 	cl, err := kgo.NewClient(append(opts, kgo.AllowAutoTopicCreation(), kgo.DefaultProduceTopic(topic))...)
 	if err != nil {
 		t.Fatal(err)

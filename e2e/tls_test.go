@@ -24,6 +24,8 @@ type tlsSides struct {
 	listener string
 	// upstream is the YAML of each listener's upstream_tls section.
 	upstream string
+	// sasl is each listener's sasl mode ("" = the default, passthrough).
+	sasl string
 	// lenient bans only after 100 offences: kcat retries a refused
 	// handshake, and bad-client cases sharing a source must not ban each
 	// other.
@@ -45,6 +47,9 @@ func startTLSGuard(t *testing.T, upstreams []string, sides tlsSides) *guard {
 		}
 		if sides.upstream != "" {
 			fmt.Fprintf(&ls, "    upstream_tls: %s\n", sides.upstream)
+		}
+		if sides.sasl != "" {
+			fmt.Fprintf(&ls, "    sasl: %s\n", sides.sasl)
 		}
 	}
 	g.admin = fmt.Sprintf("127.0.0.1:%d", freePort(t))
