@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net"
 	"time"
 
@@ -143,6 +142,11 @@ type Options struct {
 	Metrics *Metrics
 }
 
+// invalid is the error for one option out of range: the field and why, wrapping ErrInvalidOptions.
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("proxy: "+format+": %w", append(args, ErrInvalidOptions)...)
+}
+
 // maxInflight is the most requests a connection may owe responses for: each
 // is a slot in a channel made per connection.
 const maxInflight = 1 << 16
@@ -152,34 +156,18 @@ const maxInflight = 1 << 16
 // setting.
 func (o *Options) validate() error {
 	var errs []error
-	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("proxy: "+format+": %w", append(args, ErrInvalidOptions)...))
-	}
+	bad := func(format string, args ...any) { errs = append(errs, invalid(format, args...)) }
 	if len(o.Routes) == 0 {
 		bad("Routes: none")
-	}
-	if o.Policy == nil {
-		bad("Policy: nil")
 	}
 	if o.Pool == nil {
 		bad("Pool: nil")
 	}
-	for _, d := range []struct {
-		name string
-		d    time.Duration
-	}{
-		{"PoolWait", o.PoolWait},
-		{"HeaderTimeout", o.HeaderTimeout},
-		{"FrameTimeout", o.FrameTimeout},
-		{"IdleTimeout", o.IdleTimeout},
-		{"DialTimeout", o.DialTimeout},
-		{"WriteTimeout", o.WriteTimeout},
-		{"RequestTimeout", o.RequestTimeout},
-	} {
-		if d.d <= 0 {
-			bad("%s %s must be positive", d.name, d.d)
-		}
+	if o.PoolWait <= 0 {
+		bad("PoolWait %s must be positive", o.PoolWait)
 	}
+	// The fields a reload may change are checked where a reload checks them.
+	errs = append(errs, settingsOf(*o).problems()...)
 	if o.CutThroughBytes < 0 {
 		bad("CutThroughBytes %d must not be negative", o.CutThroughBytes)
 	}
@@ -189,25 +177,11 @@ func (o *Options) validate() error {
 	if o.MaxRewriteBytes <= 0 {
 		bad("MaxRewriteBytes %d must be positive", o.MaxRewriteBytes)
 	}
-	if o.MaxLocalAnswerBytes <= 0 {
-		bad("MaxLocalAnswerBytes %d must be positive", o.MaxLocalAnswerBytes)
-	}
 	if o.MaxUnauthenticatedBytes <= 0 {
 		bad("MaxUnauthenticatedBytes %d must be positive", o.MaxUnauthenticatedBytes)
 	}
 	if o.UnmappedPort < 0 || o.UnmappedPort > 65535 {
 		bad("UnmappedPort %d must be 0..65535", o.UnmappedPort)
-	}
-	for _, w := range []struct {
-		name string
-		v    float64
-	}{
-		{"Weights.Closed", o.Weights.Closed},
-		{"Weights.RejectedProduce", o.Weights.RejectedProduce},
-	} {
-		if !(w.v >= 0) || math.IsInf(w.v, 1) {
-			bad("%s %v must be a finite number >= 0", w.name, w.v)
-		}
 	}
 	for i, r := range o.Routes {
 		if (r.TLS != nil || r.UpstreamTLS != nil) && o.TLSHandshakeTimeout <= 0 {
@@ -240,7 +214,12 @@ func (o *Options) validate() error {
 
 // Options returns the options the server runs with: as New took them, with the Settings in force.
 func (s *Server) Options() Options {
-	o, st := s.opts, s.live()
+	return s.opts.WithSettings(*s.live())
+}
+
+// WithSettings returns o with the fields of st in place of its own: the one place a Settings becomes
+// Options, for Server.Options and for a caller that builds Options from the Settings it reloads.
+func (o Options) WithSettings(st Settings) Options {
 	o.Policy, o.Weights = st.Policy, st.Weights
 	o.HeaderTimeout, o.FrameTimeout, o.IdleTimeout = st.HeaderTimeout, st.FrameTimeout, st.IdleTimeout
 	o.DialTimeout, o.WriteTimeout, o.RequestTimeout = st.DialTimeout, st.WriteTimeout, st.RequestTimeout

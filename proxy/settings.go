@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"errors"
-	"fmt"
 	"math"
 	"time"
 
@@ -48,12 +47,14 @@ func settingsOf(o Options) *Settings {
 	}
 }
 
-// check refuses settings the server cannot run with, naming each field, as Options.validate does.
-func (st *Settings) check() error {
+// check refuses settings the server cannot run with, naming each field, all problems joined.
+func (st *Settings) check() error { return errors.Join(st.problems()...) }
+
+// problems lists what is out of range in st, one error per field; Options.validate lists these too,
+// so each live field is checked in one place for New and for SetSettings alike.
+func (st *Settings) problems() []error {
 	var errs []error
-	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("proxy: "+format+": %w", append(args, ErrInvalidOptions)...))
-	}
+	bad := func(format string, args ...any) { errs = append(errs, invalid(format, args...)) }
 	if st.Policy == nil {
 		bad("Policy: nil")
 	}
@@ -86,7 +87,7 @@ func (st *Settings) check() error {
 			bad("%s %v must be a finite number >= 0", w.name, w.v)
 		}
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // SetSettings makes st the settings of every frame read and every wait begun from now on, on open

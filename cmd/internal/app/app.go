@@ -167,19 +167,12 @@ func Build(cfg config.Config, log zerolog.Logger) (*App, error) {
 		}
 		routes[i] = r
 	}
+	// The live fields come from liveSettings, the mapping a reload uses, so Build and reload agree.
 	srv, err := proxy.New(proxy.Options{
 		Routes:          routes,
-		Policy:          pol,
 		Pool:            pool,
 		PoolWait:        cfg.Pool.Wait,
 		Gate:            a.gate,
-		Weights:         proxy.Weights{Closed: cfg.Abuse.Weights.Closed, RejectedProduce: cfg.Abuse.Weights.RejectedProduce},
-		HeaderTimeout:   cfg.Timeouts.Header,
-		FrameTimeout:    cfg.Timeouts.Frame,
-		IdleTimeout:     cfg.Timeouts.Idle,
-		DialTimeout:     cfg.Timeouts.Dial,
-		WriteTimeout:    cfg.Timeouts.Write,
-		RequestTimeout:  cfg.Timeouts.Request,
 		CutThroughBytes: int32(cfg.Proxy.CutThroughBytes),
 		MaxInflight:     cfg.Proxy.MaxInflight,
 		MaxRewriteBytes: int32(cfg.Proxy.MaxRewriteBytes),
@@ -187,13 +180,11 @@ func Build(cfg config.Config, log zerolog.Logger) (*App, error) {
 		Logger:          log,
 		Metrics:         m,
 
-		MaxLocalAnswerBytes: int(cfg.Limits.MaxLocalAnswerBytes),
-
 		MaxUnauthenticatedBytes: int32(cfg.Limits.MaxUnauthenticatedBytes),
 
 		// Unused by routes without TLS; the config's default keeps it positive.
 		TLSHandshakeTimeout: cfg.Timeouts.TLSHandshake,
-	})
+	}.WithSettings(liveSettings(cfg, pol)))
 	if err != nil {
 		return nil, err
 	}
