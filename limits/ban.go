@@ -136,15 +136,10 @@ func (g *Gate) AddBan(addr netip.Addr, d time.Duration, reason string) (Ban, err
 	}
 	now := g.now()
 	src := g.source(addr)
-	s := g.shard(src)
 	var n note
-	defer g.notify(&n)
-	s.mu.Lock()
+	defer g.notify(&n) // runs after the unlock below
+	s, e := g.lockEntry(src, now, &n)
 	defer s.mu.Unlock()
-	e := s.m[src]
-	if e == nil {
-		e = g.insert(s, src, now, &n)
-	}
 	defer s.touch(e, now)
 	until := now + int64(min(d, longestBan))
 	if e.banned && now < e.until && e.until >= until {

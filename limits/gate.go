@@ -373,15 +373,10 @@ func (g *Gate) OffenceBy(addr netip.Addr, who Offender, reason string, weight fl
 		return Ban{}, false
 	}
 	src := g.source(addr)
-	s := g.shard(src)
 	var n note
-	defer g.notify(&n)
-	s.mu.Lock()
+	defer g.notify(&n) // runs after the unlock below
+	s, e := g.lockEntry(src, now, &n)
 	defer s.mu.Unlock()
-	e := s.m[src]
-	if e == nil {
-		e = g.insert(s, src, now, &n)
-	}
 	defer s.touch(e, now)
 	if e.banned {
 		if now < e.until {

@@ -78,6 +78,19 @@ func (s *shard) unlink(e *entry) {
 	}
 }
 
+// lockEntry locks src's shard and returns it with src's entry, inserting one (see insert) when src has
+// none; a ban the insert ends is reported through n. The caller unlocks s.mu, then notifies n, so
+// OnBan and OnUnban never run under a shard lock.
+func (g *Gate) lockEntry(src netip.Prefix, now int64, n *note) (*shard, *entry) {
+	s := g.shard(src)
+	s.mu.Lock()
+	e := s.m[src]
+	if e == nil {
+		e = g.insert(s, src, now, n)
+	}
+	return s, e
+}
+
 // insert adds a new entry for src. When the shard is full it makes room by forgetting, in this order, the
 // least recently seen idle entry, an entry whose ban has expired unnoticed, the least recently seen
 // connected one, or the least recently seen ban in force. A full table must not refuse every newcomer:
