@@ -16,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/kafkaguard/kafkaguard/cmd/internal/app"
 	"github.com/kafkaguard/kafkaguard/config"
 )
 
@@ -128,21 +129,12 @@ func newAdminClient(admin, tokenFile, cfgPath string) (*adminClient, error) {
 	return c, nil
 }
 
-type ban struct {
-	Addr     string    `json:"addr"`
-	ClientID string    `json:"client_id"`
-	Reason   string    `json:"reason"`
-	Since    time.Time `json:"since"`
-	Until    time.Time `json:"until"`
-	Count    int       `json:"count"`
-}
-
 func (c *adminClient) list(w io.Writer) error {
 	body, err := c.do(http.MethodGet, "/bans", nil, http.StatusOK)
 	if err != nil {
 		return err
 	}
-	var bans []ban
+	var bans []app.BanJSON
 	if err := json.Unmarshal(body, &bans); err != nil {
 		return fmt.Errorf("GET /bans: unexpected answer: %w", err)
 	}
@@ -165,7 +157,7 @@ func (c *adminClient) add(w io.Writer, source string, d time.Duration, reason st
 	if err != nil {
 		return err
 	}
-	var b ban
+	var b app.BanJSON
 	if err := json.Unmarshal(body, &b); err != nil {
 		return fmt.Errorf("POST /bans: unexpected answer: %w", err)
 	}

@@ -60,9 +60,9 @@ func adminHandler(s *proxy.Server, g *limits.Gate, gatherer prometheus.Gatherer)
 			http.Error(w, "abuse gate disabled", http.StatusNotFound)
 			return
 		}
-		out := []banJSON{}
+		out := []BanJSON{}
 		for _, b := range g.Bans() {
-			out = append(out, banJSON{limits.SourceString(b.Source), b.ClientID, b.Reason, b.Since, b.Until, b.Count, b.Principal})
+			out = append(out, banOf(b))
 		}
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(out)
@@ -153,11 +153,12 @@ func addBan(g *limits.Gate, w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusCreated)
-	json.NewEncoder(w).Encode(banJSON{limits.SourceString(b.Source), b.ClientID, b.Reason, b.Since, b.Until, b.Count, b.Principal})
+	json.NewEncoder(w).Encode(banOf(b))
 }
 
-// banJSON is one ban as GET /bans lists it.
-type banJSON struct {
+// BanJSON is one ban as GET /bans lists it and POST /bans answers it; the CLI's `bans` command reads
+// the same type, so server and client cannot drift apart.
+type BanJSON struct {
 	Addr     string    `json:"addr"`
 	ClientID string    `json:"client_id,omitempty"`
 	Reason   string    `json:"reason"`
@@ -167,6 +168,11 @@ type banJSON struct {
 
 	// Principal is the SASL user of the offence that earned the ban, if it had logged in.
 	Principal string `json:"principal,omitempty"`
+}
+
+// banOf is b as the admin API shows it.
+func banOf(b limits.Ban) BanJSON {
+	return BanJSON{limits.SourceString(b.Source), b.ClientID, b.Reason, b.Since, b.Until, b.Count, b.Principal}
 }
 
 // configHandler serves GET /config: the config in force (after every reload, with the keys that could

@@ -144,7 +144,7 @@ func TestAdminAddBan(t *testing.T) {
 		t.Fatalf("POST /bans = %d %s", rec.Code, rec.Body)
 	}
 	rec = call(h, "GET", "/bans", "", "")
-	var bans []banJSON
+	var bans []BanJSON
 	if err := json.Unmarshal(rec.Body.Bytes(), &bans); err != nil {
 		t.Fatal(err)
 	}
