@@ -302,36 +302,53 @@ func (b *bench) roundsSeconds(d time.Duration) float64 {
 // throughput runs fn on A, B, C in turn, rounds times.
 func (b *bench) throughput(ctx context.Context, wl string, fn func(target) (tputResult, error)) error {
 	r := &row{workload: wl, metric: "throughput", unit: "MiB/s", higherBetter: true}
-	stop, err := b.profile(wl, b.roundsSeconds(b.s.duration))
+	peak, err := b.eachRound(ctx, wl, func(t target) error {
+		p := t.path
+		before := b.cpuOf(t)
+		res, err := fn(t)
+		if err != nil {
+			return err
+		}
+		r.vals[p] = append(r.vals[p], res.mibps)
+		r.bytes[p] = append(r.bytes[p], float64(res.bytes))
+		r.cpu[p] = append(r.cpu[p], b.cpuOf(t)-before)
+		r.errs[p] += res.errs
+		return nil
+	})
 	if err != nil {
 		return err
+	}
+	r.peakMiB = peak
+	b.rows = append(b.rows, r)
+	return nil
+}
+
+// eachRound runs each on A, B, C in turn, rounds times, under one profile named name, with
+// kafkaguard's peak RSS reset first, and returns that peak in MiB (0 when it cannot be read): the loop
+// every timed workload shares.
+func (b *bench) eachRound(ctx context.Context, name string, each func(target) error) (peakMiB float64, err error) {
+	stop, err := b.profile(name, b.roundsSeconds(b.s.duration))
+	if err != nil {
+		return 0, err
 	}
 	resetPeak(b.kg.pid)
 	for round := range b.s.rounds {
 		for _, t := range b.targets {
-			p := t.path
 			if err := ctx.Err(); err != nil {
-				return err
+				return 0, err
 			}
-			before := b.cpuOf(t)
-			res, err := fn(t)
-			if err != nil {
-				return fmt.Errorf("round %d: %w", round+1, err)
+			if err := each(t); err != nil {
+				return 0, fmt.Errorf("round %d: %w", round+1, err)
 			}
-			r.vals[p] = append(r.vals[p], res.mibps)
-			r.bytes[p] = append(r.bytes[p], float64(res.bytes))
-			r.cpu[p] = append(r.cpu[p], b.cpuOf(t)-before)
-			r.errs[p] += res.errs
 		}
 	}
 	if err := stop(); err != nil {
-		return err
+		return 0, err
 	}
 	if ps, err := readProc(b.kg.pid); err == nil {
-		r.peakMiB = float64(ps.hwmKiB) / 1024
+		peakMiB = float64(ps.hwmKiB) / 1024
 	}
-	b.rows = append(b.rows, r)
-	return nil
+	return peakMiB, nil
 }
 
 func (b *bench) cpuOf(t target) float64 {
@@ -355,38 +372,27 @@ func (b *bench) latencyRounds(ctx context.Context) error {
 	for i, q := range qs {
 		rows[i] = &row{workload: fmt.Sprintf("latency %d rec/s × %d B", b.s.rate, b.s.latBytes), metric: q.name, unit: "ms"}
 	}
-	stop, err := b.profile(wLatency, b.roundsSeconds(b.s.duration))
+	peak, err := b.eachRound(ctx, wLatency, func(t target) error {
+		p := t.path
+		before := b.cpuOf(t)
+		res, err := produceLatency(ctx, t, b.payload, b.s.latBytes, b.s.rate, b.s.duration)
+		if err != nil {
+			return err
+		}
+		cpu := b.cpuOf(t) - before
+		for i, q := range qs {
+			rows[i].vals[p] = append(rows[i].vals[p], ms(percentile(res.samples, q.q)))
+			rows[i].cpu[p] = append(rows[i].cpu[p], cpu)
+			rows[i].errs[p] += res.errs
+		}
+		b.latency[p] = append(b.latency[p], res.samples...)
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	resetPeak(b.kg.pid)
-	for round := range b.s.rounds {
-		for _, t := range b.targets {
-			p := t.path
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			before := b.cpuOf(t)
-			res, err := produceLatency(ctx, t, b.payload, b.s.latBytes, b.s.rate, b.s.duration)
-			if err != nil {
-				return fmt.Errorf("round %d: %w", round+1, err)
-			}
-			cpu := b.cpuOf(t) - before
-			for i, q := range qs {
-				rows[i].vals[p] = append(rows[i].vals[p], ms(percentile(res.samples, q.q)))
-				rows[i].cpu[p] = append(rows[i].cpu[p], cpu)
-				rows[i].errs[p] += res.errs
-			}
-			b.latency[p] = append(b.latency[p], res.samples...)
-		}
-	}
-	if err := stop(); err != nil {
-		return err
-	}
-	if ps, err := readProc(b.kg.pid); err == nil {
-		for _, r := range rows {
-			r.peakMiB = float64(ps.hwmKiB) / 1024
-		}
+	for _, r := range rows {
+		r.peakMiB = peak
 	}
 	for p := range b.latency {
 		sortDurations(b.latency[p])

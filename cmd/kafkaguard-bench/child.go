@@ -220,19 +220,28 @@ func relayConn(c net.Conn, upstream string) {
 		return
 	}
 	defer up.Close()
+	pipeBoth(c, up)
+}
+
+// pipeBoth copies c to up and up to c until both directions end, half-closing each side's write when
+// its source ends, as a broker connection expects. c and up may be TCP or TLS connections.
+func pipeBoth(c, up net.Conn) {
 	done := make(chan struct{})
 	go func() {
 		io.Copy(c, up)
-		if tc, ok := c.(*net.TCPConn); ok {
-			tc.CloseWrite()
-		}
+		closeWrite(c)
 		close(done)
 	}()
 	io.Copy(up, c)
-	if tc, ok := up.(*net.TCPConn); ok {
-		tc.CloseWrite()
-	}
+	closeWrite(up)
 	<-done
+}
+
+// closeWrite half-closes c when it can (TCP and TLS connections can).
+func closeWrite(c net.Conn) {
+	if hc, ok := c.(interface{ CloseWrite() error }); ok {
+		hc.CloseWrite()
+	}
 }
 
 // acceptLoop runs handle in a goroutine for every connection ln accepts,

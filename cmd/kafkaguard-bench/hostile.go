@@ -313,14 +313,19 @@ func (b *bench) idleConns(ctx context.Context) error {
 	return nil
 }
 
+// settledProc asks proc to return freed memory to the OS, gives it 300 ms, and reads its figures.
+func settledProc(proc process) (procStat, error) {
+	if err := proc.FreeOSMemory(); err != nil {
+		return procStat{}, err
+	}
+	time.Sleep(300 * time.Millisecond)
+	return readProc(proc.PID())
+}
+
 func (b *bench) idleOn(t target, block byte) (idleResult, error) {
 	n := b.s.conns
 	proc := t.proc
-	if err := proc.FreeOSMemory(); err != nil {
-		return idleResult{}, err
-	}
-	time.Sleep(300 * time.Millisecond)
-	base, err := readProc(proc.PID())
+	base, err := settledProc(proc)
 	if err != nil {
 		return idleResult{}, err
 	}
@@ -378,11 +383,7 @@ func (b *bench) idleOn(t target, block byte) (idleResult, error) {
 	if err != nil {
 		return idleResult{}, err
 	}
-	if err := proc.FreeOSMemory(); err != nil {
-		return idleResult{}, err
-	}
-	time.Sleep(300 * time.Millisecond)
-	gc, err := readProc(proc.PID())
+	gc, err := settledProc(proc)
 	if err != nil {
 		return idleResult{}, err
 	}

@@ -10,7 +10,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"math/big"
 	"net"
 	"os"
@@ -128,15 +127,7 @@ func tlsRelayConn(raw net.Conn, cfg *tls.Config, upstream string) {
 		return
 	}
 	defer up.Close()
-	done := make(chan struct{})
-	go func() {
-		io.Copy(c, up)
-		c.CloseWrite()
-		close(done)
-	}()
-	io.Copy(up, c)
-	up.(*net.TCPConn).CloseWrite()
-	<-done
+	pipeBoth(c, up)
 }
 
 // dialTLS is the relay paths' dialer under --tls: every broker through
