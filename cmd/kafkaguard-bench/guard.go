@@ -135,19 +135,43 @@ func startGuard(pin pinning, bin, upstream, logPath string, t *benchTLS) (*guard
 		logf.Close()
 		close(g.done)
 	}()
+	switch awaitStart(g.done, func() bool {
+		body, err := g.get("/healthz", 2*time.Second)
+		return err == nil && strings.TrimSpace(body) == "ok"
+	}) {
+	case startExited:
+		return nil, fmt.Errorf("kafkaguard exited at start: %v (see %s)", g.waitErr, logPath)
+	case startTimedOut:
+		g.stop()
+		return nil, fmt.Errorf("kafkaguard /healthz not ready within 30s (see %s)", logPath)
+	}
+	return g, nil
+}
+
+// startOutcome is how a child process's start ended.
+type startOutcome int
+
+const (
+	startReady startOutcome = iota
+	startExited
+	startTimedOut
+)
+
+// awaitStart polls ready every 50 ms until it holds, the process ends (done closes), or 30 s pass: the
+// wait kafkaguard and every peer get before a workload runs on them.
+func awaitStart(done <-chan struct{}, ready func() bool) startOutcome {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		select {
-		case <-g.done:
-			return nil, fmt.Errorf("kafkaguard exited at start: %v (see %s)", g.waitErr, logPath)
+		case <-done:
+			return startExited
 		default:
 		}
-		if body, err := g.get("/healthz", 2*time.Second); err == nil && strings.TrimSpace(body) == "ok" {
-			return g, nil
+		if ready() {
+			return startReady
 		}
 		if time.Now().After(deadline) {
-			g.stop()
-			return nil, fmt.Errorf("kafkaguard /healthz not ready within 30s (see %s)", logPath)
+			return startTimedOut
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -49,23 +49,20 @@ func startPeer(pin pinning, cmdline, upstream, logPath string) (*peer, error) {
 		logf.Close()
 		close(p.done)
 	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		select {
-		case <-p.done:
-			return nil, fmt.Errorf("peer %q exited at start (see %s)", line, logPath)
-		default:
-		}
-		if c, err := net.DialTimeout("tcp", listen, time.Second); err == nil {
+	switch awaitStart(p.done, func() bool {
+		c, err := net.DialTimeout("tcp", listen, time.Second)
+		if err == nil {
 			c.Close()
-			return p, nil
 		}
-		if time.Now().After(deadline) {
-			p.stop()
-			return nil, fmt.Errorf("peer %q not listening on %s within 30s (see %s)", line, listen, logPath)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return err == nil
+	}) {
+	case startExited:
+		return nil, fmt.Errorf("peer %q exited at start (see %s)", line, logPath)
+	case startTimedOut:
+		p.stop()
+		return nil, fmt.Errorf("peer %q not listening on %s within 30s (see %s)", line, listen, logPath)
 	}
+	return p, nil
 }
 
 // PID is the process CPU and RSS are read from.
