@@ -51,15 +51,27 @@ log: {level: info, format: json}
 // (for instance the race detector's 66) fails the test.
 func startGuard(t *testing.T, upstreams []string) *guard {
 	t.Helper()
+	return launchGuard(t, upstreams, "", nil)
+}
+
+// launchGuard is the one launcher behind startGuard, startSaslGuard and startTLSGuard: a listener on a
+// free port per upstream, each with the YAML lines in listenerExtra ("" = none; each line indented
+// under the listener and ending in a newline), guardConfig passed through edit (nil = as is), stopped
+// and waited for as startGuard says.
+func launchGuard(t *testing.T, upstreams []string, listenerExtra string, edit func(cfg string) string) *guard {
+	t.Helper()
 	g := &guard{upstreams: upstreams, done: make(chan struct{})}
 	var ls strings.Builder
 	for _, u := range upstreams {
 		a := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 		g.addrs = append(g.addrs, a)
-		fmt.Fprintf(&ls, "  - address: %s\n    upstream: %s\n", a, u)
+		fmt.Fprintf(&ls, "  - address: %s\n    upstream: %s\n%s", a, u, listenerExtra)
 	}
 	g.admin = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cfg := strings.NewReplacer("{{LISTENERS}}", strings.TrimRight(ls.String(), "\n"), "{{ADMIN}}", g.admin).Replace(guardConfig)
+	if edit != nil {
+		cfg = edit(cfg)
+	}
 	g.launch(t, binPath, cfg)
 	t.Cleanup(func() { g.stop(t) })
 	g.waitHealthy(t)

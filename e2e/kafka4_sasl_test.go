@@ -27,19 +27,7 @@ import (
 // (passthrough or require).
 func startSaslGuard(t *testing.T, upstreams []string, mode string) *guard {
 	t.Helper()
-	g := &guard{upstreams: upstreams, done: make(chan struct{})}
-	var ls strings.Builder
-	for _, u := range upstreams {
-		a := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		g.addrs = append(g.addrs, a)
-		fmt.Fprintf(&ls, "  - address: %s\n    upstream: %s\n    sasl: %s\n", a, u, mode)
-	}
-	g.admin = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	cfg := strings.NewReplacer("{{LISTENERS}}", strings.TrimRight(ls.String(), "\n"), "{{ADMIN}}", g.admin).Replace(guardConfig)
-	g.launch(t, binPath, cfg)
-	t.Cleanup(func() { g.stop(t) })
-	g.waitHealthy(t)
-	return g
+	return launchGuard(t, upstreams, "    sasl: "+mode+"\n", nil)
 }
 
 // checkSaslLog fails the test if kafkaguard refused anything, logged a

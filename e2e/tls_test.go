@@ -36,35 +36,26 @@ type tlsSides struct {
 // and upstream_tls sections from sides and a 3 s handshake timeout.
 func startTLSGuard(t *testing.T, upstreams []string, sides tlsSides) *guard {
 	t.Helper()
-	g := &guard{upstreams: upstreams, done: make(chan struct{})}
-	var ls strings.Builder
-	for _, u := range upstreams {
-		a := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		g.addrs = append(g.addrs, a)
-		fmt.Fprintf(&ls, "  - address: %s\n    upstream: %s\n", a, u)
-		if sides.listener != "" {
-			fmt.Fprintf(&ls, "    tls: %s\n", sides.listener)
-		}
-		if sides.upstream != "" {
-			fmt.Fprintf(&ls, "    upstream_tls: %s\n", sides.upstream)
-		}
-		if sides.sasl != "" {
-			fmt.Fprintf(&ls, "    sasl: %s\n", sides.sasl)
-		}
+	var extra strings.Builder
+	if sides.listener != "" {
+		fmt.Fprintf(&extra, "    tls: %s\n", sides.listener)
 	}
-	g.admin = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	cfg := strings.NewReplacer("{{LISTENERS}}", strings.TrimRight(ls.String(), "\n"), "{{ADMIN}}", g.admin,
-		"shutdown: 5s}", "shutdown: 5s, tls_handshake: 3s}").Replace(guardConfig)
-	if sides.lenient {
-		cfg = strings.Replace(cfg, "offences_before_ban: 5", "offences_before_ban: 100", 1)
+	if sides.upstream != "" {
+		fmt.Fprintf(&extra, "    upstream_tls: %s\n", sides.upstream)
 	}
-	if !strings.Contains(cfg, "tls_handshake: 3s") || sides.lenient && !strings.Contains(cfg, "offences_before_ban: 100") {
-		t.Fatal("guardConfig changed: set tls_handshake and offences_before_ban another way")
+	if sides.sasl != "" {
+		fmt.Fprintf(&extra, "    sasl: %s\n", sides.sasl)
 	}
-	g.launch(t, binPath, cfg)
-	t.Cleanup(func() { g.stop(t) })
-	g.waitHealthy(t)
-	return g
+	return launchGuard(t, upstreams, extra.String(), func(cfg string) string {
+		cfg = strings.Replace(cfg, "shutdown: 5s}", "shutdown: 5s, tls_handshake: 3s}", 1)
+		if sides.lenient {
+			cfg = strings.Replace(cfg, "offences_before_ban: 5", "offences_before_ban: 100", 1)
+		}
+		if !strings.Contains(cfg, "tls_handshake: 3s") || sides.lenient && !strings.Contains(cfg, "offences_before_ban: 100") {
+			t.Fatal("guardConfig changed: set tls_handshake and offences_before_ban another way")
+		}
+		return cfg
+	})
 }
 
 // listenerTLS is the tls section serving certs' server certificate with
