@@ -46,6 +46,20 @@ func freeAddr(t testing.TB) string {
 	return ln.Addr().String()
 }
 
+// startApp builds and starts an App from cfg with a silent logger, failing the test if either step
+// fails; the caller stops it, where its other cleanups need it stopped.
+func startApp(t testing.TB, cfg config.Config) *App {
+	t.Helper()
+	a, err := Build(cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
 func testConfig(t testing.TB) config.Config {
 	cfg := config.Default()
 	cfg.Listeners = []config.Listener{{Address: "127.0.0.1:0", Upstream: freeAddr(t)}}
@@ -111,13 +125,7 @@ func TestMetricsAddressIsReadOnly(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Admin.Address = freeAddr(t)
 	cfg.Admin.MetricsAddress = freeAddr(t)
-	a, err := Build(cfg, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(); err != nil {
-		t.Fatal(err)
-	}
+	a := startApp(t, cfg)
 	defer a.Stop()
 	client := &http.Client{Timeout: 5 * time.Second}
 	do := func(method, url string) int {
@@ -163,13 +171,7 @@ func TestStopClosesHTTPConnectionsAfterTimedOutDrain(t *testing.T) {
 	cfg.Admin.Address = freeAddr(t)
 	cfg.Admin.MetricsAddress = freeAddr(t)
 	cfg.Timeouts.Shutdown = 300 * time.Millisecond
-	a, err := Build(cfg, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(); err != nil {
-		t.Fatal(err)
-	}
+	a := startApp(t, cfg)
 	dial := func(addr string, send []byte) net.Conn {
 		t.Helper()
 		c, err := net.DialTimeout("tcp", addr, 2*time.Second)

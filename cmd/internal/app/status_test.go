@@ -245,13 +245,7 @@ func TestSampleRefusals(t *testing.T) {
 func TestAdminServesStatusPage(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Admin.Address = "127.0.0.1:0"
-	a, err := Build(cfg, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(); err != nil {
-		t.Fatal(err)
-	}
+	a := startApp(t, cfg)
 	defer a.Stop()
 	base := "http://" + a.adLn.Addr().String()
 	c := &http.Client{Timeout: 5 * time.Second}

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/kafkaguard/kafkaguard/config"
 )
 
@@ -36,13 +34,7 @@ func TestZeroWeightNeverBans(t *testing.T) {
 			if err := cfg.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			a, err := Build(cfg, zerolog.Nop())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := a.Start(); err != nil {
-				t.Fatal(err)
-			}
+			a := startApp(t, cfg)
 			defer a.Stop()
 			addr := a.Server().Addrs()[0].String()
 			refused := 0
