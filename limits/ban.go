@@ -135,10 +135,9 @@ func (g *Gate) AddBan(addr netip.Addr, d time.Duration, reason string) (Ban, err
 		return Ban{}, ErrAllowed
 	}
 	now := g.now()
-	src := g.source(addr)
 	var n note
 	defer g.notify(&n) // runs after the unlock below
-	s, e := g.lockEntry(src, now, &n)
+	s, e := g.lockEntry(addr, now, &n)
 	defer s.mu.Unlock()
 	defer s.touch(e, now)
 	until := now + int64(min(d, longestBan))

@@ -372,10 +372,9 @@ func (g *Gate) OffenceBy(addr netip.Addr, who Offender, reason string, weight fl
 	if g.t().threshold <= 0 {
 		return Ban{}, false
 	}
-	src := g.source(addr)
 	var n note
 	defer g.notify(&n) // runs after the unlock below
-	s, e := g.lockEntry(src, now, &n)
+	s, e := g.lockEntry(addr, now, &n)
 	defer s.mu.Unlock()
 	defer s.touch(e, now)
 	if e.banned {

@@ -78,10 +78,11 @@ func (s *shard) unlink(e *entry) {
 	}
 }
 
-// lockEntry locks src's shard and returns it with src's entry, inserting one (see insert) when src has
-// none; a ban the insert ends is reported through n. The caller unlocks s.mu, then notifies n, so
-// OnBan and OnUnban never run under a shard lock.
-func (g *Gate) lockEntry(src netip.Prefix, now int64, n *note) (*shard, *entry) {
+// lockEntry locks the shard of addr's source (addr normalized) and returns it with the source's entry,
+// inserting one (see insert) when the source has none; a ban the insert ends is reported through n. The
+// caller unlocks s.mu, then notifies n, so OnBan and OnUnban never run under a shard lock.
+func (g *Gate) lockEntry(addr netip.Addr, now int64, n *note) (*shard, *entry) {
+	src := g.source(addr)
 	s := g.shard(src)
 	s.mu.Lock()
 	e := s.m[src]
