@@ -148,6 +148,25 @@ func startGuard(pin pinning, bin, upstream, logPath string, t *benchTLS) (*guard
 	return g, nil
 }
 
+// terminate sends SIGTERM to cmd's process unless it has ended (done is closed), and kills it if it has
+// not ended grace later; it returns once done is closed, reporting whether it had to kill.
+func terminate(cmd *exec.Cmd, done <-chan struct{}, grace time.Duration) (killed bool) {
+	select {
+	case <-done:
+		return false
+	default:
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+		return false
+	case <-time.After(grace):
+		cmd.Process.Kill()
+		<-done
+		return true
+	}
+}
+
 // startOutcome is how a child process's start ended.
 type startOutcome int
 
@@ -278,17 +297,8 @@ func (g *guard) allocs(path string) error {
 // stop sends SIGTERM and waits up to 40 s (kafkaguard drains for up to
 // timeouts.shutdown, 30 s), then kills.
 func (g *guard) stop() error {
-	select {
-	case <-g.done:
-	default:
-		g.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-g.done:
-		case <-time.After(40 * time.Second):
-			g.cmd.Process.Kill()
-			<-g.done
-			return fmt.Errorf("kafkaguard (pid %d) did not stop within 40s of SIGTERM", g.pid)
-		}
+	if terminate(g.cmd, g.done, 40*time.Second) {
+		return fmt.Errorf("kafkaguard (pid %d) did not stop within 40s of SIGTERM", g.pid)
 	}
 	var ee *exec.ExitError
 	if errors.As(g.waitErr, &ee) {

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -73,17 +72,4 @@ func (p *peer) PID() int { return p.pid }
 func (p *peer) FreeOSMemory() error { return nil }
 
 // stop sends SIGTERM and kills after 10 s.
-func (p *peer) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.done
-	}
-}
+func (p *peer) stop() { terminate(p.cmd, p.done, 10*time.Second) }
