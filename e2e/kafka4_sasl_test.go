@@ -168,6 +168,14 @@ func kcatThroughGuard(t *testing.T, g *guard, topic string) {
 	args := []string{"-b", strings.Join(g.addrs, ","), "-X", "client.id=kafkaguard-e2e-kcat-sasl",
 		"-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanisms=PLAIN",
 		"-X", "sasl.username=alice", "-X", "sasl.password=alice-secret"}
+	kcatProduceConsume(t, args, topic, "kcat", "")
+}
+
+// kcatProduceConsume produces 20 keyed records ("k<i>", "<label> <i>") to topic with kcat and acks=all,
+// args naming the brokers and security settings, consumes them from the beginning, and fails the test
+// unless all 20 come back; over names the case in that failure ("" for none, else " over <case>").
+func kcatProduceConsume(t *testing.T, args []string, topic, label, over string) {
+	t.Helper()
 	run := func(stdin []byte, more ...string) []byte {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
@@ -183,12 +191,12 @@ func kcatThroughGuard(t *testing.T, g *guard, topic string) {
 	}
 	var in bytes.Buffer
 	for i := range 20 {
-		fmt.Fprintf(&in, "k%d\tkcat %d\n", i, i)
+		fmt.Fprintf(&in, "k%d\t%s %d\n", i, label, i)
 	}
 	run(in.Bytes(), "-P", "-t", topic, "-K", "\t", "-X", "request.required.acks=-1")
 	out := run(nil, "-C", "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%k\t%s\n")
 	if got := strings.Count(string(out), "\n"); got != 20 {
-		t.Fatalf("kcat consumed %d of 20 records:\n%s", got, out)
+		t.Fatalf("kcat consumed %d of 20 records%s:\n%s", got, over, out)
 	}
 }
 

@@ -317,26 +317,5 @@ func kcatSecure(t *testing.T, s secureKafka4, c secureCase, topic string) {
 	if c.mech != "" {
 		args = append(args, "-X", "sasl.mechanisms="+c.mech, "-X", "sasl.username=alice", "-X", "sasl.password=alice-secret")
 	}
-	run := func(stdin []byte, more ...string) []byte {
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, "kcat", append(append([]string(nil), args...), more...)...)
-		cmd.Stdin = bytes.NewReader(stdin)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil || strings.Contains(stderr.String(), "ERROR") {
-			t.Fatalf("kcat %v: %v\n%s", more, err, stderr.String())
-		}
-		return out
-	}
-	var in bytes.Buffer
-	for i := range 20 {
-		fmt.Fprintf(&in, "k%d\t%s %d\n", i, c.name, i)
-	}
-	run(in.Bytes(), "-P", "-t", topic, "-K", "\t", "-X", "request.required.acks=-1")
-	out := run(nil, "-C", "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%k\t%s\n")
-	if got := strings.Count(string(out), "\n"); got != 20 {
-		t.Fatalf("kcat consumed %d of 20 records over %s:\n%s", got, c.name, out)
-	}
+	kcatProduceConsume(t, args, topic, c.name, " over "+c.name)
 }
