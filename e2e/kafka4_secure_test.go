@@ -182,14 +182,11 @@ func (s secureKafka4) clientSecurity(c secureCase) string {
 	return strings.Join(kv, ";")
 }
 
-// programSecure runs one client program straight at a secure listener and
-// checks that it read back what it wrote and reported no error. (Through
-// kafkaguard, with the whole report checked, is the next step.)
-func programSecure(t *testing.T, s secureKafka4, program string, c secureCase) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	topic := fmt.Sprintf("secure-%s-%d", program, time.Now().UnixNano())
-	args := []string{strings.Join(s.addrs(s.ssl+c.offset), ","), topic, topic + "-group", strconv.Itoa(oversizeBytes)}
+// clientProgram is the command that runs one client program of the Kafka 4 suite (java, confluent,
+// kafka-python or kafkajs) with args (brokers, topic, group, oversize bytes), javac'ing the Java client
+// first; its stdin, stdout and KG_CLIENT_SECURITY are the caller's to set.
+func clientProgram(ctx context.Context, t *testing.T, s secureKafka4, program string, args []string) *exec.Cmd {
+	t.Helper()
 	var cmd *exec.Cmd
 	switch program {
 	case "java":
@@ -208,6 +205,21 @@ func programSecure(t *testing.T, s secureKafka4, program string, c secureCase) {
 		}
 		cmd = exec.CommandContext(ctx, "node", append([]string{filepath.Join(dir, "client.js")}, args...)...)
 	}
+	if cmd == nil {
+		t.Fatalf("no client program %q", program)
+	}
+	return cmd
+}
+
+// programSecure runs one client program straight at a secure listener and
+// checks that it read back what it wrote and reported no error. (Through
+// kafkaguard, with the whole report checked, is the next step.)
+func programSecure(t *testing.T, s secureKafka4, program string, c secureCase) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	topic := fmt.Sprintf("secure-%s-%d", program, time.Now().UnixNano())
+	args := []string{strings.Join(s.addrs(s.ssl+c.offset), ","), topic, topic + "-group", strconv.Itoa(oversizeBytes)}
+	cmd := clientProgram(ctx, t, s, program, args)
 	cmd.Env = append(os.Environ(), "KG_CLIENT_SECURITY="+s.clientSecurity(c))
 	recs := genRecords(51, program, 40, 512, false)
 	cmd.Stdin = bytes.NewReader(clientInput(recs, recs[:10], recs[:10], recs[:10]))

@@ -318,18 +318,7 @@ func programThrough(t *testing.T, s secureKafka4, g *guard, program, security, r
 	defer cancel()
 	topic := fmt.Sprintf("%s-%s-%d", run, program, time.Now().UnixNano()%1000000)
 	args := []string{strings.Join(g.addrs, ","), topic, topic + "-group", fmt.Sprint(oversizeBytes)}
-	var cmd *exec.Cmd
-	switch program {
-	case "java":
-		cp := s.k.classpath(t)
-		classes := t.TempDir()
-		if out, err := exec.CommandContext(ctx, "javac", "-d", classes, "-cp", cp, filepath.Join("testdata", "Kafka4Client.java")).CombinedOutput(); err != nil {
-			t.Fatalf("javac: %v\n%s", err, out)
-		}
-		cmd = exec.CommandContext(ctx, "java", append([]string{"-Xmx256m", "-cp", cp + ":" + classes, "Kafka4Client"}, args...)...)
-	case "confluent":
-		cmd = exec.CommandContext(ctx, pythonVenv(t), append([]string{filepath.Join("testdata", "kafka4_python_client.py"), program}, args...)...)
-	}
+	cmd := clientProgram(ctx, t, s, program, args)
 	cmd.Env = append(cmd.Environ(), "KG_CLIENT_SECURITY="+security)
 	recs := genRecords(52, program, 40, 512, false)
 	cmd.Stdin = bytes.NewReader(clientInput(recs, recs[:10], recs[:10], recs[:10]))
