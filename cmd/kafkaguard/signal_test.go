@@ -74,6 +74,33 @@ type kafkaguardProc struct {
 	path   string // the config file it runs with
 }
 
+// heartbeatThrough waits for p's started line, dials its one listener and sends a Heartbeat, and fails
+// the test with notReached unless the broker behind (silentBroker's got) sees it within 5 s. The caller
+// closes the connection.
+func heartbeatThrough(t *testing.T, p *kafkaguardProc, got <-chan struct{}, notReached string) net.Conn {
+	t.Helper()
+	started := p.waitLine(t, "kafkaguard started", 10*time.Second)
+	ls, _ := started["listeners"].([]any)
+	if len(ls) != 1 {
+		t.Fatalf("started line lists listeners %v", started["listeners"])
+	}
+	c, err := net.DialTimeout("tcp", ls[0].(string), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write(heartbeatFrame()); err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
+	select {
+	case <-got:
+	case <-time.After(5 * time.Second):
+		c.Close()
+		t.Fatal(notReached)
+	}
+	return c
+}
+
 func startKafkaguard(t *testing.T, yml string) *kafkaguardProc {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "kafkaguard.yaml")
@@ -189,24 +216,8 @@ admin: {address: %s}
 timeouts: {shutdown: %s}
 log: {level: info, format: json}
 `, broker, freePort(t), tc.shutdown))
-			started := p.waitLine(t, "kafkaguard started", 10*time.Second)
-			ls, _ := started["listeners"].([]any)
-			if len(ls) != 1 {
-				t.Fatalf("started line lists listeners %v", started["listeners"])
-			}
-			c, err := net.DialTimeout("tcp", ls[0].(string), 2*time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := heartbeatThrough(t, p, got, "the request never reached the broker")
 			defer c.Close()
-			if _, err := c.Write(heartbeatFrame()); err != nil {
-				t.Fatal(err)
-			}
-			select {
-			case <-got:
-			case <-time.After(5 * time.Second):
-				t.Fatal("the request never reached the broker")
-			}
 			p.cmd.Process.Signal(syscall.SIGTERM)
 			if tc.second {
 				p.waitLine(t, "signal received", 5*time.Second)
