@@ -101,6 +101,18 @@ func (e *tlsEcho) result(t *testing.T) handshakeResult {
 	}
 }
 
+// servedName is the common name of the certificate a TLS server at addr serves cfg's client now; a
+// failed handshake fails the test.
+func servedName(t *testing.T, addr string, cfg *tls.Config) string {
+	t.Helper()
+	c, _, err := dialTLS(addr, cfg)
+	if err != nil {
+		t.Fatalf("handshake: %v", err)
+	}
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates[0].Subject.CommonName
+}
+
 // dialTLS handshakes with the echo server and reads the subject line it
 // sends, which in TLS 1.3 is where a client learns that the server refused
 // its certificate.
@@ -388,14 +400,7 @@ func TestTLSCertRotation(t *testing.T) {
 				t.Fatal(err)
 			}
 			e := newTLSEcho(t, src.ServerConfig(), 5*time.Second)
-			served := func() string {
-				c, _, err := dialTLS(e.addr(), certs.ClientConfig())
-				if err != nil {
-					t.Fatalf("handshake: %v", err)
-				}
-				defer c.Close()
-				return c.ConnectionState().PeerCertificates[0].Subject.CommonName
-			}
+			served := func() string { return servedName(t, e.addr(), certs.ClientConfig()) }
 			if got := served(); got != "first" {
 				t.Fatalf("served %q, want first", got)
 			}

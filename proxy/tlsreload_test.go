@@ -24,14 +24,7 @@ func TestTLSCheckNow(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := newTLSEcho(t, src.ServerConfig(), 5*time.Second)
-	served := func() string {
-		c, _, err := dialTLS(e.addr(), certs.ClientConfig())
-		if err != nil {
-			t.Fatalf("handshake: %v", err)
-		}
-		defer c.Close()
-		return c.ConnectionState().PeerCertificates[0].Subject.CommonName
-	}
+	served := func() string { return servedName(t, e.addr(), certs.ClientConfig()) }
 	d.publish(second.CertPEM, second.KeyPEM)
 	if got := served(); got != "first" {
 		t.Fatalf("served %q before the check was due, want first", got)
