@@ -146,18 +146,26 @@ func franzThroughGuard(t *testing.T, g *guard, c secureCase, topic string, more 
 		t.Fatal(err)
 	}
 	defer cons.Close()
+	consumeDistinct(ctx, t, cons, n, "")
+}
+
+// consumeDistinct polls cons until it has seen n distinct record values or ctx ends, and fails the test
+// on a fetch error other than the deadline or when fewer came; over names the case in those failures
+// ("" for none, else " over <case>").
+func consumeDistinct(ctx context.Context, t *testing.T, cons *kgo.Client, n int, over string) {
+	t.Helper()
 	seen := map[string]bool{}
 	for len(seen) < n && ctx.Err() == nil {
 		fs := cons.PollFetches(ctx)
 		for _, e := range fs.Errors() {
 			if !errors.Is(e.Err, context.DeadlineExceeded) {
-				t.Fatalf("consume: %v", e.Err)
+				t.Fatalf("consume%s: %v", over, e.Err)
 			}
 		}
 		fs.EachRecord(func(r *kgo.Record) { seen[string(r.Value)] = true })
 	}
 	if len(seen) != n {
-		t.Fatalf("consumed %d of %d records", len(seen), n)
+		t.Fatalf("consumed %d of %d records%s", len(seen), n, over)
 	}
 }
 

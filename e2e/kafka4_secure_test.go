@@ -260,19 +260,7 @@ func franzSecure(t *testing.T, s secureKafka4, c secureCase, topic string) {
 		t.Fatal(err)
 	}
 	defer cons.Close()
-	seen := map[string]bool{}
-	for len(seen) < n && ctx.Err() == nil {
-		fs := cons.PollFetches(ctx)
-		for _, e := range fs.Errors() {
-			if !errors.Is(e.Err, context.DeadlineExceeded) {
-				t.Fatalf("consume over %s: %v", c.name, e.Err)
-			}
-		}
-		fs.EachRecord(func(r *kgo.Record) { seen[string(r.Value)] = true })
-	}
-	if len(seen) != n {
-		t.Fatalf("consumed %d of %d records over %s", len(seen), n, c.name)
-	}
+	consumeDistinct(ctx, t, cons, n, " over "+c.name)
 }
 
 func franzWrongPassword(t *testing.T, s secureKafka4, c secureCase) {
