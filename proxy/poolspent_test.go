@@ -33,11 +33,11 @@ func TestPoolSpentOnTheResponsePumpIsCountedAndLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer // written only by relayNext, on this goroutine
-	s, err := New(Options{
-		Routes: []Route{{Listen: "127.0.0.1:0", Upstream: "127.0.0.1:9"}},
-		Policy: policy, Pool: pool, PoolWait: 50 * time.Millisecond,
-		Logger: zerolog.New(&logs), Metrics: NewMetrics(nil),
-	})
+	o := testOptions()
+	o.Routes = []Route{{Listen: "127.0.0.1:0", Upstream: "127.0.0.1:9"}}
+	o.Policy, o.Pool, o.PoolWait = policy, pool, 50*time.Millisecond
+	o.Logger, o.Metrics = zerolog.New(&logs), NewMetrics(nil)
+	s, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
