@@ -115,6 +115,12 @@ type Options struct {
 
 	Logger  zerolog.Logger
 	Metrics *Metrics
+
+	// Test hooks for the Linux pipe path (forwardPiped): noSplice stores
+	// large bodies in chunks as elsewhere; pipeLimit, when positive, caps
+	// a pipe's capacity below fs.pipe-max-size, so frames spill into chunks.
+	noSplice  bool
+	pipeLimit int
 }
 
 // maxInflight is the most requests a connection may owe responses for: each
