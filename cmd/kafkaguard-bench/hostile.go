@@ -315,6 +315,9 @@ func (b *bench) idleConns(ctx context.Context) error {
 
 func (b *bench) idleOn(t target, block byte) (idleResult, error) {
 	n := b.s.conns
+	if b.s.idleConns > 0 {
+		n = b.s.idleConns
+	}
 	proc := t.proc
 	if err := proc.FreeOSMemory(); err != nil {
 		return idleResult{}, err
