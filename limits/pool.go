@@ -195,23 +195,26 @@ func (p *Pool) Keep(c []byte) int {
 	return 1 // the slot stays allocated and in use; Unreserve frees it
 }
 
-// reserveFree reserves one slot without waiting: a free chunk (dropped) or an unallocated slot.
+// reserveFree reserves one slot without waiting: an unallocated slot or, when every slot is allocated, a
+// free chunk (dropped). Unallocated slots go first so that reservations made and given back over and over
+// (a kernel pipe's bytes, counted per frame) do not turn the free chunks into garbage each time.
 func (p *Pool) reserveFree() bool {
-	select {
-	case <-p.free:
-		p.take()
-		return true
-	default:
-	}
 	for {
 		n := p.allocated.Load()
 		if n >= p.chunks {
-			return false
+			break
 		}
 		if p.allocated.CompareAndSwap(n, n+1) {
 			p.take()
 			return true
 		}
+	}
+	select {
+	case <-p.free:
+		p.take()
+		return true
+	default:
+		return false
 	}
 }
 

@@ -107,6 +107,8 @@ type requestSide struct {
 
 	prod    *framing.ProduceReader // reads the body of the rejected Produce being drained
 	prodReq framing.ProduceRequest
+
+	splice splicer // moves large bodies through a kernel pipe (Linux; see forwardPiped)
 }
 
 // responseSide is the state of the response pump goroutine (and of serve

@@ -95,6 +95,14 @@ func (c *conn) forward(h framing.RequestHeader, size int32, start time.Time) boo
 		return true
 	}
 
+	// Larger than a chunk and stored whole: on Linux its body goes through
+	// a kernel pipe instead of chunks, when one is to be had.
+	if !cutThrough && c.spliceableTCP() {
+		if handled, ok := c.forwardPiped(h, total, expect, deadline); handled {
+			return ok
+		}
+	}
+
 	// Larger than a chunk: everything buffered belongs to this frame. Fill
 	// the chunk to its end, then further chunks, reading only the frame.
 	remaining := total - c.req.buf.buffered()

@@ -140,6 +140,12 @@ type Options struct {
 
 	Logger  zerolog.Logger
 	Metrics *Metrics
+
+	// Test hooks for the Linux pipe path (forwardPiped): noSplice stores
+	// large bodies in chunks as elsewhere; pipeLimit, when positive, caps
+	// a pipe's capacity below fs.pipe-max-size, so frames spill into chunks.
+	noSplice  bool
+	pipeLimit int
 }
 
 // invalid is the error for one option out of range: the field and why, wrapping ErrInvalidOptions.

@@ -56,6 +56,10 @@ type Server struct {
 	// under way give up with it.
 	kill    context.Context
 	killNow context.CancelFunc
+
+	// pipes are the kernel pipes large request bodies are stored in on
+	// Linux (forwardPiped).
+	pipes pipes
 }
 
 // route is a Route with its bound listener.
@@ -313,7 +317,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		c.interrupt()
 	}
 	idle := make(chan struct{})
-	go func() { s.wg.Wait(); s.bg.Wait(); close(idle) }()
+	go func() { s.wg.Wait(); s.bg.Wait(); s.pipes.closeFree(); close(idle) }()
 	select {
 	case <-idle:
 		return nil

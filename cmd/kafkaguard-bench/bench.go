@@ -77,6 +77,7 @@ type bench struct {
 	latency  [nPaths][]time.Duration // every latency sample of every round, for the CDF
 	hostiles []*hostile
 	idle     []idleResult
+	many     []manyResult
 	quiet    latencyResult // the well-behaved client without any attack
 	profiles []string
 }
@@ -261,6 +262,8 @@ func (b *bench) runWorkload(ctx context.Context, wl string) error {
 		return b.flood(ctx)
 	case wIdle:
 		return b.idleConns(ctx)
+	case wMany:
+		return b.manyProducers(ctx)
 	}
 	return fmt.Errorf("unknown workload %q", wl)
 }

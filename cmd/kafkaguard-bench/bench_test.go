@@ -287,3 +287,39 @@ func TestPercentile(t *testing.T) {
 		t.Errorf("percentile of nothing = %v, want 0", got)
 	}
 }
+
+// The many-producers workload with a few producers, and the idle workload
+// sized by --idle-conns: each path gets a row with every producer served.
+func TestQuickManyProducersAndIdleConns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts kfake, kafkaguard and a relay and drives load for seconds")
+	}
+	s, err := parseFlags([]string{"--quick", "--workloads", wMany + "," + wIdle, "--many-producers", "12",
+		"--idle-conns", "30", "--conns", "5", "--out", t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	b, err := run(ctx, s, &out)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	if len(b.many) != 2 || len(b.idle) != 2 {
+		t.Fatalf("got %d many-producer rows and %d idle rows, want 2 and 2:\n%s", len(b.many), len(b.idle), out.String())
+	}
+	for _, r := range b.many {
+		if r.producers != 12 || r.errs != 0 || !(r.mibps > 0) || r.p99 <= 0 {
+			t.Errorf("%s: %d producers, %d errors, %.2f MiB/s, p99 %v", r.path, r.producers, r.errs, r.mibps, r.p99)
+		}
+	}
+	for _, r := range b.idle {
+		if r.conns != 30 {
+			t.Errorf("%s: %d idle connections, want 30 (--idle-conns)", r.path, r.conns)
+		}
+	}
+	if !strings.Contains(out.String(), "| many producers") {
+		t.Errorf("no many-producers table:\n%s", out.String())
+	}
+}

@@ -324,6 +324,9 @@ func settledProc(proc process) (procStat, error) {
 
 func (b *bench) idleOn(t target, block byte) (idleResult, error) {
 	n := b.s.conns
+	if b.s.idleConns > 0 {
+		n = b.s.idleConns
+	}
 	proc := t.proc
 	base, err := settledProc(proc)
 	if err != nil {

@@ -52,35 +52,44 @@ const (
 	wSlow       = "slow-frames"
 	wFlood      = "flood"
 	wIdle       = "idle"
+	wMany       = "many-producers"
 )
 
+// allWorkloads run by default; wMany (a minute of setup for 1000 clients a
+// path) only when named.
 var allWorkloads = []string{wProduce1K, wProduce64K, wLatency, wFetch, wTrickle, wSlow, wFlood, wIdle}
+
+// knownWorkloads are the names --workloads accepts.
+var knownWorkloads = append(append([]string(nil), allWorkloads...), wMany)
 
 // settings are the parsed flags.
 type settings struct {
-	rounds     int
-	duration   time.Duration // one round of one throughput/latency workload on one path
-	workloads  []string
-	out        string
-	quick      bool
-	upstream   string
-	cpuprofile string // directory for kafkaguard-side profiles; empty = none
-	conns      int    // connections per hostile workload
-	rate       int    // records/s of the latency workload
-	latBytes   int    // record size of the latency workload
-	attack     time.Duration
-	goodRate   int // records/s of the well-behaved client during attacks
-	floodIPs   int
-	floodConns int // concurrent flood dialers
-	spliceSF   bool
-	guardBin   string // a kafkaguard binary; empty = go build the main module's ./cmd/kafkaguard
-	pin        bool   // proxies on cores of their own, clients and kfake on the others
-	peer       string // another proxy's command line, path E
-	producers  []int  // producer counts the produce workloads sweep
-	tls        bool   // clients speak TLS to B and C; C is the TLS-terminating relay
+	rounds        int
+	duration      time.Duration // one round of one throughput/latency workload on one path
+	workloads     []string
+	out           string
+	quick         bool
+	upstream      string
+	cpuprofile    string // directory for kafkaguard-side profiles; empty = none
+	conns         int    // connections per hostile workload
+	rate          int    // records/s of the latency workload
+	latBytes      int    // record size of the latency workload
+	attack        time.Duration
+	goodRate      int // records/s of the well-behaved client during attacks
+	floodIPs      int
+	floodConns    int // concurrent flood dialers
+	spliceSF      bool
+	guardBin      string // a kafkaguard binary; empty = go build the main module's ./cmd/kafkaguard
+	pin           bool   // proxies on cores of their own, clients and kfake on the others
+	peer          string // another proxy's command line, path E
+	producers     []int  // producer counts the produce workloads sweep
+	idleConns     int    // connections of the idle workload; 0 = conns
+	manyProducers int    // producers of the many-producers workload
+	tls           bool   // clients speak TLS to B and C; C is the TLS-terminating relay
 }
 
 func main() {
+	raiseFileLimit(1 << 16)
 	if mode := os.Getenv(childModeEnv); mode != "" {
 		os.Exit(runChild(mode))
 	}
@@ -102,7 +111,7 @@ func parseFlags(args []string) (settings, error) {
 	fs := flag.NewFlagSet("kafkaguard-bench", flag.ContinueOnError)
 	fs.IntVar(&s.rounds, "rounds", 5, "alternating A,B,C rounds per workload")
 	fs.DurationVar(&s.duration, "duration", 3*time.Second, "length of one round on one path")
-	wl := fs.String("workloads", strings.Join(allWorkloads, ","), "comma list of workloads: "+strings.Join(allWorkloads, ", "))
+	wl := fs.String("workloads", strings.Join(allWorkloads, ","), "comma list of workloads: "+strings.Join(knownWorkloads, ", "))
 	fs.StringVar(&s.out, "out", "bench-out", "directory for charts, child logs and profiles")
 	fs.BoolVar(&s.quick, "quick", false, "smoke mode: 1 round, 1s rounds, 200 hostile connections")
 	fs.StringVar(&s.upstream, "upstream", "", "host:port of a real broker (single broker); empty starts kfake in-process")
@@ -119,6 +128,8 @@ func parseFlags(args []string) (settings, error) {
 	fs.BoolVar(&s.pin, "pin", false, "pin the proxy under test to the upper half of the CPUs and the bench (clients, kfake) to the rest (taskset); on 2 CPUs one each")
 	fs.StringVar(&s.peer, "peer", "", "command line of another proxy to measure as path E, run by sh; {listen} and {upstream} are replaced by host:port")
 	fs.BoolVar(&s.tls, "tls", false, "clients speak TLS to kafkaguard (B) and to a minimal TLS-terminating relay (C) instead of the plain one; produce, fetch and latency workloads only")
+	fs.IntVar(&s.idleConns, "idle-conns", 0, "connections of the idle workload (e.g. 10000); 0 = --conns")
+	fs.IntVar(&s.manyProducers, "many-producers", 1000, "producers of the many-producers workload, each a client from a source address of its own")
 	prods := fs.String("producers", "1", "comma list of producer counts for the produce workloads, e.g. 1,4,16")
 	if err := fs.Parse(args); err != nil {
 		return s, err
@@ -144,8 +155,8 @@ func parseFlags(args []string) (settings, error) {
 		if w == "" {
 			continue
 		}
-		if !slices.Contains(allWorkloads, w) {
-			return s, fmt.Errorf("unknown workload %q (want one of %s)", w, strings.Join(allWorkloads, ", "))
+		if !slices.Contains(knownWorkloads, w) {
+			return s, fmt.Errorf("unknown workload %q (want one of %s)", w, strings.Join(knownWorkloads, ", "))
 		}
 		s.workloads = append(s.workloads, w)
 	}

@@ -88,6 +88,7 @@ func (b *bench) report(w io.Writer, took time.Duration) {
 		fmt.Fprintln(w)
 	}
 
+	b.manyTable(w)
 	b.targetsTable(w)
 	fmt.Fprintf(w, "Charts in %s: throughput.png, latency-cdf.png, memory.png.", b.s.out)
 	if len(b.profiles) > 0 {

@@ -1,0 +1,150 @@
+//go:build linux
+
+package proxy
+
+import (
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/kafkaguard/kafkaguard/framing"
+)
+
+// forwardPiped stores a frame larger than a chunk whole before the broker
+// sees its length prefix, as forward does, but keeps its body in a kernel
+// pipe: the bytes c.req.buf already holds (the length prefix, the header
+// and, for Produce, the acks) stay in user space; the rest moves from the
+// client socket into the pipe with splice and, once the frame is whole,
+// from the pipe to the broker. No byte of it is copied through user space.
+//
+// The pipe's bytes are counted in the pool budget as they arrive: before
+// each splice it asks the socket how much it holds and reserves chunks for
+// that (so a slow frame holds the budget its bytes take, not its declared
+// size, and is evicted like one held in chunks). A pipe that fills before
+// the frame ends (the frame is larger than fs.pipe-max-size, or the kernel
+// gave a smaller pipe, or small fragments filled its slots) is followed by
+// chunks for the rest; every part is held before the first write.
+//
+// It reports handled false, having read nothing, when no pipe is to be had
+// (maxPipesOpen reached, or out of fds): forward stores the frame in chunks.
+func (c *conn) forwardPiped(h framing.RequestHeader, total int, expect bool, deadline time.Time) (handled, ok bool) {
+	p := c.s.pipes.take(total-c.req.buf.buffered(), c.s.opts.pipeLimit)
+	if p == nil {
+		return false, false
+	}
+	api := framing.APIName(h.APIKey)
+	// The first chunk is held, and counted, whole anyway: fill it, as the
+	// chunk path does, so the pipe's bytes come on top of one chunk.
+	if !c.fillReq(len(c.req.buf.chunk), deadline, reasonFrameTimeout, api) {
+		c.s.pipes.put(p)
+		return true, false
+	}
+	remaining := total - c.req.buf.buffered()
+	sp := &c.req.splice
+	if err := sp.init(c.client.(*net.TCPConn)); err != nil {
+		c.s.pipes.put(p)
+		return false, false
+	}
+	pool := c.s.opts.Pool
+	reserved := 0 // chunks reserved for the pipe's bytes
+	defer func() {
+		pool.Unreserve(reserved)
+		c.s.pipes.put(p) // closed unless it was emptied
+	}()
+	chunk := pool.ChunkBytes()
+	c.setReadDeadline(deadline)
+	for remaining > 0 && p.held < p.size {
+		room := min(reserved*chunk, p.size) - p.held
+		moved, want, err := sp.spliceIn(p, min(remaining, p.size-p.held), room)
+		remaining -= moved
+		c.in.Add(int64(moved))
+		switch {
+		case err == errPipeFull:
+		case err != nil:
+			c.readFailed(err, reasonFrameTimeout, api)
+			return true, false
+		case moved == 0 && want > room:
+			// One chunk at a time, as a frame takes chunks: a reservation
+			// of several would queue behind other connections' (see
+			// limits.Pool.Reserve).
+			for ; room < want; room += chunk {
+				k, rerr := c.reserveBytes(int64(chunk))
+				if rerr != nil {
+					c.poolSpent(api, rerr)
+					return true, false
+				}
+				reserved += k
+			}
+			continue
+		default:
+			continue
+		}
+		break
+	}
+	// What the pipe could not take goes into chunks, after it.
+	c.req.segments = append(c.req.segments[:0], c.req.buf.unread())
+	for remaining > 0 {
+		next, ok := c.getChunk()
+		if !ok {
+			return true, false
+		}
+		c.req.more = append(c.req.more, next)
+		filled := 0
+		for filled < len(next) && remaining > 0 {
+			n, err := c.client.Read(next[filled:min(len(next), filled+remaining)])
+			filled += n
+			remaining -= n
+			c.in.Add(int64(n))
+			if err != nil && remaining > 0 {
+				c.readFailed(err, reasonFrameTimeout, api)
+				return true, false
+			}
+		}
+		c.req.segments = append(c.req.segments, next[:filled])
+	}
+
+	// The frame is whole: from here it waits on the broker.
+	c.req.frameDone = true
+	c.holdSince.Store(0)
+	if !c.ensureUpstream() {
+		return true, false
+	}
+	if expect && !c.enqueue(inflightReq{corr: h.CorrelationID, key: h.APIKey, version: h.APIVersion}) {
+		c.setReason(reasonUpstreamClosed, nil)
+		return true, false
+	}
+	if !c.writeUpstream(c.req.segments[:1]) || !c.pipeUpstream(p) {
+		return true, false
+	}
+	if len(c.req.segments) > 1 && !c.writeUpstream(c.req.segments[1:]) {
+		return true, false
+	}
+	c.req.buf.r, c.req.buf.w = 0, 0 // every buffered byte was this frame's
+	c.putChunks()
+	c.s.metrics.forward(h.APIKey, total)
+	return true, true
+}
+
+// pipeUpstream writes what p holds to the broker within WriteTimeout:
+// spliced to a plain socket, copied through a chunk to anything else.
+func (c *conn) pipeUpstream(p *pipe) bool {
+	c.upstream.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
+	var err error
+	if tc, ok := c.upstream.(*net.TCPConn); ok {
+		err = c.req.splice.spliceOut(tc, p)
+	} else {
+		scratch, ok := c.getChunk()
+		if !ok {
+			return false
+		}
+		err = drainTo(c.upstream, p, scratch)
+		c.s.opts.Pool.Put(scratch)
+	}
+	if err != nil {
+		if c.setReason(reasonUpstreamError, fmt.Errorf("write upstream: %w", err)) {
+			c.s.metrics.upstreamClose(reasonUpstreamError)
+		}
+		return false
+	}
+	return true
+}
