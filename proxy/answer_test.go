@@ -140,7 +140,7 @@ func TestUnreadAnswersStopReading(t *testing.T) {
 	var wg sync.WaitGroup
 	cs := make([]*net.TCPConn, conns)
 	for i := range cs {
-		c, err := net.DialTimeout("tcp", h.addrs[0], 2*time.Second)
+		c, err := net.DialTimeout("tcp", h.addrs[0], 10*time.Second) // the writers before it load the machine
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -401,10 +401,13 @@ func isTimeout(err error) bool {
 // side: a reader under a step per timeout is cut.
 func TestWriteTimeoutMeasuresProgress(t *testing.T) {
 	const (
-		writeTimeout = 500 * time.Millisecond
+		// A 256 KiB splice step takes the reader about 80 ms: 25 times
+		// within timeouts.write, so a machine busy with other work can
+		// slow the reader a lot before the test stops testing progress.
+		writeTimeout = 2 * time.Second
 		total        = 16 << 20
-		step         = 32 << 10             // read this much ...
-		pause        = 4 * time.Millisecond // ... then pause this long
+		step         = 32 << 10              // read this much ...
+		pause        = 10 * time.Millisecond // ... then pause this long
 	)
 	b := newScriptedBroker(t, func(_ int16, corr int32) ([]byte, bool) {
 		if corr == 4 {
