@@ -145,6 +145,15 @@ def confluent():
 
 def kafka_python():
     import kafka
+    # KG_CLIENT_DEBUG=FILE: kafka-python's group coordinator and consumer at DEBUG into FILE,
+    # the evidence for a rebalance that goes wrong.
+    if os.environ.get("KG_CLIENT_DEBUG"):
+        import logging
+        h = logging.FileHandler(os.environ["KG_CLIENT_DEBUG"])
+        h.setFormatter(logging.Formatter("%(asctime)s %(threadName)s %(name)s %(message)s"))
+        for n in ("kafka.coordinator", "kafka.consumer.group", "kafka.cluster", "kafka.client"):
+            logging.getLogger(n).addHandler(h)
+            logging.getLogger(n).setLevel(logging.DEBUG)
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
     from kafka.errors import KafkaError
 
