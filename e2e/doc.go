@@ -23,4 +23,9 @@
 // (testdata/kafkajs, npm ci), franz-go and kcat through kafkaguard; the
 // declared-size incident on Kafka 4; a leader move under running clients; and
 // the ApiVersions kafkaguard passes on.
+//
+// To chase a flaky run: KG_E2E_KEEP_LOGS=DIR keeps every kafkaguard's whole
+// log in DIR (the test's own copy goes with its temporary directory), and
+// KG_CLIENT_DEBUG=FILE makes the kafka-python 3 client log its group
+// coordinator and every request and response at DEBUG into FILE.
 package e2e

@@ -154,6 +154,14 @@ func (g *guard) stop(t *testing.T) {
 	if errors.As(g.waitErr, &ee) && !ee.Exited() {
 		return // killed above; already reported
 	}
+	// KG_E2E_KEEP_LOGS=DIR keeps every guard's whole log (t.TempDir goes
+	// away): a flaky run's evidence outlives the test.
+	if dir := os.Getenv("KG_E2E_KEEP_LOGS"); dir != "" {
+		name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())
+		if raw, err := os.ReadFile(g.logPath); err == nil {
+			_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%d.log", name, time.Now().UnixNano())), raw, 0o644)
+		}
+	}
 	if g.waitErr != nil {
 		t.Errorf("kafkaguard exited with %v\n%s", g.waitErr, g.logTail(80))
 	} else if t.Failed() {

@@ -10,6 +10,7 @@ import base64
 import importlib.metadata
 import os
 import sys
+import threading
 import time
 
 flavour, bootstrap, topic, group, oversize = sys.argv[1:6]
@@ -145,6 +146,15 @@ def confluent():
 
 def kafka_python():
     import kafka
+    # KG_CLIENT_DEBUG=FILE: kafka-python's group coordinator and consumer at DEBUG into FILE,
+    # the evidence for a rebalance that goes wrong.
+    if os.environ.get("KG_CLIENT_DEBUG"):
+        import logging
+        h = logging.FileHandler(os.environ["KG_CLIENT_DEBUG"])
+        h.setFormatter(logging.Formatter("%(asctime)s %(threadName)s %(name)s %(message)s"))
+        for n in ("kafka.coordinator", "kafka.consumer.group", "kafka.cluster", "kafka.client", "kafka.net.connection"):
+            logging.getLogger(n).addHandler(h)
+            logging.getLogger(n).setLevel(logging.DEBUG)
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
     from kafka.errors import KafkaError
 
@@ -178,7 +188,9 @@ def kafka_python():
             c.subscribe([topic])
         got, deadline, settle = 0, time.time() + 90, None
         while time.time() < min(deadline, settle or deadline):
-            for msgs in c.poll(timeout_ms=250).values():
+            # A group member polls long: a short poll can time out in the
+            # middle of its rejoin and lose the assignment (see RB1 below).
+            for msgs in c.poll(timeout_ms=250 if grp is None else 3000).values():
                 for m in msgs:
                     if m.key == b"big":
                         continue
@@ -201,22 +213,49 @@ def kafka_python():
     p = producer()
     for f in [p.send(rbtopic, key=k, value=v) for k, v in third]:
         f.get(timeout=60)
+    # Each member polls on its own thread, with a poll timeout far above a
+    # JoinGroup+SyncGroup round trip. kafka-python 3.0.12 drops a join whose
+    # SyncGroup answer lands after the poll that started it has timed out,
+    # when that join was the leader's own rejoin after the first metadata
+    # (need_rejoin() is False by then): the member keeps no partitions and
+    # never heartbeats again. Two members polled in turn for 200 ms each on
+    # one thread hit that now and then (through kafkaguard or not). A member
+    # only ever runs on its own thread (KafkaConsumer is not thread-safe)
+    # until both threads are joined; the main thread reads what they publish.
     mk = lambda: KafkaConsumer(group_id=rbgroup, auto_offset_reset="earliest", enable_auto_commit=False, **base)
     a, b = mk(), mk()
-    a.subscribe([rbtopic])
-    b.subscribe([rbtopic])
-    got, deadline = 0, time.time() + 90
-    while time.time() < deadline and (got < len(third) or not a.assignment() or not b.assignment()):
-        for c in (a, b):
-            for msgs in c.poll(timeout_ms=200).values():
-                for m in msgs:
-                    rec("RB1", m.key, m.value)
-                    got += 1
+    lock, stop, sizes, rb1 = threading.Lock(), threading.Event(), {}, []
+
+    def member(name, c):
+        c.subscribe([rbtopic])
+        while not stop.is_set():
+            recs = [m for msgs in c.poll(timeout_ms=3000).values() for m in msgs]
             if c.assignment():
                 try:
                     c.commit()
                 except KafkaError as e:  # a rebalance in progress: the next commit covers it
-                    print("commit:", e, file=sys.stderr)
+                    print("commit:", name, e, file=sys.stderr)
+            with lock:
+                rb1.extend(recs)
+                sizes[name] = len(c.assignment())
+
+    threads = [threading.Thread(target=member, args=(n, c), daemon=True) for n, c in (("a", a), ("b", b))]
+    for t in threads:
+        t.start()
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        with lock:
+            if len(rb1) >= len(third) and sizes.get("a") and sizes.get("b"):
+                break
+        time.sleep(0.1)
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+    if any(t.is_alive() for t in threads):
+        out("ERROR", "rebalance member thread still polling 30s after stop")
+        sys.exit(1)
+    for m in rb1:
+        rec("RB1", m.key, m.value)
     before = (len(a.assignment()), len(b.assignment()))
     b.close()
     deadline = time.time() + 60
