@@ -20,11 +20,11 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func TestQuickProduce(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts kfake, kafkaguard and a relay and drives load for seconds")
-	}
-	s, err := parseFlags([]string{"--quick", "--workloads", wProduce1K, "--duration", "700ms", "--out", t.TempDir()})
+// quickRun runs the bench with args, within two minutes, and returns its
+// results and report; a flag or run error ends the test.
+func quickRun(t *testing.T, args ...string) (*bench, *bytes.Buffer) {
+	t.Helper()
+	s, err := parseFlags(args)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,6 +35,14 @@ func TestQuickProduce(t *testing.T) {
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
+	return b, &out
+}
+
+func TestQuickProduce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts kfake, kafkaguard and a relay and drives load for seconds")
+	}
+	b, out := quickRun(t, "--quick", "--workloads", wProduce1K, "--duration", "700ms", "--out", t.TempDir())
 	if len(b.rows) != 1 {
 		t.Fatalf("got %d result rows, want 1", len(b.rows))
 	}
@@ -64,17 +72,8 @@ func TestQuickTLS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts kfake, kafkaguard and a TLS relay and drives load for seconds")
 	}
-	s, err := parseFlags([]string{"--quick", "--tls", "--workloads", wProduce1K + "," + wFetch, "--duration", "700ms", "--out", t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	var out bytes.Buffer
-	b, err := run(ctx, s, &out)
-	if err != nil {
-		t.Fatalf("run: %v\n%s", err, out.String())
-	}
+	dir := t.TempDir()
+	b, out := quickRun(t, "--quick", "--tls", "--workloads", wProduce1K+","+wFetch, "--duration", "700ms", "--out", dir)
 	if len(b.rows) != 2 {
 		t.Fatalf("got %d result rows, want 2", len(b.rows))
 	}
@@ -88,7 +87,7 @@ func TestQuickTLS(t *testing.T) {
 	if !strings.Contains(out.String(), "--tls: clients speak TLS") {
 		t.Errorf("report does not say the run was over TLS:\n%s", out.String())
 	}
-	logs, err := os.ReadFile(filepath.Join(s.out, "kafkaguard.log"))
+	logs, err := os.ReadFile(filepath.Join(dir, "kafkaguard.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,18 +104,8 @@ func TestQuickHostileAndIdle(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts kfake, kafkaguard and a relay and drives load for seconds")
 	}
-	s, err := parseFlags([]string{"--quick", "--workloads", wSlow + "," + wIdle, "--attack", "1s", "--conns", "20",
-		"--good-rate", "200", "--out", t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	var out bytes.Buffer
-	b, err := run(ctx, s, &out)
-	if err != nil {
-		t.Fatalf("run: %v\n%s", err, out.String())
-	}
+	b, out := quickRun(t, "--quick", "--workloads", wSlow+","+wIdle, "--attack", "1s", "--conns", "20",
+		"--good-rate", "200", "--out", t.TempDir())
 	if len(b.hostiles) != 1 || len(b.idle) != 2 {
 		t.Fatalf("got %d attacks and %d idle rows, want 1 and 2:\n%s", len(b.hostiles), len(b.idle), out.String())
 	}
@@ -151,18 +140,8 @@ func TestQuickPinnedPeerSweep(t *testing.T) {
 		t.Fatal(err)
 	}
 	peer := "env " + childModeEnv + "=" + modePeerRelay + " " + childUpstreamEnv + "={upstream} " + childListenEnv + "={listen} " + exe
-	s, err := parseFlags([]string{"--quick", "--pin", "--producers", "1,2", "--peer", peer,
-		"--workloads", wProduce1K, "--duration", "500ms", "--out", t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	var out bytes.Buffer
-	b, err := run(ctx, s, &out)
-	if err != nil {
-		t.Fatalf("run: %v\n%s", err, out.String())
-	}
+	b, out := quickRun(t, "--quick", "--pin", "--producers", "1,2", "--peer", peer,
+		"--workloads", wProduce1K, "--duration", "500ms", "--out", t.TempDir())
 	if len(b.rows) != 2 {
 		t.Fatalf("got %d rows, want produce-1k with 1 and 2 producers:\n%s", len(b.rows), out.String())
 	}
@@ -294,18 +273,8 @@ func TestQuickManyProducersAndIdleConns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts kfake, kafkaguard and a relay and drives load for seconds")
 	}
-	s, err := parseFlags([]string{"--quick", "--workloads", wMany + "," + wIdle, "--many-producers", "12",
-		"--idle-conns", "30", "--conns", "5", "--out", t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	var out bytes.Buffer
-	b, err := run(ctx, s, &out)
-	if err != nil {
-		t.Fatalf("run: %v\n%s", err, out.String())
-	}
+	b, out := quickRun(t, "--quick", "--workloads", wMany+","+wIdle, "--many-producers", "12",
+		"--idle-conns", "30", "--conns", "5", "--out", t.TempDir())
 	if len(b.many) != 2 || len(b.idle) != 2 {
 		t.Fatalf("got %d many-producer rows and %d idle rows, want 2 and 2:\n%s", len(b.many), len(b.idle), out.String())
 	}
