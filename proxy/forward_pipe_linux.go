@@ -128,7 +128,7 @@ func (c *conn) forwardPiped(h framing.RequestHeader, total int, expect bool, dea
 // pipeUpstream writes what p holds to the broker within WriteTimeout:
 // spliced to a plain socket, copied through a chunk to anything else.
 func (c *conn) pipeUpstream(p *pipe) bool {
-	c.upstream.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
+	c.upstream.SetWriteDeadline(time.Now().Add(c.s.live().WriteTimeout))
 	var err error
 	if tc, ok := c.upstream.(*net.TCPConn); ok {
 		err = c.req.splice.spliceOut(tc, p)
