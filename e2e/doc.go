@@ -27,5 +27,6 @@
 // To chase a flaky run: KG_E2E_KEEP_LOGS=DIR keeps every kafkaguard's whole
 // log in DIR (the test's own copy goes with its temporary directory), and
 // KG_CLIENT_DEBUG=FILE makes the kafka-python 3 client log its group
-// coordinator and every request and response at DEBUG into FILE.
+// coordinator and every request and response at DEBUG into FILE, and kafkajs
+// log at DEBUG into FILE.
 package e2e

@@ -62,13 +62,24 @@ func parseReport(t *testing.T, out []byte) clientReport {
 		case "ERROR":
 			r.errors = append(r.errors, rest)
 		case "DIRECT", "GROUP1", "GROUP2", "RB1", "RB2":
-			k, v, _ := strings.Cut(rest, " ")
-			kb, err1 := base64.StdEncoding.DecodeString(k)
-			vb, err2 := base64.StdEncoding.DecodeString(v)
+			// "TAG key value", or "TAG key value partition offset".
+			f := strings.Split(rest, " ")
+			if len(f) != 2 && len(f) != 4 {
+				t.Fatalf("client report: want key, value and optionally partition and offset in %q", sc.Text())
+			}
+			kb, err1 := base64.StdEncoding.DecodeString(f[0])
+			vb, err2 := base64.StdEncoding.DecodeString(f[1])
 			if err1 != nil || err2 != nil {
 				t.Fatalf("client report: bad base64 in %q", sc.Text())
 			}
 			x := rec{Key: kb, Value: vb}
+			if len(f) == 4 {
+				var at logPos
+				if _, err := fmt.Sscan(f[2]+" "+f[3], &at.Partition, &at.Offset); err != nil {
+					t.Fatalf("client report: bad partition or offset in %q: %v", sc.Text(), err)
+				}
+				x.At = &at
+			}
 			switch tag {
 			case "DIRECT":
 				r.direct = append(r.direct, x)

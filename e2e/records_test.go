@@ -12,9 +12,17 @@ import (
 	"github.com/twmb/franz-go/pkg/kversion"
 )
 
-// rec is one keyed record as produced and as consumed back.
+// rec is one keyed record as produced and as consumed back. A client
+// program that reports where it read a record (kafkajs) sets At.
 type rec struct {
 	Key, Value []byte
+	At         *logPos
+}
+
+// logPos is a record's place in the log: partition and offset.
+type logPos struct {
+	Partition int32
+	Offset    int64
 }
 
 // genRecords makes n records with unique keys "prefix-i" and random values of
@@ -42,14 +50,31 @@ func genRecords(seed uint64, prefix string, n, maxLen int, text bool) []rec {
 
 // sameRecords checks that got holds exactly want, each once, byte for byte,
 // in any order (records spread over partitions).
+//
+// One exception, for clients that report where they read each record: the
+// same record read again at the same partition and offset is the client
+// fetching one log position twice, which it may (kafkajs 2.2.4 did once in
+// CI against Kafka 3.9.1: a throwaway group with no rebalance read 107 of 300
+// records twice, while a second group read the same topic exactly once). Such a
+// re-read is logged and not counted; a key at two places in the log (what a
+// proxy that sent one Produce twice would leave) is always an error.
 func sameRecords(t *testing.T, what string, want, got []rec) {
 	t.Helper()
-	seen := make(map[string][]byte, len(got))
+	seen := make(map[string]rec, len(got))
+	n, rereads := 0, 0
 	for _, r := range got {
-		if _, dup := seen[string(r.Key)]; dup {
+		if prev, dup := seen[string(r.Key)]; dup {
+			if r.At != nil && prev.At != nil && *r.At == *prev.At && bytes.Equal(r.Value, prev.Value) {
+				rereads++
+				continue
+			}
 			t.Errorf("%s: key %q consumed twice", what, r.Key)
 		}
-		seen[string(r.Key)] = r.Value
+		seen[string(r.Key)] = r
+		n++
+	}
+	if rereads > 0 {
+		t.Logf("%s: the client read %d records a second time at the same partition and offset (not counted)", what, rereads)
 	}
 	bad := 0
 	for _, r := range want {
@@ -60,15 +85,15 @@ func sameRecords(t *testing.T, what string, want, got []rec) {
 			if bad <= 5 {
 				t.Errorf("%s: key %q produced but not consumed", what, r.Key)
 			}
-		case !bytes.Equal(v, r.Value):
+		case !bytes.Equal(v.Value, r.Value):
 			bad++
 			if bad <= 5 {
-				t.Errorf("%s: key %q: value differs (%d bytes consumed, %d produced)", what, r.Key, len(v), len(r.Value))
+				t.Errorf("%s: key %q: value differs (%d bytes consumed, %d produced)", what, r.Key, len(v.Value), len(r.Value))
 			}
 		}
 	}
-	if len(got) != len(want) {
-		t.Errorf("%s: consumed %d records, produced %d", what, len(got), len(want))
+	if n+rereads != len(got) || n != len(want) {
+		t.Errorf("%s: consumed %d records (%d re-read at the same place), produced %d", what, len(got), rereads, len(want))
 	}
 	if bad > 5 {
 		t.Errorf("%s: %d records missing or different in all", what, bad)

@@ -3,6 +3,9 @@
 // Usage: node client.js BOOTSTRAP TOPIC GROUP OVERSIZE < records
 // where each stdin line is "1|2 base64(key) base64(value)" (batch 1 or 2). Results are stdout
 // lines the Go test parses: VERSION, BROKER, DIRECT, GROUP1, GROUP2, RB1, RB2, RBASSIGN, OVERSIZED.
+// A consumed record's line ends with its partition and offset, so the test can tell kafkajs
+// reading one log position twice (its fetchers may, see records_test.go) from a record that is
+// in the log twice. KG_CLIENT_DEBUG=FILE logs kafkajs at DEBUG (every request) into FILE.
 // Waits are bounded. RB1/RB2: two members share a topic and commit; one leaves; the other must take
 // over its partitions at the committed offsets.
 'use strict';
@@ -19,7 +22,7 @@ for (const line of fs.readFileSync(0, 'utf8').split('\n')) {
 }
 const [first, second, third, fourth] = [batches[1], batches[2], batches[3], batches[4]];
 const out = (...parts) => process.stdout.write(parts.join(' ') + '\n');
-const rec = (tag, m) => out(tag, (m.key || Buffer.alloc(0)).toString('base64'), (m.value || Buffer.alloc(0)).toString('base64'));
+const rec = (tag, m, partition) => out(tag, (m.key || Buffer.alloc(0)).toString('base64'), (m.value || Buffer.alloc(0)).toString('base64'), partition, m.offset);
 
 // KG_CLIENT_SECURITY: a secure listener's settings, "key=value;..." with librdkafka's names
 // (security.protocol, sasl.mechanism, sasl.username, sasl.password, ssl.ca.location,
@@ -43,7 +46,10 @@ const kafka = new Kafka({
   brokers: bootstrap.split(','),
   ssl,
   sasl,
-  logLevel: logLevel.NOTHING,
+  logLevel: process.env.KG_CLIENT_DEBUG ? logLevel.DEBUG : logLevel.NOTHING,
+  logCreator: () => ({ level, label, log }) => {
+    if (process.env.KG_CLIENT_DEBUG) fs.appendFileSync(process.env.KG_CLIENT_DEBUG, `${log.timestamp} ${label} ${JSON.stringify(log)}\n`);
+  },
   retry: { retries: 5 },
 });
 
@@ -59,7 +65,7 @@ async function consume(tag, want, groupId, fromBeginning) {
     autoCommit: false,
     eachMessage: async ({ partition, message }) => {
       if (message.key && message.key.toString() === 'big') return;
-      rec(tag, message);
+      rec(tag, message, partition);
       got++;
       await c.commitOffsets([{ topic, partition, offset: (BigInt(message.offset) + 1n).toString() }]);
       if (got >= want) setTimeout(resolveDone, 2000);
@@ -104,7 +110,7 @@ async function main() {
     await c.run({
       autoCommit: false,
       eachMessage: async ({ partition, message }) => {
-        rec(counter.tag, message);
+        rec(counter.tag, message, partition);
         counter.got++;
         await c.commitOffsets([{ topic: rbtopic, partition, offset: (BigInt(message.offset) + 1n).toString() }]);
       },
