@@ -60,9 +60,11 @@ type App struct {
 	level  *LogLevel
 	reload *reloader
 	guard  *adminGuard
-	// tlsFiles are the certificate sources of the TLS listeners and upstreams; Build's TLS wiring
-	// appends each, and a reload asks each to look at its files at once (CheckNow).
-	tlsFiles []*proxy.TLSFiles
+	// tlsFiles are the certificate sources of the TLS listeners and upstreams, each with the listener
+	// it serves; route appends each, a reload asks each to look at its files at once (CheckNow) and
+	// drops those of the listeners it removed (dropTLS). Owned by whoever holds reload.mu (Build
+	// before Start).
+	tlsFiles []listenerTLS
 	// tlsMetrics is the certificate-expiry gauge every TLS source reports to.
 	tlsMetrics *proxy.TLSMetrics
 }

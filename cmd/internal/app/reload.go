@@ -190,12 +190,18 @@ func (a *App) Apply(next config.Config, why string) error {
 	}
 	changed := config.Diff(cur, eff)
 	var bound []proxy.Route
+	// The certificate sources route loads for the added listeners come after firstNew; unbind drops them.
+	firstNew := len(a.tlsFiles)
 	unbind := func() { // nothing has been accepted on them yet worth draining for long
 		ctx, cancel := context.WithTimeout(context.Background(), eff.Timeouts.Shutdown)
 		defer cancel()
 		for _, b := range bound {
 			a.srv.RemoveRoute(ctx, b)
 		}
+		for _, s := range a.tlsFiles[firstNew:] {
+			a.tlsMetrics.Forget(s.src)
+		}
+		a.tlsFiles = slices.Delete(a.tlsFiles, firstNew, len(a.tlsFiles))
 	}
 	for _, l := range added {
 		r, err := a.route(l)
@@ -237,8 +243,11 @@ func (a *App) Apply(next config.Config, why string) error {
 	for _, l := range removed {
 		a.drainListener(l, eff.Timeouts.Shutdown)
 	}
-	for _, t := range a.tlsFiles {
-		t.CheckNow() // a failure keeps the last good files and is logged by TLSFiles
+	for _, l := range removed {
+		a.dropTLS(listenerKey(l))
+	}
+	for _, s := range a.tlsFiles {
+		s.src.CheckNow() // a failure keeps the last good files and is logged by TLSFiles
 	}
 	a.live.Store(&eff)
 	now := time.Now()
@@ -437,10 +446,31 @@ func (a *App) route(l config.Listener) (proxy.Route, error) {
 	}
 	for _, t := range []*proxy.TLSFiles{r.TLS, r.UpstreamTLS} {
 		if t != nil {
-			a.tlsFiles = append(a.tlsFiles, t)
+			a.tlsFiles = append(a.tlsFiles, listenerTLS{key: listenerKey(l), src: t})
 		}
 	}
 	return r, nil
+}
+
+// listenerTLS is one certificate source of a listener, keyed by the listener's whole entry, so a
+// reload finds the sources of the entries it removed.
+type listenerTLS struct {
+	key [6]string
+	src *proxy.TLSFiles
+}
+
+// dropTLS forgets the certificate sources of the listener entry key, which a reload removed: the
+// reload stops checking their files, and their series leave the expiry gauge (TLSMetrics.Forget keeps a
+// newer source's series under the same label). Files another listener also uses stay, as that
+// listener's own source.
+func (a *App) dropTLS(key [6]string) {
+	a.tlsFiles = slices.DeleteFunc(a.tlsFiles, func(s listenerTLS) bool {
+		if s.key == key {
+			a.tlsMetrics.Forget(s.src)
+			return true
+		}
+		return false
+	})
 }
 
 // routeOf is the proxy route of a listener without its certificate files: enough to name it.
