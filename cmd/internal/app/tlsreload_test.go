@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kafkaguard/kafkaguard/proxy/tlstest"
 )
@@ -44,7 +45,9 @@ func expirySeries(t *testing.T, a *App) []string {
 // sources: the reload stops checking their files and the expiry gauge stops showing them, so the
 // CertificateExpiring alert cannot fire for a certificate no listener serves. A listener that stays
 // keeps its series even when it serves the same files, and a listener added under the label of the
-// one removed (an address ending in :0) keeps the series of its own files.
+// one removed (an address ending in :0) keeps the series of its own files. The route removed is the
+// one built for the removed entry, TLS sources and all: a TLS listener named by host name or at :0 is
+// really removed, and a plaintext listener added at :0 in its place is the one left serving.
 func TestReloadDropsRemovedListenersCertificates(t *testing.T) {
 	certs := tlstest.New(t)
 	up := kfakeBrokers(t, 2)
@@ -53,6 +56,8 @@ func TestReloadDropsRemovedListenersCertificates(t *testing.T) {
 		certs.ServerFiles.Cert, certs.ServerFiles.Key, certs.CAFile)
 	upTLS := fmt.Sprintf("upstream_tls: {ca_file: %s, server_name: kafka-0}", certs.CAFile)
 	kept, gone := freeAddr(t), freeAddr(t)
+	_, port, _ := net.SplitHostPort(freeAddr(t))
+	named := "localhost:" + port // bound as 127.0.0.1 (or [::1]): not the configured string
 	held, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -73,6 +78,9 @@ func TestReloadDropsRemovedListenersCertificates(t *testing.T) {
 	}{
 		{"listener removed, its files shared with one kept",
 			[]l{{kept, srv, 0}, {gone, srv + "\n    " + upTLS, 1}}, []l{{kept, srv, 0}},
+			[]string{kept + " server"}, 1, false},
+		{"TLS listener named by host name removed",
+			[]l{{kept, srv, 0}, {named, srv, 1}}, []l{{kept, srv, 0}},
 			[]string{kept + " server"}, 1, false},
 		{"every TLS listener removed",
 			[]l{{kept, "", 0}, {gone, mtls, 1}}, []l{{kept, "", 0}},
@@ -109,10 +117,39 @@ func TestReloadDropsRemovedListenersCertificates(t *testing.T) {
 			if err := a.Reload("test"); (err != nil) != tc.fails {
 				t.Fatalf("Reload = %v, want failure %v", err, tc.fails)
 			}
+			want := len(tc.before)
+			if !tc.fails {
+				want = len(tc.next)
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for len(a.Server().Addrs()) != want { // a removed listener drains in the background
+				if time.Now().After(deadline) {
+					t.Fatalf("%d listeners serve 5s after the reload, want %d", len(a.Server().Addrs()), want)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if !tc.fails {
+				// Each plaintext listener of the new file serves (a reload that removed the new
+				// listener in place of the old TLS one would leave a TLS listener there).
+				for _, x := range tc.next {
+					if x.tls != "" {
+						continue
+					}
+					addr := ""
+					for _, r := range a.srv.RouteAddrs() {
+						if r.Listen == x.addr && r.Upstream == up[x.up] {
+							addr = r.Addr.String()
+						}
+					}
+					if addr == "" || !metadataOn(t, dial(t, addr), 1) {
+						t.Errorf("plaintext listener %s -> %s does not serve (bound %q)", x.addr, up[x.up], addr)
+					}
+				}
+			}
 			if got := expirySeries(t, a); !slices.Equal(got, tc.want) {
 				t.Errorf("expiry series after the reload = %q, want %q", got, tc.want)
 			}
-			if got := len(a.tlsFiles); got != tc.sources {
+			if got := len(a.tlsSources()); got != tc.sources {
 				t.Errorf("%d TLS sources checked after the reload, want %d", got, tc.sources)
 			}
 		})
