@@ -126,8 +126,10 @@ type Timeouts struct {
 	// Shutdown bounds the graceful drain on exit. Default 30s.
 	Shutdown time.Duration `koanf:"shutdown"`
 	// Request bounds how long the broker may owe the oldest response on a
-	// connection (and, inside a response, go without sending a byte); past
-	// it the connection is closed as request_timeout. Default 10m. It must
+	// connection (and, inside a response, go without sending a byte, but
+	// never less than timeouts.write plus a second there, so a slow client
+	// is not blamed on the broker); past it the connection is closed as
+	// request_timeout. Default 10m. It must
 	// exceed the longest time a broker legitimately holds a request: a
 	// JoinGroup (and the SyncGroup after it) waits up to the group's
 	// rebalance timeout, which consumers set to max.poll.interval.ms (Kafka's

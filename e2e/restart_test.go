@@ -89,10 +89,10 @@ func TestBrokerRestart(t *testing.T) {
 
 	// Kill the broker, by its pid, hard.
 	pid := b.pid(t)
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+	if err := signalPid(pid, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill broker %d: %v", pid, err)
 	}
-	if !eventually(30*time.Second, 100*time.Millisecond, func() bool { return syscall.Kill(pid, 0) != nil }) {
+	if !eventually(30*time.Second, 100*time.Millisecond, func() bool { return !pidAlive(pid) }) {
 		t.Fatalf("broker %d still alive 30s after SIGKILL", pid)
 	}
 	ackedAtKill, _ := ack.count()

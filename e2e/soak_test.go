@@ -499,12 +499,12 @@ func soakRestartBroker(t *testing.T, b *broker, led *soakLedger) soakRestart {
 	led.mu.Lock()
 	led.restartFrom = start
 	led.mu.Unlock()
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+	if err := signalPid(pid, syscall.SIGTERM); err != nil {
 		t.Fatalf("stop broker %d: %v", pid, err)
 	}
-	if !eventually(30*time.Second, 100*time.Millisecond, func() bool { return syscall.Kill(pid, 0) != nil }) {
-		syscall.Kill(pid, syscall.SIGKILL)
-		if !eventually(10*time.Second, 100*time.Millisecond, func() bool { return syscall.Kill(pid, 0) != nil }) {
+	if !eventually(30*time.Second, 100*time.Millisecond, func() bool { return !pidAlive(pid) }) {
+		signalPid(pid, syscall.SIGKILL)
+		if !eventually(10*time.Second, 100*time.Millisecond, func() bool { return !pidAlive(pid) }) {
 			t.Fatalf("broker %d still alive after SIGTERM and SIGKILL", pid)
 		}
 	}

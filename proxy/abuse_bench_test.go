@@ -300,13 +300,6 @@ func (r *roundTripper) trip() (time.Duration, error) {
 	return time.Since(start), nil
 }
 
-// cpuTime returns the user and system CPU time the process has used.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // gathered sums a metric family's values.
 func gathered(b *testing.B, reg *prometheus.Registry, name string) float64 {
 	mfs, err := reg.Gather()

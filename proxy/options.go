@@ -93,7 +93,9 @@ type Options struct {
 	WriteTimeout time.Duration
 	// RequestTimeout bounds how long the oldest owed response may be owed,
 	// and how long a response under way may go without a byte from the
-	// broker. Past it the connection closes as request_timeout: the
+	// broker (never less than WriteTimeout plus a second inside a spliced
+	// response, whose reads wait on the client: see clientSideFailed).
+	// Past it the connection closes as request_timeout: the
 	// broker's fault, not the client's. It must exceed the clients'
 	// rebalance timeout (max.poll.interval.ms), which a JoinGroup or
 	// SyncGroup may legitimately wait.

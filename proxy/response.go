@@ -15,6 +15,7 @@ var (
 	errCorrelation   = errors.New("response correlation id does not match the oldest request")
 	errResponseSize  = errors.New("response size smaller than its header")
 	errRewriteTooBig = errors.New("response to rewrite larger than proxy.max_rewrite_bytes")
+	errSlowClient    = errors.New("client did not take the next step of the response (up to 256 KiB) within timeouts.write")
 )
 
 // responseLoop is the broker->client pump. Responses come back in request
@@ -201,9 +202,14 @@ func (c *conn) relayLarge(buffered []byte, total int) bool {
 	for rest > 0 {
 		var n int64
 		var err error
-		rdl := c.upstreamDeadline(time.Now().Add(c.s.live().RequestTimeout))
+		now := time.Now()
+		wdl := now.Add(c.s.live().WriteTimeout)
+		rdl := now.Add(c.s.live().RequestTimeout)
 		if splice {
-			wdl := time.Now().Add(c.s.live().WriteTimeout)
+			rdl = later(rdl, wdl.Add(blameMargin))
+		}
+		rdl = c.upstreamDeadline(rdl)
+		if splice {
 			dst.SetWriteDeadline(wdl)
 			c.resp.spliced = io.LimitedReader{R: src, N: min(rest, spliceStep)}
 			n, err = dtc.ReadFrom(&c.resp.spliced)
@@ -242,6 +248,15 @@ func (c *conn) relayLarge(buffered []byte, total int) bool {
 // first, so a broker silent mid-response would otherwise be blamed on the
 // client. An error that is not a timeout is the client's when the broker's
 // side is still open.
+//
+// A splice step's reads wait on its writes, so with timeouts.request no
+// longer than timeouts.write a slow client (one taking a step in more than
+// RequestTimeout, or none at all) would make the read deadline pass first
+// and be blamed on a broker that sent everything. relayLarge therefore
+// gives a step's read deadline at least wdl plus blameMargin: a client
+// stalled past wdl is found here while rdl is still ahead, and a broker
+// silent mid-response is cut after max(RequestTimeout, WriteTimeout +
+// blameMargin).
 func (c *conn) clientSideFailed(err error, wdl, rdl time.Time) bool {
 	if timeout, _ := classifyIO(err); timeout {
 		now := time.Now()
@@ -250,6 +265,11 @@ func (c *conn) clientSideFailed(err error, wdl, rdl time.Time) bool {
 	gone, _ := peerClosed(socketOf(c.upstream))
 	return !gone
 }
+
+// blameMargin is how long after a splice step's write deadline its read
+// deadline passes at the earliest, so the step that timed out is told
+// apart on a busy machine (see clientSideFailed).
+const blameMargin = time.Second
 
 // writeClient writes b to the client in steps of at most spliceStep bytes,
 // each under its own deadline of WriteTimeout, as relayLarge splices: the
@@ -278,6 +298,9 @@ func (c *conn) writeClient(b []byte) bool {
 // clientWriteFailed ends the connection after a write to the client failed
 // or made no progress for WriteTimeout.
 func (c *conn) clientWriteFailed(err error) {
+	if timeout, _ := classifyIO(err); timeout {
+		err = fmt.Errorf("%w: %w", errSlowClient, err)
+	}
 	c.setReason(reasonClientError, err)
 	c.client.Close()
 	if up := c.upstreamConn(); up != nil {

@@ -65,6 +65,27 @@ func (s *Server) AddRoute(rt Route) error {
 	return nil
 }
 
+// RouteAddr is a served route as configured (its listen address and upstream) with the address it bound.
+type RouteAddr struct {
+	Listen, Upstream string
+	Addr             net.Addr
+}
+
+// RouteAddrs returns the routes served now that have bound, with their addresses. They come in route
+// order, which after AddRoute and RemoveRoute is not the config's (kept routes first, added ones last),
+// so a caller matches them to its listeners by Listen and Upstream, never by position; a route being
+// removed can still be listed until RemoveRoute takes it out, before the one that replaced it.
+func (s *Server) RouteAddrs() []RouteAddr {
+	rs := s.routeList()
+	out := make([]RouteAddr, 0, len(rs))
+	for _, r := range rs {
+		if r.ln != nil {
+			out = append(out, RouteAddr{Listen: r.Listen, Upstream: r.Upstream, Addr: r.ln.Addr()})
+		}
+	}
+	return out
+}
+
 // RemoveRoute stops accepting on the route rt names (the route AddRoute or New was given, or one whose
 // bound address is rt.Listen) and drains its connections as Shutdown drains all of them: each finishes the frame it is
 // reading and receives what it is owed, then closes. When ctx ends first, the connections left are

@@ -10,7 +10,8 @@ import (
 // TLSMetrics exports kafkaguard_tls_certificate_expiry_timestamp_seconds
 // {listener, role} for every TLSFiles built with it: one server and one
 // upstream source per listener, a newer one replacing the older, so the
-// series are as many as the config's files. A nil *TLSMetrics records
+// series are as many as the config's files; Forget drops the series of a
+// listener a reload removed. A nil *TLSMetrics records
 // nothing. Collecting triggers each source's file check, so the
 // gauge follows rotated files even on a listener nobody connects to.
 type TLSMetrics struct {
@@ -36,6 +37,22 @@ func (m *TLSMetrics) add(t *TLSFiles) {
 	}
 	m.mu.Lock()
 	m.srcs[[2]string{t.opts.Listener, t.kind}] = t
+	m.mu.Unlock()
+}
+
+// Forget drops t's series, as a config reload does for a listener it removed, so the gauge (and the
+// alert on it) never outlives the listener serving the certificate. A newer source under t's listener
+// and kind (a listener added at the same address in the same reload) keeps its series: only t itself
+// is dropped. A nil *TLSMetrics, or a t it does not hold, is a no-op.
+func (m *TLSMetrics) Forget(t *TLSFiles) {
+	if m == nil || t == nil {
+		return
+	}
+	k := [2]string{t.opts.Listener, t.kind}
+	m.mu.Lock()
+	if m.srcs[k] == t {
+		delete(m.srcs, k)
+	}
 	m.mu.Unlock()
 }
 

@@ -60,9 +60,11 @@ type App struct {
 	level  *LogLevel
 	reload *reloader
 	guard  *adminGuard
-	// tlsFiles are the certificate sources of the TLS listeners and upstreams; Build's TLS wiring
-	// appends each, and a reload asks each to look at its files at once (CheckNow).
-	tlsFiles []*proxy.TLSFiles
+	// routes are the proxy routes route built, one per listener in force, each with its certificate
+	// sources: a reload appends the ones it adds, removes exactly the route of each listener it
+	// removes (its TLS sources with it, see forgetRoute), and asks every TLS source left to look at
+	// its files at once (CheckNow). Owned by whoever holds reload.mu (Build before Start).
+	routes []builtRoute
 	// tlsMetrics is the certificate-expiry gauge every TLS source reports to.
 	tlsMetrics *proxy.TLSMetrics
 }

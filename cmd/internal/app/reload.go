@@ -190,11 +190,17 @@ func (a *App) Apply(next config.Config, why string) error {
 	}
 	changed := config.Diff(cur, eff)
 	var bound []proxy.Route
+	// The routes (and certificate sources) route builds for the added listeners come after firstNew;
+	// unbind drops them.
+	firstNew := len(a.routes)
 	unbind := func() { // nothing has been accepted on them yet worth draining for long
 		ctx, cancel := context.WithTimeout(context.Background(), eff.Timeouts.Shutdown)
 		defer cancel()
 		for _, b := range bound {
 			a.srv.RemoveRoute(ctx, b)
+		}
+		for len(a.routes) > firstNew {
+			a.forgetRoute(len(a.routes) - 1)
 		}
 	}
 	for _, l := range added {
@@ -235,9 +241,16 @@ func (a *App) Apply(next config.Config, why string) error {
 		a.level.Set(eff.Log.Level)
 	}
 	for _, l := range removed {
-		a.drainListener(l, eff.Timeouts.Shutdown)
+		// The route built for l, TLS sources and all: a route named by l's entry alone would match
+		// neither a TLS route nor a bound :0 address, and could match a new route with l's address
+		// and upstream (a TLS listener at :0 replaced by a plain one), which would be removed instead.
+		r := routeOf(l)
+		if i := slices.IndexFunc(a.routes, func(b builtRoute) bool { return b.key == listenerKey(l) }); i >= 0 {
+			r = a.forgetRoute(i)
+		}
+		a.drainListener(l, r, eff.Timeouts.Shutdown)
 	}
-	for _, t := range a.tlsFiles {
+	for _, t := range a.tlsSources() {
 		t.CheckNow() // a failure keeps the last good files and is logged by TLSFiles
 	}
 	a.live.Store(&eff)
@@ -265,13 +278,13 @@ func (a *App) Apply(next config.Config, why string) error {
 
 // drainListener stops a removed listener and drains its connections in the background, as on shutdown;
 // the App's wait group owns the goroutine, so Stop waits for it.
-func (a *App) drainListener(l config.Listener, timeout time.Duration) {
+func (a *App) drainListener(l config.Listener, r proxy.Route, timeout time.Duration) {
 	a.log.Info().Str("listener", l.Address).Str("upstream", l.Upstream).Dur("timeout_ms", timeout).
 		Msg("listener removed; draining its connections")
 	a.wg.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		if err := a.srv.RemoveRoute(ctx, routeOf(l)); err != nil && !errors.Is(err, proxy.ErrNoRoute) {
+		if err := a.srv.RemoveRoute(ctx, r); err != nil && !errors.Is(err, proxy.ErrNoRoute) {
 			a.log.Warn().Str("listener", l.Address).Err(err).Msg("removed listener's drain cut short; its connections were closed")
 			return
 		}
@@ -429,18 +442,45 @@ func liveSettings(cfg config.Config, pol *limits.Policy) proxy.Settings {
 }
 
 // route is the proxy route of listener l with its certificate files loaded, at Build and at a reload
-// that adds a listener; its TLS sources join a.tlsFiles, which a reload tells to check their files.
+// that adds a listener; it joins a.routes, whose TLS sources a reload tells to check their files.
 func (a *App) route(l config.Listener) (proxy.Route, error) {
 	r := routeOf(l)
 	if err := buildTLS(&r, l, a.log, a.tlsMetrics); err != nil {
 		return r, err
 	}
-	for _, t := range []*proxy.TLSFiles{r.TLS, r.UpstreamTLS} {
-		if t != nil {
-			a.tlsFiles = append(a.tlsFiles, t)
+	a.routes = append(a.routes, builtRoute{key: listenerKey(l), route: r})
+	return r, nil
+}
+
+// builtRoute is the route built for a listener, keyed by the listener's whole entry, so a reload
+// finds the route of an entry it removes.
+type builtRoute struct {
+	key   [6]string
+	route proxy.Route
+}
+
+// forgetRoute takes a.routes[i] out and returns it: a reload no longer checks its certificate files,
+// and their series leave the expiry gauge (TLSMetrics.Forget keeps a newer source's series under the
+// same label). Files another listener also uses stay, as that listener's own sources.
+func (a *App) forgetRoute(i int) proxy.Route {
+	r := a.routes[i].route
+	a.tlsMetrics.Forget(r.TLS)
+	a.tlsMetrics.Forget(r.UpstreamTLS)
+	a.routes = slices.Delete(a.routes, i, i+1)
+	return r
+}
+
+// tlsSources lists the certificate sources of the routes in force.
+func (a *App) tlsSources() []*proxy.TLSFiles {
+	var out []*proxy.TLSFiles
+	for _, b := range a.routes {
+		for _, t := range []*proxy.TLSFiles{b.route.TLS, b.route.UpstreamTLS} {
+			if t != nil {
+				out = append(out, t)
+			}
 		}
 	}
-	return r, nil
+	return out
 }
 
 // routeOf is the proxy route of a listener without its certificate files: enough to name it.

@@ -18,15 +18,24 @@ type upstreamState struct {
 // probeUpstreams dials every listener's upstream at once, each bounded by
 // timeout and ctx, and closes what it opened: it says whether a broker
 // answers, nothing more. It returns in listener order.
+//
+// Each listener is shown by the address its route bound, found by its
+// configured address and upstream, never by position: after a reload the
+// server's routes are in another order than the file's. Upstreams are unique
+// among listeners (config checks it), so the last route that matches is the
+// listener's own; an earlier one is a route a reload is still removing.
 func (a *App) probeUpstreams(ctx context.Context, timeout time.Duration) []upstreamState {
 	listeners := a.config().Listeners // as reloads left them
 	out := make([]upstreamState, len(listeners))
-	bound := a.srv.Addrs()
+	bound := a.srv.RouteAddrs()
 	var wg sync.WaitGroup
 	for i, l := range listeners {
 		out[i] = upstreamState{Listener: l.Address, Upstream: l.Upstream}
-		if len(bound) == len(out) {
-			out[i].Listener = bound[i].String()
+		for j := len(bound) - 1; j >= 0; j-- {
+			if bound[j].Listen == l.Address && bound[j].Upstream == l.Upstream {
+				out[i].Listener = bound[j].Addr.String()
+				break
+			}
 		}
 		wg.Go(func() {
 			dctx, cancel := context.WithTimeout(ctx, timeout)
