@@ -80,6 +80,7 @@ func TestHostileInputs(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			before := h.counter("kafkaguard_frames_rejected_total", map[string]string{"reason": tc.reason, "api": tc.api})
+			closed := h.counter("kafkaguard_connections_closed_total", map[string]string{"reason": tc.reason})
 			fwd := h.counter("kafkaguard_frames_forwarded_total", map[string]string{"api": "Metadata"})
 			c, err := net.Dial("tcp", h.addrs[0])
 			if err != nil {
@@ -94,6 +95,9 @@ func TestHostileInputs(t *testing.T) {
 			waitFor(t, 5*time.Second, "metric "+tc.reason, func() bool {
 				return h.counter("kafkaguard_frames_rejected_total",
 					map[string]string{"reason": tc.reason, "api": tc.api}) == before+1
+			})
+			waitFor(t, 5*time.Second, "close counted as "+tc.reason, func() bool {
+				return h.counter("kafkaguard_connections_closed_total", map[string]string{"reason": tc.reason}) == closed+1
 			})
 			if got := h.counter("kafkaguard_frames_forwarded_total", map[string]string{"api": "Metadata"}); (got == fwd+1) != tc.forwarded {
 				t.Errorf("forwarded Metadata %v -> %v; want forwarded=%v", fwd, got, tc.forwarded)
@@ -144,6 +148,9 @@ func TestThousandsOfIdleConnections(t *testing.T) {
 	waitFor(t, 15*time.Second, "idle timeout", func() bool {
 		return h.counter("kafkaguard_connections_active", nil) <= base+2 // the test's own clients
 	})
+	if got := h.counter("kafkaguard_connections_closed_total", map[string]string{"reason": "idle_timeout"}); got < n {
+		t.Errorf("connections_closed_total{reason=idle_timeout} = %v, want at least %d", got, n)
+	}
 	if got := h.counter("kafkaguard_frames_rejected_total", nil); got != 0 {
 		t.Errorf("idle connections counted %v rejections, want 0", got)
 	}

@@ -27,6 +27,8 @@ type Metrics struct {
 	localResponses  *prometheus.CounterVec
 	bans            prometheus.Counter
 	upstreamCloses  *prometheus.CounterVec
+	closed          *prometheus.CounterVec
+	closedBy        [numReasons]prometheus.Counter // children of closed, by reason
 	saslLogins      *prometheus.CounterVec // sasl.go
 }
 
@@ -100,9 +102,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []reason{reasonRequestTimeout, reasonUpstreamClosed, reasonUpstreamError} {
 		m.upstreamCloses.WithLabelValues(r.String())
 	}
+	m.closed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kafkaguard_connections_closed_total",
+		Help: "Client connections closed, by the reason the connection's close log line gives (offence or not).",
+	}, []string{"reason"})
+	for r := range m.closedBy {
+		m.closedBy[r] = m.closed.WithLabelValues(closeLabel(reason(r)))
+	}
 	if reg != nil {
 		reg.MustRegister(m.rejected, forwarded, m.bytesIn, m.bytesOut, m.connsActive, m.connsTotal,
-			m.connsRefused, m.poolWait, m.dialErrors, m.rewritten, m.rewriteUnmapped, m.localResponses, m.bans, m.upstreamCloses)
+			m.connsRefused, m.poolWait, m.dialErrors, m.rewritten, m.rewriteUnmapped, m.localResponses, m.bans, m.upstreamCloses, m.closed)
 	}
 	m.saslLogins = newSaslLogins(reg)
 	return m
@@ -139,10 +148,23 @@ func (m *Metrics) connOpened() {
 	}
 }
 
-func (m *Metrics) connClosed() {
+// connClosed counts a connection's end under the reason it closed for.
+func (m *Metrics) connClosed(r reason) {
 	if m != nil {
 		m.connsActive.Dec()
+		if r < numReasons {
+			m.closedBy[r].Inc()
+		}
 	}
+}
+
+// closeLabel is a reason's label in kafkaguard_connections_closed_total: a
+// connection closed before anything set a reason is "none".
+func closeLabel(r reason) string {
+	if r == reasonNone {
+		return "none"
+	}
+	return r.String()
 }
 
 func (m *Metrics) refused(reason string) {

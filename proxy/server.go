@@ -280,7 +280,8 @@ func (s *Server) forget(c *conn) {
 	delete(s.conns, c)
 	s.mu.Unlock()
 	s.releaseGate(c.ip)
-	s.metrics.connClosed()
+	r, _ := c.closeReason()
+	s.metrics.connClosed(r)
 	s.wg.Done()
 }
 

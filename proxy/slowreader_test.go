@@ -115,6 +115,9 @@ func TestSlowClientNotBlamedOnBroker(t *testing.T) {
 				if !strings.Contains(logs.String(), `"reason":"client_error"`) || !strings.Contains(logs.String(), errSlowClient.Error()) {
 					t.Errorf("close not logged as client_error, the client's slow read:\n%s", logs)
 				}
+				waitFor(t, 2*time.Second, "close counted", func() bool {
+					return gauge(t, reg, "kafkaguard_connections_closed_total", map[string]string{"reason": "client_error"}) == 1
+				})
 			}
 		})
 	}
