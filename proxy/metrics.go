@@ -29,7 +29,7 @@ type Metrics struct {
 	upstreamCloses  *prometheus.CounterVec
 	closed          *prometheus.CounterVec
 	closedBy        [numReasons]prometheus.Counter // children of closed, by reason
-	saslLogins      *prometheus.CounterVec // sasl.go
+	saslLogins      *prometheus.CounterVec         // sasl.go
 }
 
 // NewMetrics creates the collectors and registers them with reg. Gauges whose
