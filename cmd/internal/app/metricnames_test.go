@@ -148,3 +148,41 @@ func TestDeployedMetricNamesExist(t *testing.T) {
 		t.Errorf("not a kafkaguard metric: %s", m)
 	}
 }
+
+// Grafana keys panels by id (links, editing, a panel's JSON): two panels with
+// one id show as one, and panels whose grid boxes overlap are drawn on top of
+// each other. Both happened in this dashboard once.
+func TestDashboardPanelsDistinct(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "..", "deploy", "grafana", "kafkaguard.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type box struct{ X, Y, W, H int }
+	var dash struct {
+		Panels []struct {
+			ID      int    `json:"id"`
+			Title   string `json:"title"`
+			GridPos box    `json:"gridPos"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatalf("kafkaguard.json: %v", err)
+	}
+	ids := map[int]string{}
+	for i, p := range dash.Panels {
+		if other, dup := ids[p.ID]; dup {
+			t.Errorf("panels %q and %q share id %d", other, p.Title, p.ID)
+		}
+		ids[p.ID] = p.Title
+		a := p.GridPos
+		if a.W <= 0 || a.H <= 0 || a.X < 0 || a.X+a.W > 24 {
+			t.Errorf("panel %q: gridPos %+v outside the 24-column grid", p.Title, a)
+		}
+		for _, q := range dash.Panels[:i] {
+			b := q.GridPos
+			if a.X < b.X+b.W && b.X < a.X+a.W && a.Y < b.Y+b.H && b.Y < a.Y+a.H {
+				t.Errorf("panels %q %+v and %q %+v overlap", q.Title, b, p.Title, a)
+			}
+		}
+	}
+}
