@@ -278,3 +278,65 @@ func BenchmarkForwardFetch(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkForwardPipelined is BenchmarkForwardProduce with the client
+// not waiting for each answer: one goroutine writes Produce frames (acks=1)
+// back to back while another reads the answers, as a producer with many
+// batches in flight does, so kafkaguard's pumps stay busy and cpu-ns/op is
+// mostly the per-frame work, not waking goroutines for each frame.
+//
+//	go test -run '^$' -bench ForwardPipelined -benchmem ./proxy/
+func BenchmarkForwardPipelined(b *testing.B) {
+	up := responder(b)
+	targets := []struct{ name, addr string }{
+		{"relay", relay(b, up)},
+		{"kafkaguard", benchProxy(b, up)},
+	}
+	for _, size := range []int{1 << 10, 16 << 10} {
+		body := make([]byte, size)
+		binary.BigEndian.PutUint16(body, 0xffff) // null transactional id
+		binary.BigEndian.PutUint16(body[2:], 1)  // acks=1
+		frame := rawRequest(0, 3, 0, "bench", body)
+		for _, tg := range targets {
+			b.Run(tg.name+"/"+byteSize(size), func(b *testing.B) {
+				c, err := net.Dial("tcp", tg.addr)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(5 * time.Minute))
+				var resp [12]byte
+				if _, err := c.Write(frame); err != nil { // the dial, before the clock
+					b.Fatal(err)
+				}
+				if _, err := io.ReadFull(c, resp[:]); err != nil {
+					b.Fatal(err)
+				}
+				b.SetBytes(int64(len(frame)))
+				b.ReportAllocs()
+				b.ResetTimer()
+				cpu0 := cpuTime()
+				werr := make(chan error, 1)
+				go func() {
+					for range b.N {
+						if _, err := c.Write(frame); err != nil {
+							werr <- err
+							return
+						}
+					}
+					werr <- nil
+				}()
+				for range b.N {
+					if _, err := io.ReadFull(c, resp[:]); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := <-werr; err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
+			})
+		}
+	}
+}
