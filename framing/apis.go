@@ -27,6 +27,7 @@ const (
 type apiInfo struct {
 	name        string
 	maxVersion  int16
+	maxServed   int16 // maxVersion lowered by versionCaps (MaxVersion)
 	minFlexible int16 // lowest flexible version; -1 if none
 	known       bool
 }
@@ -63,6 +64,10 @@ func buildAPIs() (t [MaxKnownKey + 1]apiInfo) {
 			maxVersion:  req.MaxVersion(),
 			minFlexible: -1,
 			known:       true,
+		}
+		info.maxServed = info.maxVersion
+		if c, ok := versionCaps[int16(k)]; ok && c < info.maxServed {
+			info.maxServed = c
 		}
 		// kmsg's flexible versions are a suffix of the version range; the
 		// tests compare every version against kmsg to hold that.
@@ -115,10 +120,9 @@ func MaxVersion(key int16) (int16, bool) {
 	if a == nil {
 		return 0, false
 	}
-	if c, ok := versionCaps[key]; ok && c < a.maxVersion {
-		return c, true
-	}
-	return a.maxVersion, true
+	// The caps are applied once at init: this runs for every frame
+	// (Policy.Check), where a map lookup showed in profiles.
+	return a.maxServed, true
 }
 
 // APIName returns kmsg's name for an api key ("Produce", "Metadata", ...) or

@@ -131,6 +131,29 @@ func (q *inflight) next(timer **time.Timer) (p inflightReq, ok bool) {
 	}
 }
 
+// peek returns the oldest request in flight without taking it. Only the
+// pump takes entries, so the head it peeks is the head it pops.
+func (q *inflight) peek() (p inflightReq, ok bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.head < len(q.queue) {
+		return q.queue[q.head], true
+	}
+	return p, false
+}
+
+// pop takes the oldest request in flight, which the pump peeked and
+// delivers with the one it holds (see relayBuffered); the pump stays busy.
+func (q *inflight) pop() {
+	q.mu.Lock()
+	q.queue[q.head] = inflightReq{}
+	q.head++
+	if q.head == len(q.queue) {
+		q.queue, q.head = q.queue[:0], 0
+	}
+	q.mu.Unlock()
+}
+
 // finish tells the pump the request side is done and waits for it: it ends
 // once every request in flight is answered (or the sockets are closed).
 func (q *inflight) finish() {

@@ -87,8 +87,10 @@ func (c *conn) readSize() (int32, time.Time, bool) {
 	if c.req.frames == 0 {
 		switch framing.Sniff(first) {
 		case framing.ProtoHTTP:
+			// string(first[:]), not first[:]: a slice handed to Errorf
+			// would move first to the heap, an allocation every frame.
 			c.refuse(reasonNotKafka, apiNone,
-				fmt.Errorf("%w: first bytes %q look like an HTTP request", errNotKafka, first[:]))
+				fmt.Errorf("%w: first bytes %q look like an HTTP request", errNotKafka, string(first[:])))
 			return 0, start, false
 		case framing.ProtoTLS:
 			c.refuse(reasonTLS, apiNone,

@@ -67,6 +67,9 @@ func (c *conn) responseLoop() {
 // the socket is read, not judged late, and a hung broker is still cut.
 func (c *conn) relayNext(p inflightReq) bool {
 	c.resp.key = p.key
+	if done, ok := c.relayBuffered(p); done {
+		return ok
+	}
 	c.upstreamDeadline(later(p.due, time.Now().Add(min(lateGrace, c.s.live().RequestTimeout))))
 	if p.key == keyRawToken || p.key == framing.KeySaslHandshake || p.key == framing.KeySaslAuthenticate {
 		if done, ok := c.saslResponse(p); done {
@@ -123,6 +126,65 @@ func (c *conn) relayNext(p inflightReq) bool {
 		c.resp.buf.consume(len(buffered))
 		return c.relayLarge(buffered, total)
 	}
+}
+
+// relayBuffered relays p's response when a read for an earlier one already
+// brought all of it into the chunk, as it does when the broker answers
+// pipelined requests in a burst: no read, so no read deadline (nor the
+// clock read to compute one). The responses after it that are whole in the
+// chunk too go out in the same write, one write for what took one read, as
+// a byte relay would (relay them singly and the pump makes a write syscall
+// per response). Only plain upstream responses are taken: a response to
+// rewrite or of the SASL exchange, a local answer, or a bad header is left
+// to the general path (done is false).
+func (c *conn) relayBuffered(p inflightReq) (done, ok bool) {
+	total, whole := c.bufferedResponse(p, 0)
+	if !whole {
+		return false, false
+	}
+	span := total
+	extra := 0
+	for {
+		next, queued := c.inflight.peek()
+		if !queued {
+			break
+		}
+		n, whole := c.bufferedResponse(next, span)
+		if !whole {
+			break
+		}
+		c.inflight.pop()
+		span += n
+		extra++
+	}
+	ok = c.writeClient(c.resp.buf.unread()[:span])
+	c.resp.buf.consume(span)
+	for range extra {
+		<-c.inflight.slots // the caller frees p's slot
+	}
+	return true, ok
+}
+
+// bufferedResponse reports whether the upstream response to p lies whole
+// in the chunk at off bytes past what is unread, and its size with the
+// prefix: only a plain upstream response (not local, not rewritten, not
+// SASL) whose header is sane and matches p.
+func (c *conn) bufferedResponse(p inflightReq, off int) (total int, whole bool) {
+	if p.local != nil || p.key == keyRawToken || p.key == framing.KeySaslHandshake ||
+		p.key == framing.KeySaslAuthenticate || c.s.rewriter.handles(p.key) {
+		return 0, false
+	}
+	b := c.resp.buf.unread()
+	if len(b)-off < 8 {
+		return 0, false
+	}
+	b = b[off:]
+	size := int32(binary.BigEndian.Uint32(b))
+	if size < 4 || int32(binary.BigEndian.Uint32(b[4:])) != p.corr {
+		return 0, false
+	}
+	total = 4 + int(size)
+	return total, total <= len(b)
 }
 
 // fillResp reads from the upstream until the chunk holds at least n unread
