@@ -160,7 +160,7 @@ func (ps *pipes) closeFree() {
 // once dialled, and a dial that gives anything else is served from the pipe
 // through a chunk.
 func (c *conn) spliceableTCP() bool {
-	if c.s.opts.noSplice || !isTCP(c.client) {
+	if c.s.opts.storeWith() != storePipe || !isTCP(c.client) {
 		return false
 	}
 	return c.upstream == nil || isTCP(c.upstream)
