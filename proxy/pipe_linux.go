@@ -220,6 +220,20 @@ func (sp *splicer) readStep(fd uintptr) bool {
 		sp.err = e
 		return true
 	}
+	if avail == 0 && sp.room == 0 {
+		// Nothing queued and no room reserved: EOF, an error, or wait
+		// for bytes. A peek tells which without reserving a chunk ahead
+		// of a byte.
+		switch r, e := peekByte(fd); {
+		case e == syscall.EAGAIN:
+			return false
+		case e != 0:
+			sp.err = e
+		case r == 0:
+			sp.err = io.ErrUnexpectedEOF
+		} // a byte came: the next step reserves for it
+		return true
+	}
 	queued := avail
 	if avail == 0 {
 		// Nothing queued: EOF, an error, or wait for bytes. A splice of
@@ -306,4 +320,17 @@ func ioctlInq(fd int) (int, error) {
 		return 0, e
 	}
 	return int(n), nil
+}
+
+// peekByte looks at the socket's next byte without taking it: 1 when one
+// is there, 0 at the end of the stream, EAGAIN while there is none.
+func peekByte(fd uintptr) (int, syscall.Errno) {
+	var b [1]byte
+	for {
+		r, _, e := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		if e != syscall.EINTR {
+			return int(r), e
+		}
+	}
 }

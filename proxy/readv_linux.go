@@ -30,10 +30,9 @@ const readvMax = 32
 // connection on its first frame stored this way so that a frame allocates
 // nothing, and the arguments and results of the call under way.
 type readver struct {
-	rc   syscall.RawConn
-	fn   func(fd uintptr) bool
-	iov  []syscall.Iovec // at most readvMax; cleared after each frame so no chunk stays reachable
-	peek [1]byte
+	rc  syscall.RawConn
+	fn  func(fd uintptr) bool
+	iov []syscall.Iovec // at most readvMax; cleared after each frame so no chunk stays reachable
 	// room is how many bytes the iovecs take; limit the most the frame
 	// may take in one call (the bytes it still needs, and readvMax
 	// chunks).
@@ -179,28 +178,27 @@ func (rv *readver) step(fd uintptr) bool {
 		rv.want = want
 		return true
 	}
-	for {
-		var r uintptr
-		var e syscall.Errno
-		if rv.room == 0 {
-			r, _, e = syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&rv.peek[0])), 1,
-				syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
-		} else {
-			r, _, e = syscall.Syscall(syscall.SYS_READV, fd, uintptr(unsafe.Pointer(&rv.iov[0])), uintptr(len(rv.iov)))
+	var r int
+	var e syscall.Errno
+	if rv.room == 0 {
+		r, e = peekByte(fd)
+	} else {
+		for e = syscall.EINTR; e == syscall.EINTR; {
+			var n uintptr
+			n, _, e = syscall.Syscall(syscall.SYS_READV, fd, uintptr(unsafe.Pointer(&rv.iov[0])), uintptr(len(rv.iov)))
+			r = int(n)
 		}
-		switch {
-		case e == syscall.EINTR:
-			continue
-		case e == syscall.EAGAIN:
-			return false
-		case e != 0:
-			rv.err = os.NewSyscallError("readv", e)
-		case r == 0:
-			rv.err = io.ErrUnexpectedEOF
-		case rv.room > 0:
-			rv.n = int(r)
-		}
-		// A peeked byte: the next step takes a chunk for it.
-		return true
 	}
+	switch {
+	case e == syscall.EAGAIN:
+		return false
+	case e != 0:
+		rv.err = os.NewSyscallError("readv", e)
+	case r == 0:
+		rv.err = io.ErrUnexpectedEOF
+	case rv.room > 0:
+		rv.n = r
+	}
+	// A peeked byte: the next step takes a chunk for it.
+	return true
 }
