@@ -37,8 +37,11 @@ type readver struct {
 	// may take in one call (the bytes it still needs, and readvMax
 	// chunks).
 	room, limit int
-	n, want     int
-	err         error
+	// queued is set when the socket held at least room bytes just before
+	// chunks were taken for them: the next step reads without asking again.
+	queued  bool
+	n, want int
+	err     error
 }
 
 // readvTCP reports whether a frame stored whole is read with readv: the
@@ -106,6 +109,7 @@ func (c *conn) storeReadv(total int, deadline time.Time, api string) bool {
 			}
 			c.req.more = append(c.req.more, next)
 		}
+		rv.queued = want > 0
 		remaining -= n
 		c.in.Add(int64(n))
 		for n > 0 {
@@ -148,7 +152,7 @@ func (rv *readver) init(client *net.TCPConn) error {
 // which may drop them.
 func (rv *readver) forget() {
 	clear(rv.iov[:cap(rv.iov)])
-	rv.iov = rv.iov[:0]
+	rv.iov, rv.queued = rv.iov[:0], false
 }
 
 // read runs step on the client socket, under its read deadline: n bytes
@@ -162,22 +166,26 @@ func (rv *readver) read() (n, want int, err error) {
 	return rv.n, rv.want, err
 }
 
-// step asks the socket how many bytes it holds. More than the iovecs take:
+// step asks the socket how many bytes it holds (unless it has just told,
+// and chunks were taken for them: queued). More than the iovecs take:
 // it reads nothing and asks for chunks (want). Otherwise one readv fills
 // the iovecs with what there is, or, when nothing is there, returns false
 // so the runtime's poller waits for bytes (under the read deadline). With
 // no room held and nothing queued, a one-byte peek tells an end of stream
 // from a wait, without taking a chunk ahead of the bytes.
 func (rv *readver) step(fd uintptr) bool {
-	avail, err := ioctlInq(int(fd))
-	if err != nil {
-		rv.err = os.NewSyscallError("ioctl FIONREAD", err)
-		return true
+	if !rv.queued {
+		avail, err := ioctlInq(int(fd))
+		if err != nil {
+			rv.err = os.NewSyscallError("ioctl FIONREAD", err)
+			return true
+		}
+		if want := min(avail, rv.limit); want > rv.room {
+			rv.want = want
+			return true
+		}
 	}
-	if want := min(avail, rv.limit); want > rv.room {
-		rv.want = want
-		return true
-	}
+	rv.queued = false // after a wait, ask again
 	var r int
 	var e syscall.Errno
 	if rv.room == 0 {
