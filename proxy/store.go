@@ -13,7 +13,7 @@ import (
 type storePath uint8
 
 const (
-	// storeAuto is the default: storePipe, unless KAFKAGUARD_STORE_PATH
+	// storeAuto is the default: storePipe, unless KG_STORE_PATH
 	// names another path (a measurement knob, see storeFromEnv).
 	storeAuto storePath = iota
 	// storePipe moves the body into a kernel pipe with splice (Linux, both
@@ -36,11 +36,12 @@ func (p storePath) String() string {
 	return "unknown"
 }
 
-// storeFromEnv is KAFKAGUARD_STORE_PATH (pipe, readv or chunks), read once:
-// a knob to compare the store paths in the bench's real processes, not a
-// setting (no config key). Anything else, or unset, is storePipe.
+// storeFromEnv is KG_STORE_PATH (pipe, readv or chunks), read once: a
+// knob to compare the store paths in the bench's real processes, not a
+// setting (no config key; not KAFKAGUARD_, which config reads as keys).
+// Anything else, or unset, is storePipe.
 var storeFromEnv = sync.OnceValue(func() storePath {
-	v := os.Getenv("KAFKAGUARD_STORE_PATH")
+	v := os.Getenv("KG_STORE_PATH")
 	for p, name := range storeNames {
 		if p != int(storeAuto) && v == name {
 			return storePath(p)
