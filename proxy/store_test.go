@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"encoding/binary"
 	"io"
 	"math/rand/v2"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafkaguard/kafkaguard/limits"
@@ -165,5 +167,19 @@ func TestStoredFrameCutShort(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestReadvKeepsTLSOnRead chooses the readv store path on a TLS listener:
+// a TLS session's bytes must be decrypted by its Read, so its large frames
+// (records up to ~50 KiB, frames over a chunk) are stored by the Read loop
+// and arrive whole.
+func TestReadvKeepsTLSOnRead(t *testing.T) {
+	h := newTLSHarness(t, tls.NoClientCert, false, harnessOpts{mutate: func(o *Options) { o.store = storeReadv }})
+	cl := h.tlsClient(false, kgo.FetchMaxWait(200*time.Millisecond))
+	defer cl.Close()
+	tlsProduceConsume(t, cl, "tls-readv", 100)
+	if n := h.counter("kafkaguard_frames_rejected_total", nil); n != 0 {
+		t.Errorf("%v refusals, want none", n)
 	}
 }
