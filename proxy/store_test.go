@@ -176,7 +176,8 @@ func TestStoredFrameCutShort(t *testing.T) {
 // and arrive whole.
 func TestReadvKeepsTLSOnRead(t *testing.T) {
 	h := newTLSHarness(t, tls.NoClientCert, false, harnessOpts{mutate: func(o *Options) { o.store = storeReadv }})
-	cl := h.tlsClient(false, kgo.FetchMaxWait(200*time.Millisecond))
+	// Uncompressed, or the records' repeated bytes would make small frames.
+	cl := h.tlsClient(false, kgo.FetchMaxWait(200*time.Millisecond), kgo.ProducerBatchCompression(kgo.NoCompression()))
 	defer cl.Close()
 	tlsProduceConsume(t, cl, "tls-readv", 100)
 	if n := h.counter("kafkaguard_frames_rejected_total", nil); n != 0 {
