@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"encoding/binary"
 	"io"
@@ -182,5 +183,63 @@ func TestReadvKeepsTLSOnRead(t *testing.T) {
 	tlsProduceConsume(t, cl, "tls-readv", 100)
 	if n := h.counter("kafkaguard_frames_rejected_total", nil); n != 0 {
 		t.Errorf("%v refusals, want none", n)
+	}
+}
+
+// TestStoredFrameInFragments sends large frames in pieces, each written
+// after the previous one has had time to be read: random sizes from a byte
+// to past a chunk, and pieces of exactly a chunk (so a store path often
+// finds every chunk it holds full and nothing queued). Whichever way they
+// are stored, the broker gets every frame whole and unchanged.
+func TestStoredFrameInFragments(t *testing.T) {
+	const chunk = 32 << 10
+	pieces := map[string]func(*rand.Rand) int{
+		"random":   func(rng *rand.Rand) int { return 1 + rng.IntN(40<<10) },
+		"chunk":    func(*rand.Rand) int { return chunk },
+		"small":    func(rng *rand.Rand) int { return 1 + rng.IntN(3000) },
+		"chunk+-1": func(rng *rand.Rand) int { return chunk - 1 + rng.IntN(3) },
+	}
+	for _, m := range storeModes {
+		for name, piece := range pieces {
+			t.Run(m.name+"/"+name, func(t *testing.T) {
+				got := make(chan [32]byte, 4)
+				b := newFakeBroker(t, func(key, version int16, body []byte) []byte {
+					got <- sha256.Sum256(body)
+					return encodeResponse(kmsg.NewPtrProduceResponse(), version)
+				})
+				h := newHarness(t, harnessOpts{upstreams: []string{b.addr()}, mutate: m.mutate})
+				c, err := net.Dial("tcp", h.addrs[0])
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(20 * time.Second))
+				rng := rand.New(rand.NewPCG(13, 14))
+				for i, size := range []int{100 << 10, 64<<10 - 17, 300 << 10} {
+					f := largeProduce(int32(i+1), size, rng)
+					for off := 0; off < len(f); {
+						n := min(piece(rng), len(f)-off)
+						if _, err := c.Write(f[off : off+n]); err != nil {
+							t.Fatal(err)
+						}
+						off += n
+						time.Sleep(time.Millisecond)
+					}
+					var resp [8]byte
+					if _, err := io.ReadFull(c, resp[:]); err != nil {
+						t.Fatalf("frame %d: %v", i, err)
+					}
+					select {
+					case sum := <-got:
+						if sum != sha256.Sum256(f[4+2+2+4+2+3:]) {
+							t.Fatalf("frame %d (%d bytes) reached the broker changed", i, len(f))
+						}
+					case <-time.After(5 * time.Second):
+						t.Fatalf("broker never got frame %d", i)
+					}
+				}
+				waitFor(t, 5*time.Second, "the pool to be given back", func() bool { return h.pool.InUse() == 0 })
+			})
+		}
 	}
 }
