@@ -109,6 +109,7 @@ type requestSide struct {
 	prodReq framing.ProduceRequest
 
 	splice splicer // moves large bodies through a kernel pipe (Linux; see forwardPiped)
+	readv  readver // reads large bodies into several chunks at once (Linux; see storeReadv)
 }
 
 // responseSide is the state of the response pump goroutine (and of serve

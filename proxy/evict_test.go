@@ -18,14 +18,22 @@ import (
 // backpressure, not a slow client: when the pool is spent, a chunk request
 // of another connection must not evict it as slow_frame. Only frames still
 // waiting for the client's bytes are evictable; the other connection waits
-// for pool.wait and is closed pool_exhausted instead.
+// for pool.wait and is closed pool_exhausted instead. Whichever way the
+// frames are stored.
 func TestEvictionSparesFramesWaitingOnBroker(t *testing.T) {
+	for _, m := range storeModes {
+		t.Run(m.name, func(t *testing.T) { testEvictionSparesFramesWaitingOnBroker(t, m.mutate) })
+	}
+}
+
+func testEvictionSparesFramesWaitingOnBroker(t *testing.T, store func(*Options)) {
 	const chunk = 4 << 10
 	broker := newFakeBroker(t, func(int16, int16, []byte) []byte { return nil }) // reads, never answers
 	h := newHarness(t, harnessOpts{
 		upstreams: []string{broker.addr()},
 		pool:      limits.PoolOptions{ChunkBytes: chunk, TotalBytes: 4 * chunk},
 		mutate: func(o *Options) {
+			store(o)
 			o.MaxInflight = 1
 			o.PoolWait = 500 * time.Millisecond
 		},

@@ -78,6 +78,19 @@ func (c *conn) forward(h framing.RequestHeader, size int32, start time.Time) boo
 		}
 		return c.writeUpstream(bufs)
 	}
+	// sendLast sends the last segments of a frame larger than a chunk,
+	// c.req.segments (the whole frame when stored whole), and gives its
+	// chunks back.
+	sendLast := func() bool {
+		c.req.frameDone = true
+		if !send(c.req.segments) {
+			return false
+		}
+		c.req.buf.r, c.req.buf.w = 0, 0 // every buffered byte was this frame's
+		c.putChunks()
+		c.s.metrics.forward(h.APIKey, total)
+		return true
+	}
 
 	c.req.frameDone = false
 	if total <= len(c.req.buf.chunk) {
@@ -101,6 +114,11 @@ func (c *conn) forward(h framing.RequestHeader, size int32, start time.Time) boo
 		if handled, ok := c.forwardPiped(h, total, expect, deadline); handled {
 			return ok
 		}
+	}
+	// Or, on Linux, read into as many chunks at once as the socket holds
+	// bytes for, when the readv store path is chosen.
+	if !cutThrough && c.readvTCP() {
+		return c.storeReadv(total, deadline, api) && sendLast()
 	}
 
 	// Larger than a chunk: everything buffered belongs to this frame. Fill
@@ -137,14 +155,7 @@ func (c *conn) forward(h framing.RequestHeader, size int32, start time.Time) boo
 		}
 	}
 	c.req.segments = append(c.req.segments, cur[segStart:filled])
-	c.req.frameDone = true
-	if !send(c.req.segments) {
-		return false
-	}
-	c.req.buf.r, c.req.buf.w = 0, 0 // every buffered byte was this frame's
-	c.putChunks()
-	c.s.metrics.forward(h.APIKey, total)
-	return true
+	return sendLast()
 }
 
 // peekAcks reads until the acks field of a Produce frame is in c.req.buf and

@@ -91,13 +91,21 @@ func benchProxy(b testing.TB, upstream string) string {
 // benchProxyWith is benchProxy storing large bodies in chunks, as on
 // systems without splice, when noSplice is set.
 func benchProxyWith(b testing.TB, upstream string, noSplice bool) string {
+	if noSplice {
+		return benchProxyStore(b, upstream, storeChunks)
+	}
+	return benchProxyStore(b, upstream, storeAuto)
+}
+
+// benchProxyStore is benchProxy storing large bodies the given way.
+func benchProxyStore(b testing.TB, upstream string, store storePath) string {
 	b.Helper()
 	pool, _ := limits.NewPool(limits.PoolOptions{ChunkBytes: 32 << 10, TotalBytes: 64 << 20})
 	pol, _ := limits.NewPolicy(limits.PolicyOptions{MaxRequestBytes: 1 << 20, MaxClientIDBytes: 256, MaxDrainBytes: 4 << 20})
 	o := testOptions()
 	o.Routes = []Route{{Listen: "127.0.0.1:0", Upstream: upstream}}
 	o.Policy, o.Pool, o.Logger, o.Metrics = pol, pool, zerolog.Nop(), NewMetrics(nil)
-	o.noSplice = noSplice
+	o.store = store
 	srv, err := New(o)
 	if err != nil {
 		b.Fatal(err)
@@ -115,8 +123,10 @@ func benchProxyWith(b testing.TB, upstream string, noSplice bool) string {
 // kafkaguard, side by side. allocs/op of the kafkaguard case is the
 // proxy's allocation per forwarded frame (the responder allocates nothing).
 // kafkaguard stores frames larger than a chunk in a kernel pipe on Linux;
-// kafkaguard-chunks is the same server storing them in chunks, as
-// elsewhere. cpu-ns/op is the process's CPU per frame.
+// kafkaguard-chunks is the same server storing them in chunks, one Read
+// each, as elsewhere; kafkaguard-readv reads them into as many chunks at
+// once as the socket holds bytes for. cpu-ns/op is the process's CPU per
+// frame.
 //
 //	go test -run '^$' -bench ForwardProduce -benchmem ./proxy/
 func BenchmarkForwardProduce(b *testing.B) {
@@ -126,6 +136,7 @@ func BenchmarkForwardProduce(b *testing.B) {
 		{"relay", relay(b, up)},
 		{"kafkaguard", benchProxy(b, up)},
 		{"kafkaguard-chunks", benchProxyWith(b, up, true)},
+		{"kafkaguard-readv", benchProxyStore(b, up, storeReadv)},
 	}
 	for _, size := range []int{1 << 10, 64 << 10, 960 << 10} {
 		body := make([]byte, size)

@@ -17,15 +17,17 @@ import (
 
 // storeModes are the ways a frame larger than a chunk is stored before the
 // broker sees it: through a kernel pipe (Linux), a pipe too small for the
-// frame so that the rest spills into chunks, and chunks alone (the
-// portable path, forced here on Linux too).
+// frame so that the rest spills into chunks, chunks filled by readv as
+// many at once as the socket holds bytes for (Linux), and chunks one Read
+// each (the portable path, forced here on Linux too).
 var storeModes = []struct {
 	name   string
 	mutate func(*Options)
 }{
-	{"pipe", func(*Options) {}},
-	{"pipe-spill", func(o *Options) { o.pipeLimit = 64 << 10 }},
-	{"chunks", func(o *Options) { o.noSplice = true }},
+	{"pipe", func(o *Options) { o.store = storePipe }},
+	{"pipe-spill", func(o *Options) { o.store, o.pipeLimit = storePipe, 64<<10 }},
+	{"readv", func(o *Options) { o.store = storeReadv }},
+	{"chunks", func(o *Options) { o.store = storeChunks }},
 }
 
 // largeProduce is a Produce v3 frame (null transactional id, acks=1) of

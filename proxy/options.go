@@ -148,6 +148,10 @@ type Options struct {
 	// a pipe's capacity below fs.pipe-max-size, so frames spill into chunks.
 	noSplice  bool
 	pipeLimit int
+	// store picks the store path of a frame larger than a chunk (pipe,
+	// readv or chunks; see storePath) so tests and benchmarks run each;
+	// the zero value is the default.
+	store storePath
 }
 
 // invalid is the error for one option out of range: the field and why, wrapping ErrInvalidOptions.

@@ -160,7 +160,7 @@ func (ps *pipes) closeFree() {
 // once dialled, and a dial that gives anything else is served from the pipe
 // through a chunk.
 func (c *conn) spliceableTCP() bool {
-	if c.s.opts.noSplice || !isTCP(c.client) {
+	if c.s.opts.storeWith() != storePipe || !isTCP(c.client) {
 		return false
 	}
 	return c.upstream == nil || isTCP(c.upstream)
@@ -218,6 +218,20 @@ func (sp *splicer) readStep(fd uintptr) bool {
 	avail, e := ioctlInq(int(fd))
 	if e != nil {
 		sp.err = e
+		return true
+	}
+	if avail == 0 && sp.room == 0 {
+		// Nothing queued and no room reserved: EOF, an error, or wait
+		// for bytes. A peek tells which without reserving a chunk ahead
+		// of a byte.
+		switch r, e := peekByte(fd); {
+		case e == syscall.EAGAIN:
+			return false
+		case e != 0:
+			sp.err = e
+		case r == 0:
+			sp.err = io.ErrUnexpectedEOF
+		} // a byte came: the next step reserves for it
 		return true
 	}
 	queued := avail
@@ -306,4 +320,17 @@ func ioctlInq(fd int) (int, error) {
 		return 0, e
 	}
 	return int(n), nil
+}
+
+// peekByte looks at the socket's next byte without taking it: 1 when one
+// is there, 0 at the end of the stream, EAGAIN while there is none.
+func peekByte(fd uintptr) (int, syscall.Errno) {
+	var b [1]byte
+	for {
+		r, _, e := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		if e != syscall.EINTR {
+			return int(r), e
+		}
+	}
 }
