@@ -114,7 +114,7 @@ func (b *bench) run(ctx context.Context, w io.Writer) error {
 		b.synthetic = true
 	}
 	var err error
-	if b.pin, err = setupPinning(s.pin); err != nil {
+	if b.pin, err = setupPinning(s.pin, s.cpuQuota); err != nil {
 		return err
 	}
 	defer b.pin.release()

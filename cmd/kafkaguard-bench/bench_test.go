@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -290,5 +292,53 @@ func TestQuickManyProducersAndIdleConns(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "| many producers") {
 		t.Errorf("no many-producers table:\n%s", out.String())
+	}
+}
+
+// --cpu-quota runs each proxy in a CPU cgroup of its own capped at the
+// fraction asked: no round may use more CPU than the cap allows (the
+// kernel's CFS quota is strict, so the bound has only measuring slack),
+// and the report says the proxies were capped. The cap, 5% of a CPU, is
+// below what the relay takes uncapped in these rounds (about 15%), so a
+// proxy that escaped its cgroup fails the bound.
+func TestQuickCPUQuota(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts kfake, kafkaguard and a relay and drives load for seconds")
+	}
+	const fraction, round = 0.05, 800 * time.Millisecond
+	probe, err := newCPUCgroups(fraction)
+	if errors.Is(err, errNoCgroup) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe.remove()
+	b, out := quickRun(t, "--quick", "--cpu-quota", fmt.Sprint(fraction), "--workloads", wProduce1K,
+		"--duration", round.String(), "--out", t.TempDir())
+	if !strings.Contains(out.String(), "each proxy capped at 0.05 of a CPU") {
+		t.Errorf("report does not say the proxies were capped:\n%s", out.String())
+	}
+	for _, r := range b.rows {
+		for _, p := range []int{pathB, pathC} {
+			if len(r.cpu[p]) == 0 || !(median(r.vals[p]) > 0) {
+				t.Errorf("%s, %s: no figures (throughput %v)", r.workload, pathNames[p], r.vals[p])
+			}
+			for _, c := range r.cpu[p] {
+				if limit := 1.5*fraction*round.Seconds() + 0.02; c > limit {
+					t.Errorf("%s, %s: %.3f CPU s in a %v round, over the cap's %.3f", r.workload, pathNames[p], c, round, limit)
+				}
+			}
+		}
+	}
+}
+
+func TestCPUQuotaWrap(t *testing.T) {
+	var g *cpuCgroups
+	if argv, err := g.wrap([]string{"taskset", "-c", "1", "relay"}); err != nil || strings.Join(argv, " ") != "taskset -c 1 relay" {
+		t.Errorf("no quota: wrap = %q, %v; want the command unchanged", argv, err)
+	}
+	if _, err := newCPUCgroups(0.001); err == nil || errors.Is(err, errNoCgroup) {
+		t.Errorf("--cpu-quota 0.001: err = %v, want a range error", err)
 	}
 }

@@ -56,7 +56,11 @@ func startChild(pin pinning, mode, upstream, logPath string, env ...string) (*ch
 	if err != nil {
 		return nil, fmt.Errorf("start %s child: %w", mode, err)
 	}
-	cmd := pin.command(exe)
+	cmd, err := pin.command(exe)
+	if err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start %s child: %w", mode, err)
+	}
 	cmd.Env = append(append(os.Environ(), childModeEnv+"="+mode, childUpstreamEnv+"="+upstream), env...)
 	cmd.Stderr = logf
 	in, err := cmd.StdinPipe()

@@ -115,7 +115,11 @@ func startGuard(pin pinning, bin, upstream, logPath string, t *benchTLS) (*guard
 	if err != nil {
 		return nil, err
 	}
-	cmd := pin.command(bin, "run", "--config", cfgPath)
+	cmd, err := pin.command(bin, "run", "--config", cfgPath)
+	if err != nil {
+		logf.Close()
+		return nil, err
+	}
 	// kafkaguard reads KAFKAGUARD_* as config overrides: keep the shell's
 	// away from it, so the bench measures the config above.
 	for _, kv := range os.Environ() {

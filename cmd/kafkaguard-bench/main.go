@@ -21,10 +21,13 @@
 //	go run . --pin --producers 1,4,16 --workloads produce-1k,produce-64k,fetch
 //	go run . --tls --pin    # TLS: kafkaguard against a TLS-terminating relay
 //	go run . --pin --peer 'kafka-proxy server --bootstrap-server-mapping "{upstream},{listen}"'
+//	go run . --pin --cpu-quota 0.25 --producers 1,4,16 --workloads produce-1k,produce-64k,fetch
 //
 // --pin puts the proxy under test on cores of its own (issue 14: measure the
 // proxy, not the machine), so the report's CPU seconds per GiB of each
-// proxy against the relay's are the proxy's own cost. --peer adds path E,
+// proxy against the relay's are the proxy's own cost. --cpu-quota caps each
+// proxy at a fraction of a CPU (quota.go), so the proxy is the bottleneck
+// even on 2 cores and its throughput against the relay's is its efficiency. --peer adds path E,
 // any other proxy's command line. --splice-sf adds path D, a prototype store-and-forward relay that keeps
 // frame bodies in the kernel (splice through a pipe): a yardstick for what
 // kafkaguard's store-and-forward could reach, not part of kafkaguard.
@@ -79,13 +82,14 @@ type settings struct {
 	floodIPs      int
 	floodConns    int // concurrent flood dialers
 	spliceSF      bool
-	guardBin      string // a kafkaguard binary; empty = go build the main module's ./cmd/kafkaguard
-	pin           bool   // proxies on cores of their own, clients and kfake on the others
-	peer          string // another proxy's command line, path E
-	producers     []int  // producer counts the produce workloads sweep
-	idleConns     int    // connections of the idle workload; 0 = conns
-	manyProducers int    // producers of the many-producers workload
-	tls           bool   // clients speak TLS to B and C; C is the TLS-terminating relay
+	guardBin      string  // a kafkaguard binary; empty = go build the main module's ./cmd/kafkaguard
+	pin           bool    // proxies on cores of their own, clients and kfake on the others
+	cpuQuota      float64 // each proxy capped at this fraction of a CPU (cgroup); 0 = no cap
+	peer          string  // another proxy's command line, path E
+	producers     []int   // producer counts the produce workloads sweep
+	idleConns     int     // connections of the idle workload; 0 = conns
+	manyProducers int     // producers of the many-producers workload
+	tls           bool    // clients speak TLS to B and C; C is the TLS-terminating relay
 }
 
 func main() {
@@ -126,6 +130,7 @@ func parseFlags(args []string) (settings, error) {
 	fs.BoolVar(&s.spliceSF, "splice-sf", false, "also measure path D, a prototype store-and-forward relay that keeps bodies in the kernel (splice via a pipe)")
 	fs.StringVar(&s.guardBin, "kafkaguard", "", "kafkaguard binary to measure; empty builds ./cmd/kafkaguard of the repository around the working directory")
 	fs.BoolVar(&s.pin, "pin", false, "pin the proxy under test to the upper half of the CPUs and the bench (clients, kfake) to the rest (taskset); on 2 CPUs one each")
+	fs.Float64Var(&s.cpuQuota, "cpu-quota", 0, "cap each proxy under test at this fraction of one CPU (a CPU cgroup each; needs root), so the proxy, not the clients, is the bottleneck: throughput is then CPU efficiency, e.g. 0.25; 0 = no cap")
 	fs.StringVar(&s.peer, "peer", "", "command line of another proxy to measure as path E, run by sh; {listen} and {upstream} are replaced by host:port")
 	fs.BoolVar(&s.tls, "tls", false, "clients speak TLS to kafkaguard (B) and to a minimal TLS-terminating relay (C) instead of the plain one; produce, fetch and latency workloads only")
 	fs.IntVar(&s.idleConns, "idle-conns", 0, "connections of the idle workload (e.g. 10000); 0 = --conns")

@@ -36,7 +36,11 @@ func startPeer(pin pinning, cmdline, upstream, logPath string) (*peer, error) {
 		return nil, err
 	}
 	// exec, so the pid whose CPU and RSS are read is the peer's, not sh's.
-	cmd := pin.command("sh", "-c", "exec "+line)
+	cmd, err := pin.command("sh", "-c", "exec "+line)
+	if err != nil {
+		logf.Close()
+		return nil, err
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()

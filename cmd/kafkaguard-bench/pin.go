@@ -30,31 +30,37 @@ func cpuRange(lo, hi int) string {
 	return fmt.Sprintf("%d-%d", lo, hi)
 }
 
-// pinning is the chosen split; zero when --pin is off.
+// pinning is the chosen split (zero when --pin is off) and the proxies'
+// CPU cgroups (nil without --cpu-quota).
 type pinning struct {
 	clients, proxy string
+	quota          *cpuCgroups
 }
 
 // setupPinning pins every thread of the bench process to the clients'
 // CPUs (threads the runtime starts later inherit it) and returns the split.
-func setupPinning(on bool) (pinning, error) {
-	if !on {
-		return pinning{}, nil
+func setupPinning(on bool, quota float64) (pinning, error) {
+	g, err := newCPUCgroups(quota)
+	if err != nil || !on {
+		return pinning{quota: g}, err
 	}
 	clients, proxy := coreSplit(runtime.NumCPU())
 	if proxy == "" {
+		g.remove()
 		return pinning{}, fmt.Errorf("--pin needs at least 2 CPUs, have %d", runtime.NumCPU())
 	}
 	out, err := exec.Command("taskset", "-a", "-p", "-c", clients, strconv.Itoa(os.Getpid())).CombinedOutput()
 	if err != nil {
+		g.remove()
 		return pinning{}, fmt.Errorf("taskset the bench to CPUs %s: %w: %s", clients, err, out)
 	}
-	return pinning{clients: clients, proxy: proxy}, nil
+	return pinning{clients: clients, proxy: proxy, quota: g}, nil
 }
 
 // release gives the bench's threads every CPU back (a test process goes on
-// to other tests).
+// to other tests) and removes the proxies' cgroups.
 func (p pinning) release() {
+	p.quota.remove()
 	if p.proxy == "" {
 		return
 	}
@@ -62,17 +68,27 @@ func (p pinning) release() {
 }
 
 // command returns an exec.Cmd for name args, run on the proxy's CPUs when
-// pinning is on.
-func (p pinning) command(name string, args ...string) *exec.Cmd {
-	if p.proxy == "" {
-		return exec.Command(name, args...)
+// pinning is on, in a CPU cgroup of its own with --cpu-quota. Every wrapper
+// execs, so the command's pid is the proxy's.
+func (p pinning) command(name string, args ...string) (*exec.Cmd, error) {
+	argv := append([]string{name}, args...)
+	if p.proxy != "" {
+		argv = append([]string{"taskset", "-c", p.proxy}, argv...)
 	}
-	return exec.Command("taskset", append([]string{"-c", p.proxy, name}, args...)...)
+	argv, err := p.quota.wrap(argv)
+	if err != nil {
+		return nil, err
+	}
+	return exec.Command(argv[0], argv[1:]...), nil
 }
 
 func (b *bench) pinDesc() string {
-	if b.pin.proxy == "" {
-		return "not pinned"
+	d := "not pinned"
+	if b.pin.proxy != "" {
+		d = fmt.Sprintf("pinned: proxies on CPU %s, clients and kfake on CPU %s", b.pin.proxy, b.pin.clients)
 	}
-	return fmt.Sprintf("pinned: proxies on CPU %s, clients and kfake on CPU %s", b.pin.proxy, b.pin.clients)
+	if q := b.pin.quota; q != nil {
+		d += fmt.Sprintf("; each proxy capped at %.2f of a CPU (CPU cgroup, %d µs period)", q.fraction, q.period)
+	}
+	return d
 }
