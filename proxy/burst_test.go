@@ -18,47 +18,21 @@ import (
 // copied) in one write, so they reach kafkaguard in one read.
 func burstResponder(t *testing.T, k int) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
+	return frameServer(t, 64<<10, func(c net.Conn) func([]byte) error {
+		c.SetDeadline(time.Now().Add(time.Minute))
+		out := make([]byte, 0, 12*k)
+		return func(frame []byte) error {
+			out = binary.BigEndian.AppendUint32(out, 8)
+			out = append(out, frame[4:8]...) // correlation id
+			out = append(out, 0, 0, 0, 0)
+			if len(out) < 12*k {
+				return nil
 			}
-			go func(c net.Conn) {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(time.Minute))
-				buf := make([]byte, 64<<10)
-				out := make([]byte, 0, 12*k)
-				for {
-					out = out[:0]
-					for range k {
-						if _, err := io.ReadFull(c, buf[:4]); err != nil {
-							return
-						}
-						n := int(binary.BigEndian.Uint32(buf))
-						if n > len(buf) || n < 8 {
-							return
-						}
-						if _, err := io.ReadFull(c, buf[:n]); err != nil {
-							return
-						}
-						out = binary.BigEndian.AppendUint32(out, 8)
-						out = append(out, buf[4:8]...) // correlation id
-						out = append(out, 0, 0, 0, 0)
-					}
-					if _, err := c.Write(out); err != nil {
-						return
-					}
-				}
-			}(c)
+			_, err := c.Write(out)
+			out = out[:0]
+			return err
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 // TestResponsesInABurstArriveInOrder: responses the broker sends in one

@@ -15,10 +15,13 @@ import (
 	"github.com/kafkaguard/kafkaguard/limits"
 )
 
-// responder is a minimal Kafka-shaped peer on loopback: for every request
-// frame it reads, it answers a 4-byte body after the correlation id. It
+// frameServer is a Kafka-shaped peer on loopback: it reads request frames
+// (each at most maxFrame bytes) on every connection it accepts and hands
+// each, whole and without its length prefix (so the correlation id is at
+// [4:8]), to the handler newConn made for that connection, which
+// writes what it answers; an error from either ends the connection. It
 // allocates nothing per frame, so a benchmark's allocs/op are the proxy's.
-func responder(tb testing.TB) string {
+func frameServer(tb testing.TB, maxFrame int, newConn func(c net.Conn) func(frame []byte) error) string {
 	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -33,9 +36,8 @@ func responder(tb testing.TB) string {
 			}
 			go func(c net.Conn) {
 				defer c.Close()
-				buf := make([]byte, 1<<20)
-				var resp [12]byte
-				binary.BigEndian.PutUint32(resp[:], 8)
+				handle := newConn(c)
+				buf := make([]byte, maxFrame)
 				for {
 					if _, err := io.ReadFull(c, buf[:4]); err != nil {
 						return
@@ -47,8 +49,7 @@ func responder(tb testing.TB) string {
 					if _, err := io.ReadFull(c, buf[:n]); err != nil {
 						return
 					}
-					copy(resp[4:8], buf[4:8]) // correlation id
-					if _, err := c.Write(resp[:]); err != nil {
+					if handle(buf[:n]) != nil {
 						return
 					}
 				}
@@ -56,6 +57,20 @@ func responder(tb testing.TB) string {
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// responder answers every request frame with a 4-byte body after the
+// correlation id.
+func responder(tb testing.TB) string {
+	return frameServer(tb, 1<<20, func(c net.Conn) func([]byte) error {
+		var resp [12]byte
+		binary.BigEndian.PutUint32(resp[:], 8)
+		return func(frame []byte) error {
+			copy(resp[4:8], frame[4:8]) // correlation id
+			_, err := c.Write(resp[:])
+			return err
+		}
+	})
 }
 
 // relay is a plain byte relay (io.Copy both ways): the floor any proxy can reach.
@@ -195,45 +210,17 @@ func byteSize(n int) string {
 
 // fetchResponder is responder for consumers: it answers every request
 // frame with a response of respBytes bytes in all (length prefix included),
-// built once, so like responder it allocates nothing per frame.
+// built once per connection.
 func fetchResponder(tb testing.TB, respBytes int) string {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func(c net.Conn) {
-				defer c.Close()
-				buf := make([]byte, 64<<10)
-				resp := make([]byte, respBytes)
-				binary.BigEndian.PutUint32(resp, uint32(respBytes-4))
-				for {
-					if _, err := io.ReadFull(c, buf[:4]); err != nil {
-						return
-					}
-					n := int(binary.BigEndian.Uint32(buf))
-					if n > len(buf) || n < 8 {
-						return
-					}
-					if _, err := io.ReadFull(c, buf[:n]); err != nil {
-						return
-					}
-					copy(resp[4:8], buf[4:8]) // correlation id
-					if _, err := c.Write(resp); err != nil {
-						return
-					}
-				}
-			}(c)
+	return frameServer(tb, 64<<10, func(c net.Conn) func([]byte) error {
+		resp := make([]byte, respBytes)
+		binary.BigEndian.PutUint32(resp, uint32(respBytes-4))
+		return func(frame []byte) error {
+			copy(resp[4:8], frame[4:8]) // correlation id
+			_, err := c.Write(resp)
+			return err
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 // BenchmarkForwardFetch is BenchmarkForwardProduce the other way round: a
