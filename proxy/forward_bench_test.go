@@ -154,47 +154,21 @@ func BenchmarkForwardProduce(b *testing.B) {
 		{"kafkaguard-readv", benchProxyStore(b, up, storeReadv)},
 	}
 	for _, size := range []int{1 << 10, 64 << 10, 960 << 10} {
-		body := make([]byte, size)
-		binary.BigEndian.PutUint16(body, 0xffff) // null transactional id
-		binary.BigEndian.PutUint16(body[2:], 1)  // acks=1
-		frame := rawRequest(0, 3, 0, "bench", body)
+		frame := benchProduce(size)
 		for _, tg := range targets {
 			b.Run(tg.name+"/"+byteSize(size), func(b *testing.B) {
-				c, err := net.Dial("tcp", tg.addr)
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(5 * time.Minute))
-				var resp [12]byte
+				c := benchDial(b, tg.addr)
+				resp := make([]byte, 12)
 				// One round trip before the clock starts: kafkaguard dials
 				// the broker on the first frame, and the responder then
 				// allocates its read buffer (1 MiB); counted in the loop,
 				// that one-off showed as ~550 B/op at 960 KiB.
-				if _, err := c.Write(frame); err != nil {
-					b.Fatal(err)
-				}
-				if _, err := io.ReadFull(c, resp[:]); err != nil {
-					b.Fatal(err)
-				}
+				benchRoundTrip(b, c, frame, resp, 0)
 				b.SetBytes(int64(len(frame)))
 				b.ReportAllocs()
-				corr := uint32(0)
-				cpu0 := cpuTime()
-				defer func() {
-					// The whole process's CPU: client and responder cost the
-					// same on every target, so the difference is the proxy's.
-					b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
-				}()
-				for b.Loop() {
-					corr++
-					binary.BigEndian.PutUint32(frame[8:], corr)
-					if _, err := c.Write(frame); err != nil {
-						b.Fatal(err)
-					}
-					if _, err := io.ReadFull(c, resp[:]); err != nil {
-						b.Fatal(err)
-					}
+				defer reportCPU(b)()
+				for corr := uint32(1); b.Loop(); corr++ {
+					benchRoundTrip(b, c, frame, resp, corr)
 				}
 			})
 		}
@@ -244,35 +218,13 @@ func BenchmarkForwardFetch(b *testing.B) {
 		resp := make([]byte, size)
 		for _, tg := range targets {
 			b.Run(tg.name+"/"+byteSize(size), func(b *testing.B) {
-				c, err := net.Dial("tcp", tg.addr)
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(5 * time.Minute))
-				roundTrip := func(corr uint32) {
-					binary.BigEndian.PutUint32(req[8:], corr)
-					if _, err := c.Write(req); err != nil {
-						b.Fatal(err)
-					}
-					if _, err := io.ReadFull(c, resp); err != nil {
-						b.Fatal(err)
-					}
-					if got := binary.BigEndian.Uint32(resp[4:]); got != corr {
-						b.Fatalf("response correlation id %d, want %d", got, corr)
-					}
-				}
-				roundTrip(0) // the dial and the responder's buffers, before the clock
+				c := benchDial(b, tg.addr)
+				benchRoundTrip(b, c, req, resp, 0) // the dial and the responder's buffers, before the clock
 				b.SetBytes(int64(size))
 				b.ReportAllocs()
-				corr := uint32(0)
-				cpu0 := cpuTime()
-				defer func() {
-					b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
-				}()
-				for b.Loop() {
-					corr++
-					roundTrip(corr)
+				defer reportCPU(b)()
+				for corr := uint32(1); b.Loop(); corr++ {
+					benchRoundTrip(b, c, req, resp, corr)
 				}
 			})
 		}
@@ -293,25 +245,12 @@ func BenchmarkForwardPipelined(b *testing.B) {
 		{"kafkaguard", benchProxy(b, up)},
 	}
 	for _, size := range []int{1 << 10, 16 << 10} {
-		body := make([]byte, size)
-		binary.BigEndian.PutUint16(body, 0xffff) // null transactional id
-		binary.BigEndian.PutUint16(body[2:], 1)  // acks=1
-		frame := rawRequest(0, 3, 0, "bench", body)
+		frame := benchProduce(size)
 		for _, tg := range targets {
 			b.Run(tg.name+"/"+byteSize(size), func(b *testing.B) {
-				c, err := net.Dial("tcp", tg.addr)
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(5 * time.Minute))
+				c := benchDial(b, tg.addr)
 				var resp [12]byte
-				if _, err := c.Write(frame); err != nil { // the dial, before the clock
-					b.Fatal(err)
-				}
-				if _, err := io.ReadFull(c, resp[:]); err != nil {
-					b.Fatal(err)
-				}
+				benchRoundTrip(b, c, frame, resp[:], 0) // the dial, before the clock
 				b.SetBytes(int64(len(frame)))
 				b.ReportAllocs()
 				b.ResetTimer()
@@ -368,4 +307,50 @@ func syscallCount() (int64, bool) {
 		}
 	}
 	return total, found == 2
+}
+
+// benchProduce is a Produce v3 request (acks=1, no transactional id) with a
+// body of size bytes.
+func benchProduce(size int) []byte {
+	body := make([]byte, size)
+	binary.BigEndian.PutUint16(body, 0xffff) // null transactional id
+	binary.BigEndian.PutUint16(body[2:], 1)  // acks=1
+	return rawRequest(0, 3, 0, "bench", body)
+}
+
+// benchDial connects a benchmark's client, closed when it ends, with a
+// deadline so a stuck proxy fails the run instead of hanging it.
+func benchDial(b *testing.B, addr string) net.Conn {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(5 * time.Minute))
+	return c
+}
+
+// benchRoundTrip sends req with correlation id corr and reads its answer,
+// len(resp) bytes, which must carry corr.
+func benchRoundTrip(b *testing.B, c net.Conn, req, resp []byte, corr uint32) {
+	binary.BigEndian.PutUint32(req[8:], corr)
+	if _, err := c.Write(req); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, resp); err != nil {
+		b.Fatal(err)
+	}
+	if got := binary.BigEndian.Uint32(resp[4:]); got != corr {
+		b.Fatalf("response correlation id %d, want %d", got, corr)
+	}
+}
+
+// reportCPU starts counting the whole process's CPU and returns the func
+// that reports it per op: client and responder cost the same on every
+// target, so the difference between targets is the proxy's.
+func reportCPU(b *testing.B) func() {
+	cpu0 := cpuTime()
+	return func() {
+		b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
+	}
 }
