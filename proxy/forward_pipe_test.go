@@ -30,6 +30,30 @@ var storeModes = []struct {
 	{"chunks", func(o *Options) { o.store = storeChunks }},
 }
 
+// produceBroker is a fake broker answering every request with an empty
+// Produce response, after handing the request's body to onBody when set.
+func produceBroker(t *testing.T, onBody func(body []byte)) *fakeBroker {
+	return newFakeBroker(t, func(key, version int16, body []byte) []byte {
+		if onBody != nil {
+			onBody(body)
+		}
+		return encodeResponse(kmsg.NewPtrProduceResponse(), version)
+	})
+}
+
+// dialHarness connects a client to h's first listener, closed when the
+// test ends, with deadline d on every read and write.
+func dialHarness(t *testing.T, h *harness, d time.Duration) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", h.addrs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(d))
+	return c
+}
+
 // largeProduce is a Produce v3 frame (null transactional id, acks=1) of
 // about size bytes whose records are random bytes.
 func largeProduce(corr int32, size int, rng *rand.Rand) []byte {
@@ -49,17 +73,9 @@ func TestLargeFramesArriveWhole(t *testing.T) {
 	for _, m := range storeModes {
 		t.Run(m.name, func(t *testing.T) {
 			got := make(chan [32]byte, 16)
-			b := newFakeBroker(t, func(key, version int16, body []byte) []byte {
-				got <- sha256.Sum256(body)
-				return encodeResponse(kmsg.NewPtrProduceResponse(), version)
-			})
+			b := produceBroker(t, func(body []byte) { got <- sha256.Sum256(body) })
 			h := newHarness(t, harnessOpts{upstreams: []string{b.addr()}, mutate: m.mutate})
-			c, err := net.Dial("tcp", h.addrs[0])
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(20 * time.Second))
+			c := dialHarness(t, h, 20*time.Second)
 			rng := rand.New(rand.NewPCG(1, 2))
 			sizes := []int{40 << 10, 500 << 10, 1000 << 10, 33 << 10, 900 << 10}
 			var want [][32]byte
@@ -111,17 +127,9 @@ func TestStoredFrameHoldsBudgetOfItsBytes(t *testing.T) {
 	for _, m := range storeModes {
 		t.Run(m.name, func(t *testing.T) {
 			got := make(chan int, 1)
-			b := newFakeBroker(t, func(key, version int16, body []byte) []byte {
-				got <- len(body)
-				return encodeResponse(kmsg.NewPtrProduceResponse(), version)
-			})
+			b := produceBroker(t, func(body []byte) { got <- len(body) })
 			h := newHarness(t, harnessOpts{upstreams: []string{b.addr()}, mutate: m.mutate})
-			c, err := net.Dial("tcp", h.addrs[0])
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(20 * time.Second))
+			c := dialHarness(t, h, 20*time.Second)
 			f := largeProduce(7, size, rand.New(rand.NewPCG(3, 4)))
 			if _, err := c.Write(f[:sent]); err != nil {
 				t.Fatal(err)
@@ -164,9 +172,7 @@ func TestPipesClosedWithConnections(t *testing.T) {
 		t.Skip("pipes are Linux only")
 	}
 	const conns = 40
-	b := newFakeBroker(t, func(key, version int16, body []byte) []byte {
-		return encodeResponse(kmsg.NewPtrProduceResponse(), version)
-	})
+	b := produceBroker(t, nil)
 	h := newHarness(t, harnessOpts{upstreams: []string{b.addr()}})
 	fdsBefore := openFDs(t)
 	f := largeProduce(1, 800<<10, rand.New(rand.NewPCG(5, 6)))
@@ -192,12 +198,7 @@ func TestPipesClosedWithConnections(t *testing.T) {
 	waitFor(t, 5*time.Second, "cut pipes to be closed", func() bool { return h.srv.pipes.open.Load() == 0 })
 
 	// A whole frame leaves its emptied pipe on the free list for the next.
-	c, err := net.Dial("tcp", h.addrs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := dialHarness(t, h, 10*time.Second)
 	if _, err := c.Write(f); err != nil {
 		t.Fatal(err)
 	}

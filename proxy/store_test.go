@@ -6,12 +6,10 @@ import (
 	"encoding/binary"
 	"io"
 	"math/rand/v2"
-	"net"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafkaguard/kafkaguard/limits"
 )
@@ -31,16 +29,9 @@ func TestStoreTakesNoChunkAheadOfBytes(t *testing.T) {
 		}
 		for _, sent := range []int64{40 << 10, 64 << 10, 300 << 10} {
 			t.Run(m.name+"/"+byteSize(int(sent)), func(t *testing.T) {
-				b := newFakeBroker(t, func(key, version int16, body []byte) []byte {
-					return encodeResponse(kmsg.NewPtrProduceResponse(), version)
-				})
+				b := produceBroker(t, nil)
 				h := newHarness(t, harnessOpts{upstreams: []string{b.addr()}, mutate: m.mutate})
-				c, err := net.Dial("tcp", h.addrs[0])
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(20 * time.Second))
+				c := dialHarness(t, h, 20*time.Second)
 				f := largeProduce(1, 1<<20-64, rand.New(rand.NewPCG(7, 8)))
 				if _, err := c.Write(f[:sent]); err != nil {
 					t.Fatal(err)
@@ -79,33 +70,21 @@ func TestSlowStoredFrameIsEvicted(t *testing.T) {
 	const chunk = 4 << 10
 	for _, m := range storeModes {
 		t.Run(m.name, func(t *testing.T) {
-			b := newFakeBroker(t, func(key, version int16, body []byte) []byte {
-				return encodeResponse(kmsg.NewPtrProduceResponse(), version)
-			})
+			b := produceBroker(t, nil)
 			h := newHarness(t, harnessOpts{
 				upstreams: []string{b.addr()},
 				pool:      limits.PoolOptions{ChunkBytes: chunk, TotalBytes: 8 * chunk},
 				mutate:    m.mutate,
 			})
 			rng := rand.New(rand.NewPCG(9, 10))
-			slow, err := net.Dial("tcp", h.addrs[0])
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer slow.Close()
-			slow.SetDeadline(time.Now().Add(20 * time.Second))
+			slow := dialHarness(t, h, 20*time.Second)
 			if _, err := slow.Write(largeProduce(1, 100<<10, rng)[:20<<10]); err != nil {
 				t.Fatal(err)
 			}
 			waitFor(t, 5*time.Second, "the slow frame's bytes to be held", func() bool { return h.pool.InUse() >= 20<<10 })
 			time.Sleep(evictStale + 100*time.Millisecond)
 
-			good, err := net.Dial("tcp", h.addrs[0])
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer good.Close()
-			good.SetDeadline(time.Now().Add(20 * time.Second))
+			good := dialHarness(t, h, 20*time.Second)
 			if _, err := good.Write(largeProduce(2, 20<<10, rng)); err != nil {
 				t.Fatal(err)
 			}
@@ -137,19 +116,12 @@ func TestStoredFrameCutShort(t *testing.T) {
 				name = m.name + "/stalled"
 			}
 			t.Run(name, func(t *testing.T) {
-				b := newFakeBroker(t, func(key, version int16, body []byte) []byte {
-					return encodeResponse(kmsg.NewPtrProduceResponse(), version)
-				})
+				b := produceBroker(t, nil)
 				h := newHarness(t, harnessOpts{upstreams: []string{b.addr()}, mutate: func(o *Options) {
 					m.mutate(o)
 					o.FrameTimeout = 300 * time.Millisecond
 				}})
-				c, err := net.Dial("tcp", h.addrs[0])
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
+				c := dialHarness(t, h, 10*time.Second)
 				if _, err := c.Write(largeProduce(1, 500<<10, rand.New(rand.NewPCG(11, 12)))[:100<<10]); err != nil {
 					t.Fatal(err)
 				}
@@ -203,17 +175,9 @@ func TestStoredFrameInFragments(t *testing.T) {
 		for name, piece := range pieces {
 			t.Run(m.name+"/"+name, func(t *testing.T) {
 				got := make(chan [32]byte, 4)
-				b := newFakeBroker(t, func(key, version int16, body []byte) []byte {
-					got <- sha256.Sum256(body)
-					return encodeResponse(kmsg.NewPtrProduceResponse(), version)
-				})
+				b := produceBroker(t, func(body []byte) { got <- sha256.Sum256(body) })
 				h := newHarness(t, harnessOpts{upstreams: []string{b.addr()}, mutate: m.mutate})
-				c, err := net.Dial("tcp", h.addrs[0])
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(20 * time.Second))
+				c := dialHarness(t, h, 20*time.Second)
 				rng := rand.New(rand.NewPCG(13, 14))
 				for i, size := range []int{100 << 10, 64<<10 - 17, 300 << 10} {
 					f := largeProduce(int32(i+1), size, rng)
