@@ -127,18 +127,24 @@ func franzThroughGuard(t *testing.T, g *guard, c secureCase, topic string, more 
 	defer cancel()
 	opts := append([]kgo.Opt{kgo.SeedBrokers(g.addrs...), kgo.ClientID("kafkaguard-e2e-sasl"),
 		kgo.SASL(saslMechanism(c.mech, "alice", "alice-secret")), kgo.RetryTimeout(30 * time.Second)}, more...)
+	var recs []*kgo.Record
+	for i := range 20 {
+		recs = append(recs, &kgo.Record{Value: fmt.Appendf(nil, "%s %d", c.name, i)})
+	}
+	franzProduceConsume(ctx, t, opts, topic, recs, "")
+}
+
+// franzProduceConsume produces recs (distinct values) to topic with a franz-go client made of opts, then
+// consumes the topic from the start with another until it has seen every value (consumeDistinct).
+func franzProduceConsume(ctx context.Context, t *testing.T, opts []kgo.Opt, topic string, recs []*kgo.Record, over string) {
+	t.Helper()
 	cl, err := kgo.NewClient(append(opts, kgo.AllowAutoTopicCreation(), kgo.DefaultProduceTopic(topic))...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	const n = 20
-	var recs []*kgo.Record
-	for i := range n {
-		recs = append(recs, &kgo.Record{Value: fmt.Appendf(nil, "%s %d", c.name, i)})
-	}
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Fatalf("produce: %v", err)
+		t.Fatalf("produce%s: %v", over, err)
 	}
 	cons, err := kgo.NewClient(append(opts, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(500*time.Millisecond))...)
@@ -146,7 +152,7 @@ func franzThroughGuard(t *testing.T, g *guard, c secureCase, topic string, more 
 		t.Fatal(err)
 	}
 	defer cons.Close()
-	consumeDistinct(ctx, t, cons, n, "")
+	consumeDistinct(ctx, t, cons, len(recs), over)
 }
 
 // consumeDistinct polls cons until it has seen n distinct record values or ctx ends, and fails the test

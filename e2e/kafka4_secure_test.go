@@ -240,27 +240,11 @@ func programSecure(t *testing.T, s secureKafka4, program string, c secureCase) {
 func franzSecure(t *testing.T, s secureKafka4, c secureCase, topic string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	opts := append(s.franzOpts(t, c, "alice-secret"), kgo.AllowAutoTopicCreation(), kgo.DefaultProduceTopic(topic))
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	const n = 50
 	var recs []*kgo.Record
-	for i := range n {
+	for i := range 50 {
 		recs = append(recs, &kgo.Record{Key: []byte(strconv.Itoa(i)), Value: []byte(c.name + " " + strconv.Itoa(i))})
 	}
-	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Fatalf("produce over %s: %v", c.name, err)
-	}
-	cons, err := kgo.NewClient(append(s.franzOpts(t, c, "alice-secret"),
-		kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cons.Close()
-	consumeDistinct(ctx, t, cons, n, " over "+c.name)
+	franzProduceConsume(ctx, t, s.franzOpts(t, c, "alice-secret"), topic, recs, " over "+c.name)
 }
 
 func franzWrongPassword(t *testing.T, s secureKafka4, c secureCase) {

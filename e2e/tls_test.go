@@ -115,40 +115,13 @@ func franzRoundTrip(t *testing.T, addr, topic string, cfg *tls.Config) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	opts := []kgo.Opt{kgo.SeedBrokers(addr), kgo.DialTLSConfig(cfg), kgo.AllowAutoTopicCreation(),
-		kgo.ClientID("kafkaguard-e2e-tls"), kgo.RetryTimeout(30 * time.Second)}
-	cl, err := kgo.NewClient(append(opts, kgo.DefaultProduceTopic(topic))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	const n = 50
+	opts := []kgo.Opt{kgo.SeedBrokers(addr), kgo.DialTLSConfig(cfg), kgo.ClientID("kafkaguard-e2e-tls"),
+		kgo.RetryTimeout(30 * time.Second)}
 	var recs []*kgo.Record
-	for i := range n {
+	for i := range 50 {
 		recs = append(recs, &kgo.Record{Key: fmt.Appendf(nil, "%d", i), Value: bytes.Repeat([]byte{byte(i)}, i*1000)})
 	}
-	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Fatalf("franz-go produce: %v", err)
-	}
-	cons, err := kgo.NewClient(append(opts, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchMaxWait(500*time.Millisecond))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cons.Close()
-	got := 0
-	for got < n && ctx.Err() == nil {
-		fs := cons.PollFetches(ctx)
-		fs.EachError(func(_ string, _ int32, err error) {
-			if ctx.Err() == nil {
-				t.Fatalf("franz-go consume: %v", err)
-			}
-		})
-		got += fs.NumRecords()
-	}
-	if got != n {
-		t.Fatalf("franz-go consumed %d of %d", got, n)
-	}
+	franzProduceConsume(ctx, t, opts, topic, recs, " over TLS")
 }
 
 // rejected reads kafkaguard_frames_rejected_total{reason} from the admin.
