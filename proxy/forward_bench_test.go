@@ -100,15 +100,6 @@ func relay(tb testing.TB, upstream string) string {
 }
 
 func benchProxy(b testing.TB, upstream string) string {
-	return benchProxyWith(b, upstream, false)
-}
-
-// benchProxyWith is benchProxy storing large bodies in chunks, as on
-// systems without splice, when noSplice is set.
-func benchProxyWith(b testing.TB, upstream string, noSplice bool) string {
-	if noSplice {
-		return benchProxyStore(b, upstream, storeChunks)
-	}
 	return benchProxyStore(b, upstream, storeAuto)
 }
 
@@ -150,7 +141,7 @@ func BenchmarkForwardProduce(b *testing.B) {
 		{"direct", up},
 		{"relay", relay(b, up)},
 		{"kafkaguard", benchProxy(b, up)},
-		{"kafkaguard-chunks", benchProxyWith(b, up, true)},
+		{"kafkaguard-chunks", benchProxyStore(b, up, storeChunks)},
 		{"kafkaguard-readv", benchProxyStore(b, up, storeReadv)},
 	}
 	for _, size := range []int{1 << 10, 64 << 10, 960 << 10} {

@@ -143,10 +143,9 @@ type Options struct {
 	Logger  zerolog.Logger
 	Metrics *Metrics
 
-	// Test hooks for the Linux pipe path (forwardPiped): noSplice stores
-	// large bodies in chunks as elsewhere; pipeLimit, when positive, caps
-	// a pipe's capacity below fs.pipe-max-size, so frames spill into chunks.
-	noSplice  bool
+	// Test hook for the Linux pipe path (forwardPiped): pipeLimit, when
+	// positive, caps a pipe's capacity below fs.pipe-max-size, so frames
+	// spill into chunks.
 	pipeLimit int
 	// store picks the store path of a frame larger than a chunk (pipe,
 	// readv or chunks; see storePath) so tests and benchmarks run each;

@@ -50,13 +50,10 @@ var storeFromEnv = sync.OnceValue(func() storePath {
 	return storePipe
 })
 
-// storeWith is the store path in force: Options.store, or with the older
-// hook noSplice chunks, or the environment's.
+// storeWith is the store path in force: Options.store, or the
+// environment's.
 func (o *Options) storeWith() storePath {
-	switch {
-	case o.noSplice:
-		return storeChunks
-	case o.store != storeAuto:
+	if o.store != storeAuto {
 		return o.store
 	}
 	return storeFromEnv()
