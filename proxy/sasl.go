@@ -69,6 +69,10 @@ type saslState struct {
 	// pump and by log lines (principalHook) without mu.
 	authed    atomic.Bool
 	principal atomic.Pointer[string]
+	// inferred: a mechanism of unknown rounds got an answer with error 0,
+	// so a request that is not SASL ends the login. Written under mu, read
+	// by the request pump on every frame without it.
+	inferred atomic.Bool
 
 	// inV0 is the request pump's own: a v0 exchange runs, so v0 says what
 	// each client frame is. It is dropped once the exchange is done.
@@ -80,7 +84,6 @@ type saslState struct {
 	candidate string                // the user name the latest login's first token shows ("" = none)
 	authReqs  int                   // SaslAuthenticate requests since the latest handshake
 	authOKs   int                   // their responses with error 0
-	inferred  bool                  // a mechanism of unknown rounds got an answer with error 0: a request that is not SASL ends the login
 	// changed (cap 1, made with the first v0 exchange) tells a request
 	// pump waiting for the handshake's or OAUTHBEARER's answer that the
 	// response pump has fed one to v0.
@@ -213,11 +216,8 @@ func (c *conn) saslAllowed(h framing.RequestHeader) bool {
 	s := &c.sasl
 	key := h.APIKey
 	if key != framing.KeySaslHandshake && key != framing.KeySaslAuthenticate && !s.authed.Load() {
-		s.mu.Lock()
-		inferred := s.inferred
-		s.mu.Unlock()
 		switch {
-		case inferred:
+		case s.inferred.Load():
 			c.loggedIn()
 		case c.r.SASLRequire && key != framing.KeyAPIVersions:
 			c.refuse(reasonUnauthenticated, framing.APIName(key), fmt.Errorf("%w: %s on a listener with sasl: require", errUnauthenticated, framing.APIName(key)))
@@ -261,7 +261,8 @@ func (c *conn) saslRequest(h framing.RequestHeader, size int32, start time.Time)
 		}
 		m := framing.ParseMechanism(name)
 		s.mu.Lock()
-		s.mech, s.candidate, s.authReqs, s.authOKs, s.inferred = m, "", 0, 0, false
+		s.mech, s.candidate, s.authReqs, s.authOKs = m, "", 0, 0
+		s.inferred.Store(false)
 		if h.APIVersion == 0 {
 			s.v0 = framing.NewSaslV0(m)
 			if s.changed == nil {
@@ -381,7 +382,7 @@ func (c *conn) saslResponse(p inflightReq) (done, ok bool) {
 	case framing.SaslScram:
 		accepted = s.authOKs >= 2
 	default:
-		s.inferred = true
+		s.inferred.Store(true)
 	}
 	s.mu.Unlock()
 	if accepted {
