@@ -51,13 +51,12 @@ func genRecords(seed uint64, prefix string, n, maxLen int, text bool) []rec {
 // sameRecords checks that got holds exactly want, each once, byte for byte,
 // in any order (records spread over partitions).
 //
-// One exception, for clients that report where they read each record: the
-// same record read again at the same partition and offset is the client
-// fetching one log position twice, which it may (kafkajs 2.2.4 did once in
-// CI against Kafka 3.9.1: a throwaway group with no rebalance read 107 of 300
-// records twice, while a second group read the same topic exactly once). Such a
-// re-read is logged and not counted; a key at two places in the log (what a
-// proxy that sent one Produce twice would leave) is always an error.
+// One exception, for clients that report where they read each record
+// (kafkajs): the same record read again at the same partition and offset is
+// the client fetching one log position twice, which a consumer may; it is
+// logged and not counted. A key at two places in the log (a Produce applied
+// twice, by a proxy or by a client's retry) is always an error: the partition
+// and offset in the report tell the two apart.
 func sameRecords(t *testing.T, what string, want, got []rec) {
 	t.Helper()
 	seen := make(map[string]rec, len(got))
