@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/kafkaguard/kafkaguard/framing"
@@ -20,6 +21,7 @@ var (
 	errTLSHandshakeFailed    = errors.New("tls handshake failed")
 	errTLSHandshakeTimeout   = errors.New("tls handshake timed out")
 	errClosedBeforeHandshake = errors.New("client closed before its tls handshake")
+	errClosedMidHandshake    = errors.New("client closed during its tls handshake")
 )
 
 // sniffLen is how many of a connection's first bytes firstBytesConn keeps:
@@ -48,7 +50,8 @@ func (c *firstBytesConn) Read(p []byte) (int, error) {
 // accepted connection, bounded by timeout. On failure it returns the reason
 // for the metric and the log line and an error saying what went wrong; the
 // caller closes raw. Only reasonClientClosed (a client, or a TCP health
-// probe, that closed without sending a byte) is no offence.
+// probe, that closed without sending a byte, or a TLS client that hung up
+// mid-handshake) is no offence.
 func handshakeServer(raw net.Conn, cfg *tls.Config, timeout time.Duration) (*tls.Conn, reason, error) {
 	fb := &firstBytesConn{Conn: raw}
 	tc := tls.Server(fb, cfg)
@@ -88,8 +91,23 @@ func classifyHandshake(err error, first []byte) (reason, error) {
 		return reasonTLSHandshakeTimeout, fmt.Errorf("%w after %d bytes from the client: %w", errTLSHandshakeTimeout, len(first), err)
 	case len(first) == 0 && (errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)):
 		return reasonClientClosed, fmt.Errorf("%w: %w", errClosedBeforeHandshake, err)
+	case len(first) > 0 && first[0] == tlsHandshakeRecord && hungUp(err):
+		return reasonClientClosed, fmt.Errorf("%w: %w", errClosedMidHandshake, err)
 	}
 	return reasonTLSHandshakeFailed, fmt.Errorf("%w: %w", errTLSHandshakeFailed, err)
+}
+
+// tlsHandshakeRecord is the content type that starts a TLS ClientHello.
+const tlsHandshakeRecord = 0x16
+
+// hungUp reports whether err is a peer going away without a word: end of
+// stream, a reset, or a write to a closed socket. A TLS client that started
+// its handshake and then did this gave up (a client closing while it still
+// dialled a broker, or timing out on its side); one that rejects
+// kafkaguard's certificate says so in an alert, which is no hang-up.
+func hungUp(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // looksLikeKafkaRequest reports whether b starts like a Kafka request: a

@@ -51,7 +51,8 @@ func (c *conn) spliceable() bool {
 // has admitted it already, so a refused source costs no TLS work, and the
 // accept loop never waits on a client. A failed or timed-out handshake is
 // an offence with its reason; a client that closed without a byte (a TCP
-// health probe) or one cut by a drain is not. On success the verified
+// health probe), one that hung up mid-handshake (a client closing while it
+// dialled) or one cut by a drain is not. On success the verified
 // client certificate's subject joins the connection's log lines.
 func (c *conn) handshake() bool {
 	tc := c.client.(*tlsSocket).Conn

@@ -218,19 +218,25 @@ func TestTLSHandshakeReasons(t *testing.T) {
 	apiVersions := kmsg.NewPtrApiVersionsRequest()
 	apiVersions.Version = 3
 	apiVersions.ClientSoftwareName, apiVersions.ClientSoftwareVersion = "kgo", "1.0"
+	hello := clientHello(t)
 	tests := []struct {
 		name    string
 		send    []byte // nil: send nothing and wait; empty: close at once
+		then    string // after send: "" wait, "close", or "reset"
 		reason  reason
 		wantErr error
 		wantMsg string
 	}{
-		{"plaintext ApiVersions", rawRequest(18, 3, 1, "plain-client", apiVersions.AppendTo(nil)), reasonPlaintextOnTLS, errPlaintextOnTLS, "Kafka ApiVersions request"},
-		{"plaintext Metadata", rawRequest(3, 12, 1, "c", []byte{0, 0, 0, 0}), reasonPlaintextOnTLS, errPlaintextOnTLS, "Kafka Metadata request"},
-		{"http", []byte("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"), reasonNotKafka, errNotKafka, "HTTP"},
-		{"garbage", bytes.Repeat([]byte{0xee}, 64), reasonTLSHandshakeFailed, errTLSHandshakeFailed, ""},
-		{"silent", nil, reasonTLSHandshakeTimeout, errTLSHandshakeTimeout, "timed out"},
-		{"closed at once", []byte{}, reasonClientClosed, errClosedBeforeHandshake, ""},
+		{"plaintext ApiVersions", rawRequest(18, 3, 1, "plain-client", apiVersions.AppendTo(nil)), "", reasonPlaintextOnTLS, errPlaintextOnTLS, "Kafka ApiVersions request"},
+		{"plaintext Metadata", rawRequest(3, 12, 1, "c", []byte{0, 0, 0, 0}), "", reasonPlaintextOnTLS, errPlaintextOnTLS, "Kafka Metadata request"},
+		{"http", []byte("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"), "", reasonNotKafka, errNotKafka, "HTTP"},
+		{"garbage", bytes.Repeat([]byte{0xee}, 64), "", reasonTLSHandshakeFailed, errTLSHandshakeFailed, ""},
+		{"silent", nil, "", reasonTLSHandshakeTimeout, errTLSHandshakeTimeout, "timed out"},
+		{"closed at once", []byte{}, "", reasonClientClosed, errClosedBeforeHandshake, ""},
+		{"client hello, then closed", hello, "close", reasonClientClosed, errClosedMidHandshake, ""},
+		{"half a client hello, then closed", hello[:len(hello)/2], "close", reasonClientClosed, errClosedMidHandshake, "unexpected EOF"},
+		{"client hello, then reset", hello, "reset", reasonClientClosed, errClosedMidHandshake, ""},
+		{"half a client hello, then silent", hello[:len(hello)/2], "", reasonTLSHandshakeTimeout, errTLSHandshakeTimeout, "timed out"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -248,12 +254,43 @@ func TestTLSHandshakeReasons(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			switch tt.then {
+			case "close":
+				c.Close()
+			case "reset":
+				c.(*net.TCPConn).SetLinger(0) // close sends a RST
+				c.Close()
+			}
 			r := e.result(t)
 			if r.reason != tt.reason || !errors.Is(r.err, tt.wantErr) || !strings.Contains(r.err.Error(), tt.wantMsg) {
 				t.Errorf("reason %q, err %v; want %q, %v containing %q", r.reason, r.err, tt.reason, tt.wantErr, tt.wantMsg)
 			}
 		})
 	}
+}
+
+// clientHello returns the first TLS record a crypto/tls client sends: its
+// ClientHello.
+func clientHello(t *testing.T) []byte {
+	t.Helper()
+	cl, srv := net.Pipe()
+	defer srv.Close()
+	go tls.Client(cl, &tls.Config{ServerName: "kafkaguard.test", InsecureSkipVerify: true}).Handshake()
+	defer cl.Close()
+	srv.SetReadDeadline(time.Now().Add(5 * time.Second))
+	hdr := make([]byte, 5)
+	if _, err := io.ReadFull(srv, hdr); err != nil {
+		t.Fatal(err)
+	}
+	rec := make([]byte, 5+(int(hdr[3])<<8|int(hdr[4])))
+	copy(rec, hdr)
+	if _, err := io.ReadFull(srv, rec[5:]); err != nil {
+		t.Fatal(err)
+	}
+	if rec[0] != tlsHandshakeRecord {
+		t.Fatalf("first record % x is no handshake", rec[:5])
+	}
+	return rec
 }
 
 func TestLooksLikeKafkaRequest(t *testing.T) {

@@ -136,7 +136,8 @@ func TestTLSListenerCarriesKafka(t *testing.T) {
 }
 
 // Every way a TLS handshake goes wrong gets a reason in the metric, a log
-// line naming it, and (but for a client closing without a byte) an offence.
+// line naming it, and (but for a client closing without a byte or hanging
+// up mid-handshake) an offence.
 func TestTLSHandshakeRefusals(t *testing.T) {
 	kafkaReq := rawRequest(int16(kmsg.ApiVersions), 3, 1, "plain", []byte{0, 0, 0})
 	for _, tc := range []struct {
@@ -180,6 +181,17 @@ func TestTLSHandshakeRefusals(t *testing.T) {
 		}, "not_kafka", "look like an HTTP request", true},
 		{"closes without a byte", func(t *testing.T, h *tlsHarness, addr string) {
 			dial(t, addr).Close()
+		}, "", "", false},
+		{"hangs up mid-handshake", func(t *testing.T, h *tlsHarness, addr string) {
+			// A client closed while it still dialled a broker.
+			c := dial(t, addr)
+			c.Write(clientHello(t))
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			var b [1]byte
+			if n, err := c.Read(b[:]); n != 1 {
+				t.Fatalf("no ServerHello from kafkaguard: %v", err)
+			}
+			c.Close()
 		}, "", "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
