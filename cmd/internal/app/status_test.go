@@ -14,6 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+
+	"github.com/kafkaguard/kafkaguard/limits"
 )
 
 // The history keeps historySamples samples and historySeries named series whatever it is fed, and adds
@@ -105,6 +107,20 @@ func get(t testing.TB, c *http.Client, url string) (int, string) {
 		t.Fatal(err)
 	}
 	return resp.StatusCode, string(b)
+}
+
+// A ban earned by an authenticated connection names its principal on the page, escaped like the client id.
+func TestStatusPageNamesThePrincipal(t *testing.T) {
+	a := statusApp(t, 0, "")
+	addr := netip.MustParseAddr("10.9.9.9")
+	if _, banned := a.gate.OffenceBy(addr, limits.Offender{ClientID: "orders", Principal: "<alice>"}, "unauthenticated", 1); !banned {
+		t.Fatal("source not banned")
+	}
+	ts := statusServer(t, a, false)
+	_, body := get(t, ts.Client(), ts.URL+"/")
+	if !strings.Contains(body, "<th>principal</th>") || !strings.Contains(body, "<td>orders</td><td>&lt;alice&gt;</td>") {
+		t.Errorf("the ban's row lacks client id orders and principal <alice> (escaped):\n%s", body)
+	}
 }
 
 // What a client puts in its client id reaches the page escaped; the page loads nothing from elsewhere.
