@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -160,6 +161,111 @@ func TestShippedConfigsProtect(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The Kubernetes example's kafkaguard container runs as the image's nonroot user with the restricted
+// profile's settings, and reads its TLS private key from files no other user may read: the projected
+// volume's mode (Kubernetes defaults to 0644) gives nothing to others, and the pod's fsGroup is the
+// container's group, so the group bits are what let kafkaguard read them.
+func TestKubernetesExampleKeepsTheKeyPrivate(t *testing.T) {
+	type securityContext struct {
+		RunAsNonRoot             bool   `yaml:"runAsNonRoot"`
+		RunAsUser                *int64 `yaml:"runAsUser"`
+		RunAsGroup               *int64 `yaml:"runAsGroup"`
+		AllowPrivilegeEscalation *bool  `yaml:"allowPrivilegeEscalation"`
+		Capabilities             struct {
+			Drop []string `yaml:"drop"`
+		} `yaml:"capabilities"`
+		SeccompProfile struct {
+			Type string `yaml:"type"`
+		} `yaml:"seccompProfile"`
+	}
+	var spec struct {
+		Template struct {
+			Spec struct {
+				SecurityContext struct {
+					FSGroup *int64 `yaml:"fsGroup"`
+				} `yaml:"securityContext"`
+				Containers []struct {
+					Name            string          `yaml:"name"`
+					SecurityContext securityContext `yaml:"securityContext"`
+					VolumeMounts    []struct {
+						Name string `yaml:"name"`
+					} `yaml:"volumeMounts"`
+				} `yaml:"containers"`
+				Volumes []struct {
+					Name      string `yaml:"name"`
+					Projected *struct {
+						DefaultMode *int64 `yaml:"defaultMode"`
+						Sources     []struct {
+							Secret *struct {
+								Items []struct {
+									Key  string `yaml:"key"`
+									Mode *int64 `yaml:"mode"`
+								} `yaml:"items"`
+							} `yaml:"secret"`
+						} `yaml:"sources"`
+					} `yaml:"projected"`
+				} `yaml:"volumes"`
+			} `yaml:"spec"`
+		} `yaml:"template"`
+	}
+	found := false
+	for _, d := range kubeDocs(t) {
+		if d.Kind != "StatefulSet" {
+			continue
+		}
+		if err := d.Spec.Decode(&spec); err != nil {
+			t.Fatal(err)
+		}
+		found = true
+	}
+	if !found {
+		t.Fatal("no StatefulSet in the manifest")
+	}
+	pod := spec.Template.Spec
+	var sc securityContext
+	var mounts []string
+	for _, c := range pod.Containers {
+		if c.Name == "kafkaguard" {
+			sc = c.SecurityContext
+			for _, m := range c.VolumeMounts {
+				mounts = append(mounts, m.Name)
+			}
+		}
+	}
+	if !sc.RunAsNonRoot || sc.RunAsUser == nil || *sc.RunAsUser == 0 || sc.RunAsGroup == nil ||
+		sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+		!slices.Equal(sc.Capabilities.Drop, []string{"ALL"}) || sc.SeccompProfile.Type != "RuntimeDefault" {
+		t.Errorf("kafkaguard's securityContext %+v: want runAsNonRoot, a runAsUser and runAsGroup, no privilege escalation, every capability dropped, the RuntimeDefault seccomp profile", sc)
+	}
+	if g := pod.SecurityContext.FSGroup; g == nil || sc.RunAsGroup == nil || *g != *sc.RunAsGroup {
+		t.Errorf("pod fsGroup %v, container runAsGroup %v: want the same group, so mode 0440 files are kafkaguard's to read", g, sc.RunAsGroup)
+	}
+	keys := 0
+	for _, v := range pod.Volumes {
+		if v.Projected == nil || !slices.Contains(mounts, v.Name) {
+			continue
+		}
+		for _, src := range v.Projected.Sources {
+			if src.Secret == nil {
+				continue
+			}
+			for _, it := range src.Secret.Items {
+				mode := v.Projected.DefaultMode
+				if it.Mode != nil {
+					mode = it.Mode
+				}
+				if mode == nil || *mode&0o007 != 0 {
+					t.Errorf("secret key %s in volume %s has mode %v (Kubernetes' default is 0644): others can read it", it.Key, v.Name, mode)
+				}
+				keys++
+			}
+		}
+	}
+	if keys == 0 {
+		t.Error("kafkaguard mounts no Secret: the example's TLS key is not where the test looks")
 	}
 }
 
