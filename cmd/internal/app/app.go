@@ -114,6 +114,7 @@ func Build(cfg config.Config, log zerolog.Logger) (*App, error) {
 		}
 		a.token.Store(&tok)
 	}
+	warnReadableSecrets(log, &cfg)
 	m := proxy.NewMetrics(a.reg)
 
 	// Pool chunks live on the Go heap; without a limit the collector lets

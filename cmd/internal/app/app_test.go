@@ -35,6 +35,18 @@ func (l *lockedBuffer) count(sub string) int {
 	return strings.Count(l.b.String(), sub)
 }
 
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (l *lockedBuffer) Reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.Reset()
+}
+
 // freeAddr returns a loopback address nothing listens on now.
 func freeAddr(t testing.TB) string {
 	t.Helper()

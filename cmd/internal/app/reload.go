@@ -273,6 +273,7 @@ func (a *App) Apply(next config.Config, why string) error {
 	}
 	a.log.Info().Str("config", a.reload.path).Str("trigger", why).Strs("changed", keys).
 		Int("kept", len(kept)).Msg("config reloaded")
+	warnReadableSecrets(a.log, &eff)
 	return nil
 }
 
