@@ -24,9 +24,13 @@ import (
 // the version the build line stamps, and the image's default command
 // without a mounted config must exit 2 naming the missing file, as the
 // Dockerfile says.
+//
+// It runs with KG_DOCKER_CONTEXT=1 (CI's step of its own): on a cold cache
+// its static, trimmed build compiles the standard library and every
+// dependency again, which has no place among the unit tests' timeouts.
 func TestDockerBuildContext(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds kafkaguard")
+	if os.Getenv("KG_DOCKER_CONTEXT") != "1" {
+		t.Skip("set KG_DOCKER_CONTEXT=1 to build kafkaguard as the Dockerfile does (CI does)")
 	}
 	root, err := filepath.Abs("../..")
 	if err != nil {
@@ -47,7 +51,8 @@ func TestDockerBuildContext(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "sh", "-c", build)
 	cmd.Dir = ctxDir
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=readonly")
+	// No .git in the context, as in an image build: nothing to stamp.
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=readonly -buildvcs=false")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("the Dockerfile's build, in a context of the %d files .dockerignore lets in:\n%s\n%s: %v", n, build, b, err)
 	}
@@ -61,7 +66,8 @@ func TestDockerBuildContext(t *testing.T) {
 		t.Fatalf("CMD %q: want run --config <file>", df.cmd)
 	}
 	if _, err := os.Stat(df.cmd[2]); !errors.Is(err, fs.ErrNotExist) {
-		t.Skipf("%s exists on this machine: cannot run the image's command without a config", df.cmd[2])
+		t.Logf("%s exists on this machine: the image's command without a config is not run", df.cmd[2])
+		return
 	}
 	c := exec.CommandContext(ctx, bin, df.cmd...)
 	var stderr strings.Builder
