@@ -50,8 +50,9 @@ func (c *firstBytesConn) Read(p []byte) (int, error) {
 // accepted connection, bounded by timeout. On failure it returns the reason
 // for the metric and the log line and an error saying what went wrong; the
 // caller closes raw. Only reasonClientClosed (a client, or a TCP health
-// probe, that closed without sending a byte, or a TLS client that hung up
-// mid-handshake) is no offence.
+// probe, that closed or reset without sending a byte) and
+// reasonTLSAbandoned (a TLS client that hung up mid-handshake) are no
+// offence.
 func handshakeServer(raw net.Conn, cfg *tls.Config, timeout time.Duration) (*tls.Conn, reason, error) {
 	fb := &firstBytesConn{Conn: raw}
 	tc := tls.Server(fb, cfg)
@@ -89,10 +90,10 @@ func classifyHandshake(err error, first []byte) (reason, error) {
 		return reasonNotKafka, fmt.Errorf("%w: first bytes %q look like an HTTP request", errNotKafka, first[:4])
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return reasonTLSHandshakeTimeout, fmt.Errorf("%w after %d bytes from the client: %w", errTLSHandshakeTimeout, len(first), err)
-	case len(first) == 0 && (errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)):
+	case len(first) == 0 && (hungUp(err) || errors.Is(err, net.ErrClosed)):
 		return reasonClientClosed, fmt.Errorf("%w: %w", errClosedBeforeHandshake, err)
 	case len(first) > 0 && first[0] == tlsHandshakeRecord && hungUp(err):
-		return reasonClientClosed, fmt.Errorf("%w: %w", errClosedMidHandshake, err)
+		return reasonTLSAbandoned, fmt.Errorf("%w: %w", errClosedMidHandshake, err)
 	}
 	return reasonTLSHandshakeFailed, fmt.Errorf("%w: %w", errTLSHandshakeFailed, err)
 }
@@ -105,6 +106,12 @@ const tlsHandshakeRecord = 0x16
 // its handshake and then did this gave up (a client closing while it still
 // dialled a broker, or timing out on its side); one that rejects
 // kafkaguard's certificate says so in an alert, which is no hang-up.
+//
+// It is no offence: an offence would not bound anything a completed
+// handshake followed by a close (never an offence) does not, and it would
+// push clients that shut down mid-dial towards a ban. What bounds the
+// handshakes a source can make kafkaguard do is the gate's per-source
+// connection cap and rate, judged before any TLS work.
 func hungUp(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)

@@ -27,6 +27,11 @@ const (
 	reasonPoolExhausted
 	reasonBanned
 	reasonBadResponse
+	// reasonTLSAbandoned: a TLS client that started its handshake hung up
+	// without an alert (a client closing while it still dialled). Its own
+	// label, so handshake churn shows in connections_closed_total; no
+	// offence (see classifyHandshake).
+	reasonTLSAbandoned
 
 	// Offences: the client sent something a Kafka client never sends.
 	reasonBadSize
@@ -93,6 +98,7 @@ var reasons = [numReasons]struct {
 	reasonPoolExhausted:       {"pool_exhausted", notOffence},
 	reasonBanned:              {"banned", notOffence},
 	reasonBadResponse:         {"bad_response", notOffence},
+	reasonTLSAbandoned:        {"tls_handshake_abandoned", notOffence},
 	reasonBadSize:             {"bad_size", weighsClosed},
 	reasonNotKafka:            {"not_kafka", weighsClosed},
 	reasonTLS:                 {"tls_on_plaintext", weighsClosed},

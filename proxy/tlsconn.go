@@ -52,11 +52,12 @@ func (c *conn) spliceable() bool {
 // accept loop never waits on a client. A failed or timed-out handshake is
 // an offence with its reason; a client that closed without a byte (a TCP
 // health probe), one that hung up mid-handshake (a client closing while it
-// dialled) or one cut by a drain is not. On success the verified
+// dialled: tls_handshake_abandoned) or one cut by a drain (Shutdown or its
+// listener removed) is not. On success the verified
 // client certificate's subject joins the connection's log lines.
 func (c *conn) handshake() bool {
 	tc := c.client.(*tlsSocket).Conn
-	if c.s.draining.Load() {
+	if c.draining() {
 		c.setReason(reasonShutdown, nil)
 		return false
 	}
@@ -69,11 +70,11 @@ func (c *conn) handshake() bool {
 		}
 		return true
 	}
-	if c.s.draining.Load() && r == reasonTLSHandshakeTimeout {
-		r = reasonShutdown // Shutdown's interrupt set the deadline
+	if c.draining() && r == reasonTLSHandshakeTimeout {
+		r = reasonShutdown // the drain's interrupt (Shutdown, a removed listener) set the deadline
 	}
 	switch r {
-	case reasonClientClosed, reasonShutdown, reasonClientError:
+	case reasonClientClosed, reasonTLSAbandoned, reasonShutdown, reasonClientError:
 		c.setReason(r, err)
 	default:
 		c.refuseAs(r, apiNone, "", err)

@@ -233,9 +233,10 @@ func TestTLSHandshakeReasons(t *testing.T) {
 		{"garbage", bytes.Repeat([]byte{0xee}, 64), "", reasonTLSHandshakeFailed, errTLSHandshakeFailed, ""},
 		{"silent", nil, "", reasonTLSHandshakeTimeout, errTLSHandshakeTimeout, "timed out"},
 		{"closed at once", []byte{}, "", reasonClientClosed, errClosedBeforeHandshake, ""},
-		{"client hello, then closed", hello, "close", reasonClientClosed, errClosedMidHandshake, ""},
-		{"half a client hello, then closed", hello[:len(hello)/2], "close", reasonClientClosed, errClosedMidHandshake, "unexpected EOF"},
-		{"client hello, then reset", hello, "reset", reasonClientClosed, errClosedMidHandshake, ""},
+		{"reset at once", []byte{}, "reset", reasonClientClosed, errClosedBeforeHandshake, ""},
+		{"client hello, then closed", hello, "close", reasonTLSAbandoned, errClosedMidHandshake, ""},
+		{"half a client hello, then closed", hello[:len(hello)/2], "close", reasonTLSAbandoned, errClosedMidHandshake, "unexpected EOF"},
+		{"client hello, then reset", hello, "reset", reasonTLSAbandoned, errClosedMidHandshake, ""},
 		{"half a client hello, then silent", hello[:len(hello)/2], "", reasonTLSHandshakeTimeout, errTLSHandshakeTimeout, "timed out"},
 	}
 	for _, tt := range tests {
@@ -247,8 +248,9 @@ func TestTLSHandshakeReasons(t *testing.T) {
 			defer c.Close()
 			switch {
 			case tt.send == nil:
-			case len(tt.send) == 0:
+			case len(tt.send) == 0 && tt.then == "":
 				c.Close()
+			case len(tt.send) == 0:
 			default:
 				if _, err := c.Write(tt.send); err != nil {
 					t.Fatal(err)
@@ -274,9 +276,16 @@ func TestTLSHandshakeReasons(t *testing.T) {
 func clientHello(t *testing.T) []byte {
 	t.Helper()
 	cl, srv := net.Pipe()
-	defer srv.Close()
-	go tls.Client(cl, &tls.Config{ServerName: "kafkaguard.test", InsecureSkipVerify: true}).Handshake()
-	defer cl.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tls.Client(cl, &tls.Config{ServerName: "kafkaguard.test", InsecureSkipVerify: true}).Handshake()
+	}()
+	defer func() {
+		cl.Close() // the client's handshake fails and returns
+		srv.Close()
+		<-done
+	}()
 	srv.SetReadDeadline(time.Now().Add(5 * time.Second))
 	hdr := make([]byte, 5)
 	if _, err := io.ReadFull(srv, hdr); err != nil {

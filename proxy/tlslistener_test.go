@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"net"
 	"runtime"
@@ -136,8 +138,9 @@ func TestTLSListenerCarriesKafka(t *testing.T) {
 }
 
 // Every way a TLS handshake goes wrong gets a reason in the metric, a log
-// line naming it, and (but for a client closing without a byte or hanging
-// up mid-handshake) an offence.
+// line naming it, and (but for a client closing or resetting without a
+// byte, or hanging up mid-handshake) an offence; every end is counted in
+// connections_closed_total by its reason.
 func TestTLSHandshakeRefusals(t *testing.T) {
 	kafkaReq := rawRequest(int16(kmsg.ApiVersions), 3, 1, "plain", []byte{0, 0, 0})
 	for _, tc := range []struct {
@@ -146,12 +149,13 @@ func TestTLSHandshakeRefusals(t *testing.T) {
 		reason  string
 		logHas  string
 		offence bool
+		closed  string // connections_closed_total's reason; "" = reason
 	}{
 		{"plaintext kafka", func(t *testing.T, h *tlsHarness, addr string) {
 			c := dial(t, addr)
 			c.Write(kafkaReq)
 			expectClosed(t, c, 5*time.Second)
-		}, "plaintext_on_tls", "security.protocol=PLAINTEXT", true},
+		}, "plaintext_on_tls", "security.protocol=PLAINTEXT", true, ""},
 		{"unknown ca client certificate", func(t *testing.T, h *tlsHarness, addr string) {
 			cfg := h.certs.ClientConfig()
 			// Sent whatever CAs kafkaguard names: crypto/tls would
@@ -160,28 +164,38 @@ func TestTLSHandshakeRefusals(t *testing.T) {
 				return &h.certs.Unknown.TLS, nil
 			}
 			tlsDialFails(t, addr, cfg)
-		}, "tls_handshake_failed", "certificate signed by unknown authority", true},
+		}, "tls_handshake_failed", "certificate signed by unknown authority", true, ""},
 		{"expired client certificate", func(t *testing.T, h *tlsHarness, addr string) {
 			cfg := h.certs.ClientConfig()
 			cfg.Certificates = []tls.Certificate{h.certs.Expired.TLS}
 			tlsDialFails(t, addr, cfg)
-		}, "tls_handshake_failed", "expired", true},
+		}, "tls_handshake_failed", "expired", true, ""},
 		{"no client certificate", func(t *testing.T, h *tlsHarness, addr string) {
 			tlsDialFails(t, addr, h.certs.ClientConfig())
-		}, "tls_handshake_failed", "didn't provide a certificate", true},
+		}, "tls_handshake_failed", "didn't provide a certificate", true, ""},
 		{"handshake never finishes", func(t *testing.T, h *tlsHarness, addr string) {
 			c := dial(t, addr)
 			c.Write([]byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01}) // a record header and one byte of a ClientHello
 			expectClosed(t, c, 5*time.Second)
-		}, "tls_handshake_timeout", "tls handshake timed out", true},
+		}, "tls_handshake_timeout", "tls handshake timed out", true, ""},
 		{"http", func(t *testing.T, h *tlsHarness, addr string) {
 			c := dial(t, addr)
 			c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
 			expectClosed(t, c, 5*time.Second)
-		}, "not_kafka", "look like an HTTP request", true},
+		}, "not_kafka", "look like an HTTP request", true, ""},
+		{"does not trust kafkaguard's certificate", func(t *testing.T, h *tlsHarness, addr string) {
+			cfg := h.certs.ClientConfig()
+			cfg.RootCAs = x509.NewCertPool() // trusts nothing: it sends an alert
+			tlsDialFails(t, addr, cfg)
+		}, "tls_handshake_failed", "remote error: tls:", true, ""},
 		{"closes without a byte", func(t *testing.T, h *tlsHarness, addr string) {
 			dial(t, addr).Close()
-		}, "", "", false},
+		}, "", "", false, "client_closed"},
+		{"resets without a byte", func(t *testing.T, h *tlsHarness, addr string) {
+			c := dial(t, addr)
+			c.(*net.TCPConn).SetLinger(0) // a health check that closes with a RST
+			c.Close()
+		}, "", "", false, "client_closed"},
 		{"hangs up mid-handshake", func(t *testing.T, h *tlsHarness, addr string) {
 			// A client closed while it still dialled a broker.
 			c := dial(t, addr)
@@ -192,7 +206,7 @@ func TestTLSHandshakeRefusals(t *testing.T) {
 				t.Fatalf("no ServerHello from kafkaguard: %v", err)
 			}
 			c.Close()
-		}, "", "", false},
+		}, "", "", false, "tls_handshake_abandoned"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newTLSHarness(t, tls.RequireAndVerifyClientCert, false, harnessOpts{brokers: 1,
@@ -217,7 +231,42 @@ func TestTLSHandshakeRefusals(t *testing.T) {
 			if got := h.srv.Gate().ActiveBans() == 1; got != tc.offence {
 				t.Errorf("offence recorded = %v, want %v", got, tc.offence)
 			}
+			closed := cmp.Or(tc.closed, tc.reason)
+			if n := h.counter("kafkaguard_connections_closed_total", map[string]string{"reason": closed}); n != 1 {
+				t.Errorf("connections_closed_total{reason=%s} = %v, want 1", closed, n)
+			}
 		})
+	}
+}
+
+// A client mid-handshake on a listener a reload removes is cut by the
+// drain, not charged: its handshake ends as a shutdown, no refusal, no
+// offence (it used to be a tls_handshake_timeout offence, the drain's
+// interrupt read as the client's slowness).
+func TestTLSHandshakeCutByListenerRemoval(t *testing.T) {
+	h := newTLSHarness(t, tls.RequireAndVerifyClientCert, false, harnessOpts{brokers: 2,
+		gate: &limits.GateOptions{OffencesBeforeBan: 1, BanMin: time.Minute, BanMax: time.Minute}})
+	c := dial(t, h.addrs[0])
+	c.Write([]byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01}) // a record header and one byte of a ClientHello
+	waitFor(t, 5*time.Second, "the handshake under way", func() bool { return h.srv.connCount() == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := h.srv.RemoveRoute(ctx, Route{Listen: h.addrs[0]}); err != nil {
+		t.Fatalf("RemoveRoute: %v", err)
+	}
+	if el := time.Since(start); el >= time.Second {
+		t.Errorf("the drain took %v: it waited for the handshake timeout instead of cutting it", el)
+	}
+	expectClosed(t, c, 5*time.Second)
+	if n := h.counter("kafkaguard_frames_rejected_total", nil); n != 0 {
+		t.Errorf("rejected = %v, want 0:\n%s", n, h.logs.String())
+	}
+	if n := h.srv.Gate().ActiveBans(); n != 0 {
+		t.Errorf("%d bans: the drain was charged to the client", n)
+	}
+	if n := h.counter("kafkaguard_connections_closed_total", map[string]string{"reason": "shutdown"}); n != 1 {
+		t.Errorf("connections_closed_total{reason=shutdown} = %v, want 1", n)
 	}
 }
 

@@ -164,8 +164,8 @@ func TestShippedConfigsProtect(t *testing.T) {
 	}
 }
 
-// The Kubernetes example's kafkaguard container runs as the image's nonroot user with the restricted
-// profile's settings, and reads its TLS private key from files no other user may read: the projected
+// The Kubernetes example's kafkaguard container runs as the image's nonroot user with the container
+// settings of the restricted Pod Security profile (the kafka container keeps its image's), and reads its TLS private key from files no other user may read: the projected
 // volume's mode (Kubernetes defaults to 0644) gives nothing to others, and the pod's fsGroup is the
 // container's group, so the group bits are what let kafkaguard read them.
 func TestKubernetesExampleKeepsTheKeyPrivate(t *testing.T) {
