@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"runtime"
-	"syscall"
 	"testing"
 	"time"
 
@@ -504,28 +503,7 @@ func TestTrickleReaderCut(t *testing.T) {
 		o.WriteTimeout = writeTimeout
 		o.Pool = pool
 	})
-	// The client's receive buffer is fixed before it connects (set later,
-	// the window it already advertised cannot shrink); the proxy's send
-	// buffer is fixed once it has accepted.
-	d := net.Dialer{Timeout: 2 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		err := rc.Control(func(fd uintptr) { serr = shrinkSocket(fd, 2*bite, 1400) })
-		return errors.Join(err, serr)
-	}}
-	c, err := d.Dial("tcp", addr)
-	if errors.Is(err, errors.ErrUnsupported) {
-		t.Skip("no SO_RCVBUF and TCP_MAXSEG on this GOOS")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	waitFor(t, 2*time.Second, "connection accepted", func() bool { return s.connCount() == 1 })
-	for _, pc := range s.snapshot() {
-		if err := pc.client.(*net.TCPConn).SetWriteBuffer(bite / 2); err != nil {
-			t.Fatal(err)
-		}
-	}
+	c := dialSlowReader(t, s, addr, 2*bite, bite/2)
 	c.Write(rawRequest(1, 4, 3, "trickle", make([]byte, 32))) // Fetch: relayed, not rewritten
 	b.waitRequest(t)
 	start := time.Now()

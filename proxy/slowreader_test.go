@@ -59,20 +59,7 @@ func TestSlowClientNotBlamedOnBroker(t *testing.T) {
 				o.Logger = zerolog.New(logs).Level(zerolog.InfoLevel)
 				o.Dial = shrunkDialer(bite).DialContext
 			})
-			c, err := shrunkDialer(bite).Dial("tcp", addr)
-			if errors.Is(err, errors.ErrUnsupported) {
-				t.Skip("no SO_RCVBUF and TCP_MAXSEG on this GOOS")
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			waitFor(t, 2*time.Second, "connection accepted", func() bool { return s.connCount() == 1 })
-			for _, pc := range s.snapshot() {
-				if err := pc.client.(*net.TCPConn).SetWriteBuffer(bite); err != nil {
-					t.Fatal(err)
-				}
-			}
+			c := dialSlowReader(t, s, addr, bite, bite)
 			c.Write(append(rawRequest(1, 4, 3, "slow", make([]byte, 32)), // Fetch: relayed, not rewritten
 				rawRequest(1, 4, 4, "slow", make([]byte, 32))...))
 			b.waitRequest(t)
@@ -125,6 +112,31 @@ func TestSlowClientNotBlamedOnBroker(t *testing.T) {
 
 // shrunkDialer dials with a receive buffer of rcvbuf bytes and 1400-byte
 // segments, set before the connection opens (see TestTrickleReaderCut).
+// dialSlowReader connects to s at addr as a slow reader whose every bite
+// the proxy sees as progress: its receive buffer (and segment size) fixed
+// to rcvbuf before it connects (set later, the window it already advertised
+// cannot shrink), and the proxy's send buffer to sndbuf once it has
+// accepted. It skips the test where the GOOS cannot shrink a socket; the
+// connection is closed when the test ends.
+func dialSlowReader(t *testing.T, s *Server, addr string, rcvbuf, sndbuf int) net.Conn {
+	t.Helper()
+	c, err := shrunkDialer(rcvbuf).Dial("tcp", addr)
+	if errors.Is(err, errors.ErrUnsupported) {
+		t.Skip("no SO_RCVBUF and TCP_MAXSEG on this GOOS")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	waitFor(t, 2*time.Second, "connection accepted", func() bool { return s.connCount() == 1 })
+	for _, pc := range s.snapshot() {
+		if err := pc.client.(*net.TCPConn).SetWriteBuffer(sndbuf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
 func shrunkDialer(rcvbuf int) *net.Dialer {
 	return &net.Dialer{Timeout: 2 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
