@@ -71,7 +71,7 @@ func (c *conn) relayNext(p inflightReq) bool {
 		return ok
 	}
 	c.upstreamDeadline(later(p.due, time.Now().Add(min(lateGrace, c.s.live().RequestTimeout))))
-	if p.key == keyRawToken || p.key == framing.KeySaslHandshake || p.key == framing.KeySaslAuthenticate {
+	if p.saslExchange() {
 		if done, ok := c.saslResponse(p); done {
 			return ok
 		}
@@ -170,8 +170,7 @@ func (c *conn) relayBuffered(p inflightReq) (done, ok bool) {
 // prefix: only a plain upstream response (not local, not rewritten, not
 // SASL) whose header is sane and matches p.
 func (c *conn) bufferedResponse(p inflightReq, off int) (total int, whole bool) {
-	if p.local != nil || p.key == keyRawToken || p.key == framing.KeySaslHandshake ||
-		p.key == framing.KeySaslAuthenticate || c.s.rewriter.handles(p.key) {
+	if p.local != nil || p.saslExchange() || c.s.rewriter.handles(p.key) {
 		return 0, false
 	}
 	b := c.resp.buf.unread()
@@ -185,6 +184,13 @@ func (c *conn) bufferedResponse(p inflightReq, off int) (total int, whole bool) 
 	}
 	total = 4 + int(size)
 	return total, total <= len(b)
+}
+
+// saslExchange reports whether p's response belongs to the SASL exchange
+// (a raw v0 token, SaslHandshake, SaslAuthenticate), which saslResponse
+// reads.
+func (p inflightReq) saslExchange() bool {
+	return p.key == keyRawToken || p.key == framing.KeySaslHandshake || p.key == framing.KeySaslAuthenticate
 }
 
 // fillResp reads from the upstream until the chunk holds at least n unread
