@@ -108,10 +108,14 @@ func (c *conn) forward(h framing.RequestHeader, size int32, start time.Time) boo
 		return true
 	}
 
-	// Larger than a chunk and stored whole: on Linux its body goes through
-	// a kernel pipe instead of chunks, when one is to be had.
-	if !cutThrough && c.spliceableTCP() {
-		if handled, ok := c.forwardPiped(h, total, expect, deadline); handled {
+	// Larger than a chunk: on Linux its body goes through a kernel pipe
+	// instead of chunks, when one is to be had, stored whole or cut through.
+	if c.spliceableTCP() {
+		if cutThrough {
+			if handled, ok := c.forwardCutPiped(h, total, deadline, send); handled {
+				return ok
+			}
+		} else if handled, ok := c.forwardPiped(h, total, expect, deadline); handled {
 			return ok
 		}
 	}

@@ -148,3 +148,91 @@ func (c *conn) pipeUpstream(p *pipe) bool {
 	}
 	return true
 }
+
+// forwardCutPiped forwards a frame larger than CutThroughBytes as it
+// arrives, as forward's chunk loop does, but moves its body through a
+// kernel pipe: the first chunk (the length prefix, the header and, for
+// Produce, the acks) is filled and written through send, then the rest
+// moves from the client socket into the pipe and at once from the pipe to
+// the broker, one splice in and one out for what the socket holds, so no
+// byte of the body passes through user space. The pipe holds only the
+// bytes of the step under way, reserved from the pool before they move and
+// given back once they have left, so a frame waiting for its client holds
+// its first chunk, as one cut through in chunks does.
+//
+// It reports handled false, having read nothing past the first chunk, when
+// no pipe is to be had: forward cuts the frame through in chunks.
+func (c *conn) forwardCutPiped(h framing.RequestHeader, total int, deadline time.Time, send func([][]byte) bool) (handled, ok bool) {
+	p := c.s.pipes.take(total-c.req.buf.buffered(), c.s.opts.pipeLimit)
+	if p == nil {
+		return false, false
+	}
+	api := framing.APIName(h.APIKey)
+	if !c.fillReq(len(c.req.buf.chunk), deadline, reasonFrameTimeout, api) {
+		c.s.pipes.put(p)
+		return true, false
+	}
+	sp := &c.req.splice
+	if err := sp.init(c.client.(*net.TCPConn)); err != nil {
+		c.s.pipes.put(p)
+		return false, false
+	}
+	pool := c.s.opts.Pool
+	reserved := 0 // chunks reserved for the step under way
+	defer func() {
+		pool.Unreserve(reserved)
+		c.s.pipes.put(p) // closed unless it was emptied
+	}()
+	remaining := total - c.req.buf.buffered()
+	c.req.segments = append(c.req.segments[:0], c.req.buf.unread())
+	if !send(c.req.segments) {
+		return true, false
+	}
+	c.req.buf.r, c.req.buf.w = 0, 0 // every buffered byte was this frame's
+	chunk := pool.ChunkBytes()
+	for remaining > 0 {
+		c.setReadDeadline(deadline)
+		room := min(reserved*chunk, p.size) - p.held
+		moved, want, err := sp.spliceIn(p, min(remaining, p.size-p.held), room)
+		remaining -= moved
+		c.in.Add(int64(moved))
+		switch {
+		case err == errPipeFull && p.held > 0: // send what it holds, then go on
+		case err != nil:
+			c.readFailed(err, reasonFrameTimeout, api)
+			return true, false
+		case moved == 0 && want > room:
+			for ; room < want; room += chunk {
+				k, rerr := c.reserveBytes(int64(chunk))
+				if rerr != nil {
+					c.poolSpent(api, rerr)
+					return true, false
+				}
+				reserved += k
+			}
+			continue
+		}
+		if remaining == 0 {
+			// The last bytes: from here the frame waits on the broker.
+			c.req.frameDone = true
+			c.holdSince.Store(0)
+			if !c.pipeUpstream(p) {
+				return true, false
+			}
+			break
+		}
+		// Waiting on the broker, not the client: not a slow frame to
+		// evict meanwhile, its age shifted by the time the broker took.
+		held, sent := c.holdSince.Swap(0), time.Now()
+		if !c.pipeUpstream(p) {
+			return true, false
+		}
+		if held != 0 {
+			c.holdSince.Store(held + time.Since(sent).Nanoseconds())
+		}
+		pool.Unreserve(reserved)
+		reserved = 0
+	}
+	c.s.metrics.forward(h.APIKey, total)
+	return true, true
+}

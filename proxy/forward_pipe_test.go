@@ -9,9 +9,13 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/kafkaguard/kafkaguard/proxy/tlstest"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -20,14 +24,27 @@ import (
 // frame so that the rest spills into chunks, chunks filled by readv as
 // many at once as the socket holds bytes for (Linux), and chunks one Read
 // each (the portable path, forced here on Linux too).
-var storeModes = []struct {
+var storeModes = []storeMode{
+	{"pipe", func(o *Options) { o.store = storePipe }, true},
+	{"pipe-spill", func(o *Options) { o.store, o.pipeLimit = storePipe, 64<<10 }, true},
+	{"readv", func(o *Options) { o.store = storeReadv }, false},
+	{"chunks", func(o *Options) { o.store = storeChunks }, false},
+}
+
+// cutModes are the ways a frame larger than CutThroughBytes goes to the
+// broker as it arrives: its body through a kernel pipe, splice in and
+// straight out (Linux), the same through a pipe smaller than what the
+// socket holds at once, and chunk by chunk (the portable path).
+var cutModes = []storeMode{
+	{"cut-pipe", func(o *Options) { o.store, o.CutThroughBytes = storePipe, 32<<10 }, true},
+	{"cut-pipe-small", func(o *Options) { o.store, o.pipeLimit, o.CutThroughBytes = storePipe, 16<<10, 32<<10 }, true},
+	{"cut-chunks", func(o *Options) { o.store, o.CutThroughBytes = storeChunks, 32<<10 }, false},
+}
+
+type storeMode struct {
 	name   string
 	mutate func(*Options)
-}{
-	{"pipe", func(o *Options) { o.store = storePipe }},
-	{"pipe-spill", func(o *Options) { o.store, o.pipeLimit = storePipe, 64<<10 }},
-	{"readv", func(o *Options) { o.store = storeReadv }},
-	{"chunks", func(o *Options) { o.store = storeChunks }},
+	piped  bool // on Linux, frames larger than a chunk take a pipe
 }
 
 // produceBroker is a fake broker answering every request with an empty
@@ -68,9 +85,10 @@ func largeProduce(corr int32, size int, rng *rand.Rand) []byte {
 
 // TestLargeFramesArriveWhole sends pipelined Produce frames of sizes around
 // and far beyond a chunk and checks the broker gets every byte of each, in
-// order, whichever way they were stored.
+// order, whichever way they were stored or cut through, and that the way
+// was taken (a pipe is left open on the free list when it was).
 func TestLargeFramesArriveWhole(t *testing.T) {
-	for _, m := range storeModes {
+	for _, m := range append(storeModes[:len(storeModes):len(storeModes)], cutModes...) {
 		t.Run(m.name, func(t *testing.T) {
 			got := make(chan [32]byte, 16)
 			b := produceBroker(t, func(body []byte) { got <- sha256.Sum256(body) })
@@ -108,9 +126,98 @@ func TestLargeFramesArriveWhole(t *testing.T) {
 			}
 			if n := h.srv.pipes.open.Load(); n > maxPipesFree {
 				t.Errorf("%d pipes open with no frame under way, want at most %d", n, maxPipesFree)
+			} else if piped := runtime.GOOS == "linux" && m.piped; (n > 0) != piped {
+				t.Errorf("%d pipes open after the frames; want some: %v", n, piped)
 			}
 		})
 	}
+}
+
+// TestCutThroughHoldsOnlyBytesInTransit sends part of a Produce larger than
+// CutThroughBytes and checks, through a pipe or chunk by chunk, that every
+// byte sent has reached the broker while the frame is unfinished and that
+// the pool then holds the frame's first chunk and nothing for the bytes
+// that passed; then the client hangs up mid-frame and everything is given
+// back, the pipe that was cut closed.
+func TestCutThroughHoldsOnlyBytesInTransit(t *testing.T) {
+	const (
+		size  = 1000 << 10
+		sent  = 300 << 10
+		chunk = 32 << 10
+	)
+	for _, m := range cutModes {
+		t.Run(m.name, func(t *testing.T) {
+			b := newCountingBroker(t)
+			h := newHarness(t, harnessOpts{upstreams: []string{b.addr}, mutate: m.mutate})
+			c := dialHarness(t, h, 20*time.Second)
+			f := largeProduce(7, size, rand.New(rand.NewPCG(3, 4)))
+			for i := 0; i < sent; i += 20 << 10 { // several arrivals, not one
+				if _, err := c.Write(f[i : i+20<<10]); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+			// Chunk by chunk, the last chunk goes once full; through a
+			// pipe, every byte that arrived.
+			want := int64(sent)
+			if !m.piped || runtime.GOOS != "linux" {
+				want = sent / chunk * chunk
+			}
+			waitFor(t, 5*time.Second, "the bytes sent to reach the broker", func() bool { return b.got.Load() == want })
+			if in := h.pool.InUse(); in > chunk {
+				t.Errorf("pool holds %d bytes for a frame cut through with %d of its bytes sent on", in, sent)
+			}
+			c.Close()
+			waitFor(t, 5*time.Second, "the pool to be given back", func() bool { return h.pool.InUse() == 0 })
+			waitFor(t, 5*time.Second, "no pipe left but free ones", func() bool {
+				return h.srv.pipes.open.Load() <= maxPipesFree
+			})
+			if r := h.counter("kafkaguard_connections_closed_total", map[string]string{"reason": "truncated"}); r != 1 {
+				t.Errorf("connections closed as truncated = %v, want 1", r)
+			}
+		})
+	}
+}
+
+// countingBroker accepts connections and counts the bytes they send,
+// answering nothing.
+type countingBroker struct {
+	addr string
+	got  atomic.Int64
+}
+
+func newCountingBroker(t *testing.T) *countingBroker {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &countingBroker{addr: ln.Addr().String()}
+	var conns sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); conns.Wait() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				defer conns.Done()
+				defer c.Close()
+				buf := make([]byte, 64<<10)
+				for {
+					c.SetReadDeadline(time.Now().Add(20 * time.Second))
+					n, err := c.Read(buf)
+					b.got.Add(int64(n))
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return b
 }
 
 // TestStoredFrameHoldsBudgetOfItsBytes sends part of a large Produce and
@@ -233,4 +340,46 @@ func openFDs(t *testing.T) int {
 		t.Skipf("no /proc/self/fd: %v", err)
 	}
 	return len(d)
+}
+
+// TestLargeFramesToATLSBroker sends large frames from a plaintext client
+// to a TLS broker, stored whole and cut through. A connection's first
+// frame may take a pipe (the broker's socket is judged once dialled) and
+// is drained through a chunk into the TLS session; once the broker is
+// known to speak TLS, frames go through chunks.
+func TestLargeFramesToATLSBroker(t *testing.T) {
+	for _, m := range []storeMode{storeModes[0], cutModes[0]} {
+		t.Run(m.name, func(t *testing.T) {
+			certs := tlstest.New(t)
+			h := newHarness(t, harnessOpts{
+				kfakeOpts: []kfake.Opt{kfake.TLS(certs.ServerConfig())},
+				mutate: func(o *Options) {
+					m.mutate(o)
+					o.TLSHandshakeTimeout = 5 * time.Second
+					for i := range o.Routes {
+						up, err := NewUpstreamTLS(UpstreamTLSFiles{CAFile: certs.CAFile, ServerName: "127.0.0.1"}, TLSFileOptions{Listener: "test"})
+						if err != nil {
+							t.Fatal(err)
+						}
+						o.Routes[i].UpstreamTLS = up
+					}
+				},
+			})
+			c := dialHarness(t, h, 20*time.Second)
+			if _, err := c.Write(largeProduce(1, 900<<10, rand.New(rand.NewPCG(7, 8)))); err != nil {
+				t.Fatal(err)
+			}
+			var resp [8]byte // kfake answers only a frame that arrived whole
+			if _, err := io.ReadFull(c, resp[:]); err != nil {
+				t.Fatal(err)
+			}
+			if corr := binary.BigEndian.Uint32(resp[4:]); corr != 1 {
+				t.Fatalf("response has correlation id %d, want 1", corr)
+			}
+			if piped := runtime.GOOS == "linux"; (h.srv.pipes.open.Load() > 0) != piped {
+				t.Errorf("%d pipes open after the first frame; want some: %v", h.srv.pipes.open.Load(), piped)
+			}
+			produceConsume(t, h, "large", 5, 900<<10)
+		})
+	}
 }

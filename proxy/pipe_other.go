@@ -30,3 +30,7 @@ func (c *conn) spliceableTCP() bool { return false }
 func (c *conn) forwardPiped(framing.RequestHeader, int, bool, time.Time) (handled, ok bool) {
 	return false, false
 }
+
+func (c *conn) forwardCutPiped(framing.RequestHeader, int, time.Time, func([][]byte) bool) (handled, ok bool) {
+	return false, false
+}
