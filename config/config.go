@@ -158,9 +158,14 @@ type Pool struct {
 type Proxy struct {
 	// CutThroughBytes: 0 (the default) stores and forwards every frame up to
 	// its limit, so the broker never sees a prefix for bytes that may never
-	// come; otherwise frames larger than this are cut through chunk by chunk.
+	// come; otherwise frames larger than this are cut through as they arrive.
 	// When set it must be at least Pool.ChunkBytes.
 	CutThroughBytes Size `koanf:"cut_through_bytes"`
+	// CutThroughBudget bounds what frames cut through may owe the brokers
+	// at once: the declared sizes of those under way, summed over the
+	// listeners. A frame that would go over it is stored and forwarded
+	// instead. Default 64MiB; positive.
+	CutThroughBudget Size `koanf:"cut_through_budget"`
 	// MaxInflight caps requests awaiting a response per connection. Default
 	// 128; 1..65536.
 	MaxInflight int `koanf:"max_inflight"`
@@ -267,8 +272,9 @@ func Default() Config {
 		},
 		Pool: Pool{ChunkBytes: 32 * KiB, TotalBytes: 64 * MiB, Wait: 5 * time.Second},
 		Proxy: Proxy{
-			MaxInflight:     128,
-			MaxRewriteBytes: 16 * MiB,
+			CutThroughBudget: 64 * MiB,
+			MaxInflight:      128,
+			MaxRewriteBytes:  16 * MiB,
 		},
 		Abuse: Abuse{
 			Enabled:             true,

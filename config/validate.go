@@ -301,6 +301,9 @@ func (c Config) validateProxy(p *problems) {
 	if px.CutThroughBytes < 0 || (px.CutThroughBytes > 0 && px.CutThroughBytes < c.Pool.ChunkBytes) {
 		p.addf("proxy.cut_through_bytes", "must be 0 (store and forward every frame) or at least pool.chunk_bytes (%s), got %s", c.Pool.ChunkBytes, px.CutThroughBytes)
 	}
+	if px.CutThroughBudget <= 0 {
+		p.addf("proxy.cut_through_budget", "must be positive, got %s", px.CutThroughBudget)
+	}
 	if px.MaxInflight < 1 || px.MaxInflight > maxInflight {
 		p.addf("proxy.max_inflight", "must be between 1 and %d, got %d", maxInflight, px.MaxInflight)
 	}

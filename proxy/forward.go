@@ -43,7 +43,12 @@ func (c *conn) forward(h framing.RequestHeader, size int32, start time.Time) boo
 	api := framing.APIName(h.APIKey)
 	total := 4 + int(size)
 	cut := c.s.opts.CutThroughBytes
-	cutThrough := cut > 0 && size > cut
+	// A frame cut through makes the broker wait for its declared size:
+	// within the budget it may, else it is stored whole.
+	cutThrough := cut > 0 && size > cut && c.s.oweCut(int64(total))
+	if cutThrough {
+		defer c.s.payCut(int64(total))
+	}
 	expect := true
 	if h.APIKey == framing.KeyProduce { // Produce with acks=0 gets no response
 		acks, ok := c.peekAcks(h, total, deadline)

@@ -383,3 +383,60 @@ func TestLargeFramesToATLSBroker(t *testing.T) {
 		})
 	}
 }
+
+// TestCutThroughBudget holds frames cut through to CutThroughBudget: with
+// room for one 1000 KiB frame, a first is cut through (its bytes reach the
+// broker as they arrive) while a second, on another connection, is stored
+// (the broker is not dialled for it until it is whole); the budget is given
+// back as each frame ends, cut short or written whole.
+func TestCutThroughBudget(t *testing.T) {
+	const (
+		size = 1000 << 10
+		sent = 300 << 10
+	)
+	for _, m := range cutModes {
+		t.Run(m.name, func(t *testing.T) {
+			b := newCountingBroker(t)
+			h := newHarness(t, harnessOpts{upstreams: []string{b.addr}, mutate: func(o *Options) {
+				m.mutate(o)
+				o.CutThroughBudget = 1500 << 10
+			}})
+			f := largeProduce(7, size, rand.New(rand.NewPCG(3, 4)))
+			binary.BigEndian.PutUint16(f[17+2:], 0) // acks=0: the broker here never answers
+			first := dialHarness(t, h, 20*time.Second)
+			if _, err := first.Write(f[:sent]); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 5*time.Second, "the first frame's bytes to reach the broker", func() bool { return b.got.Load() >= sent-32<<10 })
+			if owed := h.srv.cutOwed.Load(); owed != int64(len(f)) {
+				t.Errorf("budget owed %d with one frame cut through, want %d", owed, len(f))
+			}
+			second := dialHarness(t, h, 20*time.Second)
+			if _, err := second.Write(f[:sent]); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 5*time.Second, "the second frame to be held", func() bool { return h.pool.InUse() >= sent })
+			if n := h.dials.Load(); n != 1 {
+				t.Fatalf("%d broker dials: the frame over the budget reached the broker before it was whole", n)
+			}
+			if _, err := second.Write(f[sent:]); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 5*time.Second, "the stored frame to reach the broker", func() bool { return h.dials.Load() == 2 })
+			first.Close()
+			waitFor(t, 5*time.Second, "the budget to be given back", func() bool { return h.srv.cutOwed.Load() == 0 })
+
+			// With the budget free, a frame is cut through again.
+			third := dialHarness(t, h, 20*time.Second)
+			before := b.got.Load()
+			if _, err := third.Write(f[:sent]); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 5*time.Second, "the third frame's bytes to reach the broker", func() bool { return b.got.Load()-before >= sent-32<<10 })
+			if _, err := third.Write(f[sent:]); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 5*time.Second, "the budget to be given back", func() bool { return h.srv.cutOwed.Load() == 0 })
+		})
+	}
+}

@@ -107,11 +107,16 @@ type Options struct {
 	// or UpstreamTLS; unused otherwise.
 	TLSHandshakeTimeout time.Duration
 
-	// CutThroughBytes: frames larger than this are forwarded chunk by chunk
-	// as they arrive; zero stores and forwards every frame whole, so the
-	// broker never sees a length prefix for bytes that have not arrived.
-	// Must not be negative.
+	// CutThroughBytes: frames larger than this are forwarded as they
+	// arrive; zero stores and forwards every frame whole, so the broker
+	// never sees a length prefix for bytes that have not arrived. Must not
+	// be negative.
 	CutThroughBytes int32
+	// CutThroughBudget bounds the declared sizes, summed, of the frames
+	// being cut through at once, what the brokers may be made to wait for:
+	// a frame that would go over it is stored and forwarded instead. Must
+	// be positive when CutThroughBytes is set.
+	CutThroughBudget int64
 	// MaxInflight bounds requests awaiting a response per connection; the
 	// client's reads pause while it is reached. 1..65536.
 	MaxInflight int
@@ -181,6 +186,9 @@ func (o *Options) validate() error {
 	errs = append(errs, settingsOf(*o).problems()...)
 	if o.CutThroughBytes < 0 {
 		bad("CutThroughBytes %d must not be negative", o.CutThroughBytes)
+	}
+	if o.CutThroughBytes > 0 && o.CutThroughBudget <= 0 {
+		bad("CutThroughBudget %d must be positive when CutThroughBytes is set", o.CutThroughBudget)
 	}
 	if o.MaxInflight < 1 || o.MaxInflight > maxInflight {
 		bad("MaxInflight %d must be 1..%d", o.MaxInflight, maxInflight)

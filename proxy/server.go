@@ -60,7 +60,28 @@ type Server struct {
 	// pipes are the kernel pipes large request bodies are stored in on
 	// Linux (forwardPiped).
 	pipes pipes
+	// cutOwed is the declared sizes of the frames being cut through, held
+	// within Options.CutThroughBudget (oweCut).
+	cutOwed atomic.Int64
 }
+
+// oweCut claims n bytes of the cut-through budget for a frame about to be
+// cut through, or reports false, claiming nothing, when they do not fit:
+// the frame is then stored whole. The claim is given back with payCut once
+// the frame has been written or has failed.
+func (s *Server) oweCut(n int64) bool {
+	for {
+		cur := s.cutOwed.Load()
+		if cur+n > s.opts.CutThroughBudget {
+			return false
+		}
+		if s.cutOwed.CompareAndSwap(cur, cur+n) {
+			return true
+		}
+	}
+}
+
+func (s *Server) payCut(n int64) { s.cutOwed.Add(-n) }
 
 // route is a Route with its bound listener.
 type route struct {

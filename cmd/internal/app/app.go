@@ -172,16 +172,17 @@ func Build(cfg config.Config, log zerolog.Logger) (*App, error) {
 	}
 	// The live fields come from liveSettings, the mapping a reload uses, so Build and reload agree.
 	srv, err := proxy.New(proxy.Options{
-		Routes:          routes,
-		Pool:            pool,
-		PoolWait:        cfg.Pool.Wait,
-		Gate:            a.gate,
-		CutThroughBytes: int32(cfg.Proxy.CutThroughBytes),
-		MaxInflight:     cfg.Proxy.MaxInflight,
-		MaxRewriteBytes: int32(cfg.Proxy.MaxRewriteBytes),
-		UnmappedPort:    cfg.Rewrite.UnmappedPort,
-		Logger:          log,
-		Metrics:         m,
+		Routes:           routes,
+		Pool:             pool,
+		PoolWait:         cfg.Pool.Wait,
+		Gate:             a.gate,
+		CutThroughBytes:  int32(cfg.Proxy.CutThroughBytes),
+		CutThroughBudget: int64(cfg.Proxy.CutThroughBudget),
+		MaxInflight:      cfg.Proxy.MaxInflight,
+		MaxRewriteBytes:  int32(cfg.Proxy.MaxRewriteBytes),
+		UnmappedPort:     cfg.Rewrite.UnmappedPort,
+		Logger:           log,
+		Metrics:          m,
 
 		MaxUnauthenticatedBytes: int32(cfg.Limits.MaxUnauthenticatedBytes),
 

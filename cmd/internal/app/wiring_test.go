@@ -195,6 +195,9 @@ var wiring = map[string]check{
 	"proxy.cut_through_bytes": func(c config.Config, r running, _ string) (any, any) {
 		return int64(c.Proxy.CutThroughBytes), int64(r.opts.CutThroughBytes)
 	},
+	"proxy.cut_through_budget": func(c config.Config, r running, _ string) (any, any) {
+		return int64(c.Proxy.CutThroughBudget), r.opts.CutThroughBudget
+	},
 	"proxy.max_inflight": func(c config.Config, r running, _ string) (any, any) { return c.Proxy.MaxInflight, r.opts.MaxInflight },
 	"proxy.max_rewrite_bytes": func(c config.Config, r running, _ string) (any, any) {
 		return int64(c.Proxy.MaxRewriteBytes), int64(r.opts.MaxRewriteBytes)
@@ -304,9 +307,10 @@ var nonDefault = map[string]func(arg string) any{
 	"pool.total_bytes": func(string) any { return "128MiB" },
 	"pool.wait":        func(string) any { return "6s" },
 
-	"proxy.cut_through_bytes": func(string) any { return "64KiB" },
-	"proxy.max_inflight":      func(string) any { return 64 },
-	"proxy.max_rewrite_bytes": func(string) any { return "8MiB" },
+	"proxy.cut_through_bytes":  func(string) any { return "64KiB" },
+	"proxy.cut_through_budget": func(string) any { return "32MiB" },
+	"proxy.max_inflight":       func(string) any { return 64 },
+	"proxy.max_rewrite_bytes":  func(string) any { return "8MiB" },
 
 	"rewrite.unmapped_port": func(string) any { return 9092 },
 
