@@ -55,6 +55,7 @@ type hostile struct {
 // idleResult is the memory cost of idle connections through one path.
 type idleResult struct {
 	path                 string
+	silent               bool // connected and sent nothing (idle-silent), else one ApiVersions first
 	conns                int
 	rawKiB, afterGCKiB   float64 // RSS delta per connection, as is and after FreeOSMemory
 	baseMiB, withConnMiB float64
@@ -261,7 +262,9 @@ func (b *bench) runWorkload(ctx context.Context, wl string) error {
 	case wFlood:
 		return b.flood(ctx)
 	case wIdle:
-		return b.idleConns(ctx)
+		return b.idleConns(ctx, false)
+	case wIdleSilent:
+		return b.idleConns(ctx, true)
 	case wMany:
 		return b.manyProducers(ctx)
 	}

@@ -269,16 +269,17 @@ func TestPercentile(t *testing.T) {
 	}
 }
 
-// The many-producers workload with a few producers, and the idle workload
-// sized by --idle-conns: each path gets a row with every producer served.
+// The many-producers workload with a few producers, and the idle and
+// idle-silent workloads sized by --idle-conns: each path gets a row with
+// every producer served and every connection made.
 func TestQuickManyProducersAndIdleConns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts kfake, kafkaguard and a relay and drives load for seconds")
 	}
-	b, out := quickRun(t, "--quick", "--workloads", wMany+","+wIdle, "--many-producers", "12",
+	b, out := quickRun(t, "--quick", "--workloads", wMany+","+wIdle+","+wIdleSilent, "--many-producers", "12",
 		"--idle-conns", "30", "--conns", "5", "--out", t.TempDir())
-	if len(b.many) != 2 || len(b.idle) != 2 {
-		t.Fatalf("got %d many-producer rows and %d idle rows, want 2 and 2:\n%s", len(b.many), len(b.idle), out.String())
+	if len(b.many) != 2 || len(b.idle) != 4 {
+		t.Fatalf("got %d many-producer rows and %d idle rows, want 2 and 4:\n%s", len(b.many), len(b.idle), out.String())
 	}
 	for _, r := range b.many {
 		if r.producers != 12 || r.errs != 0 || !(r.mibps > 0) || r.p99 <= 0 {
@@ -289,6 +290,9 @@ func TestQuickManyProducersAndIdleConns(t *testing.T) {
 		if r.conns != 30 {
 			t.Errorf("%s: %d idle connections, want 30 (--idle-conns)", r.path, r.conns)
 		}
+	}
+	if !strings.Contains(out.String(), "| silent connections") || !b.idle[2].silent || b.idle[1].silent {
+		t.Errorf("no silent-connections rows after the idle ones:\n%s", out.String())
 	}
 	if !strings.Contains(out.String(), "| many producers") {
 		t.Errorf("no many-producers table:\n%s", out.String())

@@ -205,8 +205,8 @@ func runPeerRelay(listen, upstream string) int {
 	return 0
 }
 
-// startRelay runs the plain relay: every accepted connection is joined to a
-// fresh upstream connection with io.Copy both ways (splice on Linux), no
+// startRelay runs the plain relay: every accepted connection is joined, on
+// its first byte, to a fresh upstream connection with io.Copy both ways (splice on Linux), no
 // parsing at all. It is the floor any proxy can reach.
 func startRelay(upstream string) (string, func(), error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -219,11 +219,21 @@ func startRelay(upstream string) (string, func(), error) {
 
 func relayConn(c net.Conn, upstream string) {
 	defer c.Close()
+	// The broker is dialled on the client's first byte, as kafkaguard
+	// dials on its first frame, so a silent connection is one socket in
+	// either (the idle-silent workload).
+	var first [1]byte
+	if _, err := io.ReadFull(c, first[:]); err != nil {
+		return
+	}
 	up, err := net.DialTimeout("tcp", upstream, 5*time.Second)
 	if err != nil {
 		return
 	}
 	defer up.Close()
+	if _, err := up.Write(first[:]); err != nil {
+		return
+	}
 	pipeBoth(c, up)
 }
 

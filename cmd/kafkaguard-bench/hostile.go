@@ -292,8 +292,12 @@ func (b *bench) flood(ctx context.Context) error {
 
 // idleConns measures what an idle Kafka connection costs kafkaguard and,
 // for reference, the relay: N connections each complete one ApiVersions
-// (so the upstream is dialed and both pumps run) and then stay silent.
-func (b *bench) idleConns(ctx context.Context) error {
+// (so the upstream is dialed and both pumps run) and then stay silent; or,
+// silent, N connections that connect and send nothing (neither proxy dials
+// the broker before a client's first bytes), which is how 10 000 fit a
+// machine whose open-file limit is 20 000: a dialled connection is two
+// sockets in the proxy.
+func (b *bench) idleConns(ctx context.Context, silent bool) error {
 	for _, p := range []int{pathB, pathC} {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -303,11 +307,11 @@ func (b *bench) idleConns(ctx context.Context) error {
 		if p == pathC {
 			block = blockIdleC
 		}
-		res, err := b.idleOn(t, block)
+		res, err := b.idleOn(t, block, silent)
 		if err != nil {
 			return err
 		}
-		res.path = pathNames[p]
+		res.path, res.silent = pathNames[p], silent
 		b.idle = append(b.idle, res)
 	}
 	return nil
@@ -322,7 +326,7 @@ func settledProc(proc process) (procStat, error) {
 	return readProc(proc.PID())
 }
 
-func (b *bench) idleOn(t target, block byte) (idleResult, error) {
+func (b *bench) idleOn(t target, block byte, silent bool) (idleResult, error) {
 	n := b.s.conns
 	if b.s.idleConns > 0 {
 		n = b.s.idleConns
@@ -346,6 +350,10 @@ func (b *bench) idleOn(t target, block byte) (idleResult, error) {
 			c, err := dialFrom(sourceIP(block, i), t.seed, 2*time.Second)
 			if err != nil {
 				failed.Add(1)
+				return
+			}
+			if silent {
+				conns[i] = c
 				return
 			}
 			c.SetDeadline(time.Now().Add(5 * time.Second))
@@ -377,7 +385,7 @@ func (b *bench) idleOn(t target, block byte) (idleResult, error) {
 	}()
 	ok := n - int(failed.Load())
 	if ok == 0 {
-		return idleResult{}, fmt.Errorf("idle %s: no connection completed ApiVersions", t.name)
+		return idleResult{}, fmt.Errorf("idle %s: no connection completed (connect, then ApiVersions unless silent)", t.name)
 	}
 	// Idle means idle for a while: past kafkaguard's response-pump linger
 	// (1 s), after which an idle connection runs one goroutine.

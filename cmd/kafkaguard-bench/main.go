@@ -55,15 +55,16 @@ const (
 	wSlow       = "slow-frames"
 	wFlood      = "flood"
 	wIdle       = "idle"
+	wIdleSilent = "idle-silent"
 	wMany       = "many-producers"
 )
 
 // allWorkloads run by default; wMany (a minute of setup for 1000 clients a
-// path) only when named.
+// path) and wIdleSilent only when named.
 var allWorkloads = []string{wProduce1K, wProduce64K, wLatency, wFetch, wTrickle, wSlow, wFlood, wIdle}
 
 // knownWorkloads are the names --workloads accepts.
-var knownWorkloads = append(append([]string(nil), allWorkloads...), wMany)
+var knownWorkloads = append(append([]string(nil), allWorkloads...), wMany, wIdleSilent)
 
 // settings are the parsed flags.
 type settings struct {

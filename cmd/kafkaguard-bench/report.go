@@ -79,13 +79,26 @@ func (b *bench) report(w io.Writer, took time.Duration) {
 		fmt.Fprintln(w)
 	}
 
-	if len(b.idle) > 0 {
-		fmt.Fprintln(w, "| idle connections (after one ApiVersions) | conns | RSS before → with conns MiB | per conn KiB | per conn KiB after FreeOSMemory |")
-		fmt.Fprintln(w, "|---|---:|---:|---:|---:|")
+	for _, silent := range []bool{false, true} {
+		title := "idle connections (after one ApiVersions)"
+		if silent {
+			title = "silent connections (connected, nothing sent: no broker dialled)"
+		}
+		header := false
 		for _, r := range b.idle {
+			if r.silent != silent {
+				continue
+			}
+			if !header {
+				fmt.Fprintf(w, "| %s | conns | RSS before → with conns MiB | per conn KiB | per conn KiB after FreeOSMemory |\n", title)
+				fmt.Fprintln(w, "|---|---:|---:|---:|---:|")
+				header = true
+			}
 			fmt.Fprintf(w, "| %s | %d | %.1f → %.1f | %.1f | %.1f |\n", r.path, r.conns, r.baseMiB, r.withConnMiB, r.rawKiB, r.afterGCKiB)
 		}
-		fmt.Fprintln(w)
+		if header {
+			fmt.Fprintln(w)
+		}
 	}
 
 	b.manyTable(w)
@@ -191,7 +204,7 @@ func (b *bench) targetsTable(w io.Writer) {
 		}
 	}
 	for _, r := range b.idle {
-		if strings.HasPrefix(r.path, "B") {
+		if strings.HasPrefix(r.path, "B") && !r.silent {
 			// The steady-state cost: RSS per connection once a GC has
 			// returned the garbage their setup made (the runtime does that
 			// by itself within minutes for connections that stay idle).
