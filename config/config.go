@@ -164,7 +164,8 @@ type Proxy struct {
 	// CutThroughBudget bounds what frames cut through may owe the brokers
 	// at once: the declared sizes of those under way, summed over the
 	// listeners. A frame that would go over it is stored and forwarded
-	// instead. Default 64MiB; positive.
+	// instead. Default 64MiB; positive, and larger than CutThroughBytes + 4
+	// when that is set.
 	CutThroughBudget Size `koanf:"cut_through_budget"`
 	// MaxInflight caps requests awaiting a response per connection. Default
 	// 128; 1..65536.

@@ -303,6 +303,9 @@ func (c Config) validateProxy(p *problems) {
 	}
 	if px.CutThroughBudget <= 0 {
 		p.addf("proxy.cut_through_budget", "must be positive, got %s", px.CutThroughBudget)
+	} else if px.CutThroughBytes > 0 && px.CutThroughBudget <= px.CutThroughBytes+4 {
+		p.addf("proxy.cut_through_budget", "must be larger than proxy.cut_through_bytes + 4 (%s), else no frame is ever cut through, got %s",
+			px.CutThroughBytes+4, px.CutThroughBudget)
 	}
 	if px.MaxInflight < 1 || px.MaxInflight > maxInflight {
 		p.addf("proxy.max_inflight", "must be between 1 and %d, got %d", maxInflight, px.MaxInflight)

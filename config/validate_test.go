@@ -79,6 +79,7 @@ func TestValidateErrors(t *testing.T) {
 		{"cut through below chunk", func(c *Config) { c.Proxy.CutThroughBytes = KiB }, "proxy.cut_through_bytes", "at least pool.chunk_bytes (32KiB)"},
 		{"cut through negative", func(c *Config) { c.Proxy.CutThroughBytes = -1 }, "proxy.cut_through_bytes", "must be 0"},
 		{"cut through budget zero", func(c *Config) { c.Proxy.CutThroughBudget = 0 }, "proxy.cut_through_budget", "must be positive"},
+		{"cut through budget below a frame", func(c *Config) { c.Proxy.CutThroughBytes, c.Proxy.CutThroughBudget = MiB, MiB }, "proxy.cut_through_budget", "larger than proxy.cut_through_bytes + 4"},
 		{"inflight zero", func(c *Config) { c.Proxy.MaxInflight = 0 }, "proxy.max_inflight", "between 1 and 65536"},
 		{"inflight too many", func(c *Config) { c.Proxy.MaxInflight = 65537 }, "proxy.max_inflight", "between 1 and 65536"},
 		{"rewrite bytes zero", func(c *Config) { c.Proxy.MaxRewriteBytes = 0 }, "proxy.max_rewrite_bytes", "between 16B and 1GiB"},

@@ -35,9 +35,11 @@ func (c *conn) ensureUpstream() bool {
 
 // forward sends one allowed request upstream. Frames up to CutThroughBytes
 // (all of them by default) are stored whole before the broker sees their
-// length prefix; larger ones are written chunk by chunk as they arrive. The
-// upstream is dialled, and the request queued for its response, only once
-// the frame is whole (or, cut through, its first chunk is full).
+// length prefix; larger ones, while CutThroughBudget has room for their
+// declared size, are written as they arrive (on Linux their bodies through
+// a kernel pipe, else chunk by chunk), and stored whole when it has not.
+// The upstream is dialled, and the request queued for its response, only
+// once the frame is whole (or, cut through, its first chunk is full).
 func (c *conn) forward(h framing.RequestHeader, size int32, start time.Time) bool {
 	deadline := start.Add(c.s.live().FrameTimeout)
 	api := framing.APIName(h.APIKey)

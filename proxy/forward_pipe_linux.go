@@ -113,7 +113,7 @@ func (c *conn) forwardPiped(h framing.RequestHeader, total int, expect bool, dea
 		c.setReason(reasonUpstreamClosed, nil)
 		return true, false
 	}
-	if !c.writeUpstream(c.req.segments[:1]) || !c.pipeUpstream(p) {
+	if !c.writeUpstream(c.req.segments[:1]) || !c.pipeUpstream(p, nil) {
 		return true, false
 	}
 	if len(c.req.segments) > 1 && !c.writeUpstream(c.req.segments[1:]) {
@@ -126,12 +126,15 @@ func (c *conn) forwardPiped(h framing.RequestHeader, total int, expect bool, dea
 }
 
 // pipeUpstream writes what p holds to the broker within WriteTimeout:
-// spliced to a plain socket, copied through a chunk to anything else.
-func (c *conn) pipeUpstream(p *pipe) bool {
+// spliced to a plain socket, copied to anything else through scratch, or
+// through a chunk taken for it when scratch is nil.
+func (c *conn) pipeUpstream(p *pipe, scratch []byte) bool {
 	c.upstream.SetWriteDeadline(time.Now().Add(c.s.live().WriteTimeout))
 	var err error
 	if tc, ok := c.upstream.(*net.TCPConn); ok {
 		err = c.req.splice.spliceOut(tc, p)
+	} else if scratch != nil {
+		err = drainTo(c.upstream, p, scratch)
 	} else {
 		scratch, ok := c.getChunk()
 		if !ok {
@@ -149,24 +152,36 @@ func (c *conn) pipeUpstream(p *pipe) bool {
 	return true
 }
 
+// cutStep bounds one step of a frame cut through a pipe: what moves in
+// one splice from the client and one to the broker, and so what the pool
+// reserves for it at once (8 chunks of the default 32 KiB).
+const cutStep = 256 << 10
+
 // forwardCutPiped forwards a frame larger than CutThroughBytes as it
 // arrives, as forward's chunk loop does, but moves its body through a
 // kernel pipe: the first chunk (the length prefix, the header and, for
 // Produce, the acks) is filled and written through send, then the rest
 // moves from the client socket into the pipe and at once from the pipe to
-// the broker, one splice in and one out for what the socket holds, so no
-// byte of the body passes through user space. The pipe holds only the
-// bytes of the step under way, reserved from the pool before they move and
-// given back once they have left, so a frame waiting for its client holds
-// its first chunk, as one cut through in chunks does.
+// the broker, one splice in and one out for what the socket holds (at most
+// cutStep), so no byte of the body passes through user space. The pipe
+// holds only the bytes of the step under way, reserved from the pool
+// before they move and given back once they have left, so a frame waiting
+// for its client holds its first chunk, as one cut through in chunks does.
+// A step the pipe cannot take (the socket's next bytes are not spliceable)
+// is read through that first chunk instead.
 //
 // It reports handled false, having read nothing past the first chunk, when
 // no pipe is to be had: forward cuts the frame through in chunks.
 func (c *conn) forwardCutPiped(h framing.RequestHeader, total int, deadline time.Time, send func([][]byte) bool) (handled, ok bool) {
-	p := c.s.pipes.take(total-c.req.buf.buffered(), c.s.opts.pipeLimit)
+	step := cutStep
+	if c.s.opts.pipeLimit > 0 { // tests: steps smaller than what the socket holds
+		step = min(step, c.s.opts.pipeLimit)
+	}
+	p := c.s.pipes.take(min(total-c.req.buf.buffered(), step), 0)
 	if p == nil {
 		return false, false
 	}
+	step = min(step, p.size)
 	api := framing.APIName(h.APIKey)
 	if !c.fillReq(len(c.req.buf.chunk), deadline, reasonFrameTimeout, api) {
 		c.s.pipes.put(p)
@@ -189,20 +204,51 @@ func (c *conn) forwardCutPiped(h framing.RequestHeader, total int, deadline time
 		return true, false
 	}
 	c.req.buf.r, c.req.buf.w = 0, 0 // every buffered byte was this frame's
+	scratch := c.req.buf.chunk      // free from here: the first chunk has gone
 	chunk := pool.ChunkBytes()
 	for remaining > 0 {
 		c.setReadDeadline(deadline)
-		room := min(reserved*chunk, p.size) - p.held
-		moved, want, err := sp.spliceIn(p, min(remaining, p.size-p.held), room)
+		room := min(reserved*chunk, step)
+		n := min(remaining, step)
+		if room > 0 {
+			n = min(n, room) // a step of what could be reserved
+		}
+		moved, want, err := sp.spliceIn(p, n, room)
 		remaining -= moved
 		c.in.Add(int64(moved))
 		switch {
-		case err == errPipeFull && p.held > 0: // send what it holds, then go on
+		case err == errPipeFull:
+			// The empty pipe took nothing the socket holds: read this
+			// step through the first chunk instead.
+			n, rerr := c.client.Read(scratch[:min(len(scratch), remaining)])
+			remaining -= n
+			c.in.Add(int64(n))
+			if rerr != nil && remaining > 0 {
+				c.readFailed(rerr, reasonFrameTimeout, api)
+				return true, false
+			}
+			c.req.segments = append(c.req.segments[:0], scratch[:n])
+			if !send(c.req.segments) {
+				return true, false
+			}
+			continue
 		case err != nil:
 			c.readFailed(err, reasonFrameTimeout, api)
 			return true, false
 		case moved == 0 && want > room:
+			// The first chunk of a step is waited for (evicting slow
+			// frames, as any chunk is); more only while the pool has them
+			// at once, else the step moves what one chunk holds: a frame
+			// cut through needs no more of the pool than a chunk a step.
 			for ; room < want; room += chunk {
+				if room > 0 {
+					k, rerr := pool.Reserve(int64(chunk), 0, nil)
+					if rerr != nil {
+						break
+					}
+					reserved += k
+					continue
+				}
 				k, rerr := c.reserveBytes(int64(chunk))
 				if rerr != nil {
 					c.poolSpent(api, rerr)
@@ -211,12 +257,14 @@ func (c *conn) forwardCutPiped(h framing.RequestHeader, total int, deadline time
 				reserved += k
 			}
 			continue
+		case moved == 0: // a byte came while nothing was reserved: reserve for it
+			continue
 		}
 		if remaining == 0 {
 			// The last bytes: from here the frame waits on the broker.
 			c.req.frameDone = true
 			c.holdSince.Store(0)
-			if !c.pipeUpstream(p) {
+			if !c.pipeUpstream(p, scratch) {
 				return true, false
 			}
 			break
@@ -224,7 +272,7 @@ func (c *conn) forwardCutPiped(h framing.RequestHeader, total int, deadline time
 		// Waiting on the broker, not the client: not a slow frame to
 		// evict meanwhile, its age shifted by the time the broker took.
 		held, sent := c.holdSince.Swap(0), time.Now()
-		if !c.pipeUpstream(p) {
+		if !c.pipeUpstream(p, scratch) {
 			return true, false
 		}
 		if held != 0 {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kafkaguard/kafkaguard/limits"
 	"github.com/kafkaguard/kafkaguard/proxy/tlstest"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -31,14 +32,15 @@ var storeModes = []storeMode{
 	{"chunks", func(o *Options) { o.store = storeChunks }, false},
 }
 
-// cutModes are the ways a frame larger than CutThroughBytes goes to the
-// broker as it arrives: its body through a kernel pipe, splice in and
-// straight out (Linux), the same through a pipe smaller than what the
-// socket holds at once, and chunk by chunk (the portable path).
+// cutModes are the ways a frame larger than CutThroughBytes (here every
+// frame larger than a chunk) goes to the broker as it arrives: its body
+// through a kernel pipe, splice in and straight out (Linux), the same in
+// steps of 16 KiB, smaller than what the socket holds at once, and chunk by
+// chunk (the portable path).
 var cutModes = []storeMode{
-	{"cut-pipe", func(o *Options) { o.store, o.CutThroughBytes = storePipe, 32<<10 }, true},
-	{"cut-pipe-small", func(o *Options) { o.store, o.pipeLimit, o.CutThroughBytes = storePipe, 16<<10, 32<<10 }, true},
-	{"cut-chunks", func(o *Options) { o.store, o.CutThroughBytes = storeChunks, 32<<10 }, false},
+	{"cut-pipe", func(o *Options) { o.store, o.CutThroughBytes = storePipe, 1<<10 }, true},
+	{"cut-pipe-small", func(o *Options) { o.store, o.pipeLimit, o.CutThroughBytes = storePipe, 16<<10, 1<<10 }, true},
+	{"cut-chunks", func(o *Options) { o.store, o.CutThroughBytes = storeChunks, 1<<10 }, false},
 }
 
 type storeMode struct {
@@ -85,8 +87,10 @@ func largeProduce(corr int32, size int, rng *rand.Rand) []byte {
 
 // TestLargeFramesArriveWhole sends pipelined Produce frames of sizes around
 // and far beyond a chunk and checks the broker gets every byte of each, in
-// order, whichever way they were stored or cut through, and that the way
-// was taken (a pipe is left open on the free list when it was).
+// order, whichever way they were stored or cut through, and that a pipe
+// was or was not used as the mode says (one is left on the free list when
+// it was; whether frames were cut or stored is
+// TestCutThroughHoldsOnlyBytesInTransit's to tell).
 func TestLargeFramesArriveWhole(t *testing.T) {
 	for _, m := range append(storeModes[:len(storeModes):len(storeModes)], cutModes...) {
 		t.Run(m.name, func(t *testing.T) {
@@ -138,7 +142,7 @@ func TestLargeFramesArriveWhole(t *testing.T) {
 // byte sent has reached the broker while the frame is unfinished and that
 // the pool then holds the frame's first chunk and nothing for the bytes
 // that passed; then the client hangs up mid-frame and everything is given
-// back, the pipe that was cut closed.
+// back.
 func TestCutThroughHoldsOnlyBytesInTransit(t *testing.T) {
 	const (
 		size  = 1000 << 10
@@ -164,37 +168,44 @@ func TestCutThroughHoldsOnlyBytesInTransit(t *testing.T) {
 				want = sent / chunk * chunk
 			}
 			waitFor(t, 5*time.Second, "the bytes sent to reach the broker", func() bool { return b.got.Load() == want })
+			// The step's reservation is given back just after its bytes
+			// leave: wait for it, then hold the pool to one chunk.
+			waitFor(t, 5*time.Second, "the pool to hold the first chunk only", func() bool { return h.pool.InUse() <= chunk })
+			time.Sleep(50 * time.Millisecond)
 			if in := h.pool.InUse(); in > chunk {
 				t.Errorf("pool holds %d bytes for a frame cut through with %d of its bytes sent on", in, sent)
 			}
 			c.Close()
 			waitFor(t, 5*time.Second, "the pool to be given back", func() bool { return h.pool.InUse() == 0 })
-			waitFor(t, 5*time.Second, "no pipe left but free ones", func() bool {
-				return h.srv.pipes.open.Load() <= maxPipesFree
+			waitFor(t, 5*time.Second, "the close to be counted as truncated", func() bool {
+				return h.counter("kafkaguard_connections_closed_total", map[string]string{"reason": "truncated"}) == 1
 			})
-			if r := h.counter("kafkaguard_connections_closed_total", map[string]string{"reason": "truncated"}); r != 1 {
-				t.Errorf("connections closed as truncated = %v, want 1", r)
-			}
 		})
 	}
 }
 
 // countingBroker accepts connections and counts the bytes they send,
-// answering nothing.
+// answering nothing; stalled, it reads nothing at all.
 type countingBroker struct {
-	addr string
-	got  atomic.Int64
+	addr  string
+	got   atomic.Int64
+	stall bool
 }
 
 func newCountingBroker(t *testing.T) *countingBroker {
+	return newBroker(t, false)
+}
+
+func newBroker(t *testing.T, stall bool) *countingBroker {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &countingBroker{addr: ln.Addr().String()}
+	b := &countingBroker{addr: ln.Addr().String(), stall: stall}
 	var conns sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); conns.Wait() })
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done); ln.Close(); conns.Wait() })
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -205,6 +216,10 @@ func newCountingBroker(t *testing.T) *countingBroker {
 			go func() {
 				defer conns.Done()
 				defer c.Close()
+				if b.stall {
+					<-done
+					return
+				}
 				buf := make([]byte, 64<<10)
 				for {
 					c.SetReadDeadline(time.Now().Add(20 * time.Second))
@@ -437,6 +452,89 @@ func TestCutThroughBudget(t *testing.T) {
 				t.Fatal(err)
 			}
 			waitFor(t, 5*time.Second, "the budget to be given back", func() bool { return h.srv.cutOwed.Load() == 0 })
+		})
+	}
+}
+
+// TestCutThroughBrokerStalls has the broker stop reading while a frame is
+// cut through to it: the write to it times out (timeouts.write), the
+// connection ends as upstream_error (the broker's fault, no offence), the
+// pool is given back, and the pipe, left holding bytes the broker never
+// took, is closed rather than kept for the next frame.
+func TestCutThroughBrokerStalls(t *testing.T) {
+	for _, m := range cutModes {
+		t.Run(m.name, func(t *testing.T) {
+			b := newBroker(t, true)
+			h := newHarness(t, harnessOpts{upstreams: []string{b.addr}, mutate: func(o *Options) {
+				m.mutate(o)
+				o.WriteTimeout = 300 * time.Millisecond
+			}})
+			c := dialHarness(t, h, 20*time.Second)
+			f := largeProduce(7, 1000<<10, rand.New(rand.NewPCG(3, 4)))
+			binary.BigEndian.PutUint16(f[17+2:], 0) // acks=0: nothing owed when it ends
+			go func() {                             // more than the sockets between here and the broker hold
+				for range 40 {
+					if _, err := c.Write(f); err != nil {
+						return
+					}
+				}
+			}()
+			expectClosed(t, c, 10*time.Second)
+			waitFor(t, 5*time.Second, "the close to be counted as upstream_error", func() bool {
+				return h.counter("kafkaguard_connections_closed_total", map[string]string{"reason": "upstream_error"}) == 1
+			})
+			waitFor(t, 5*time.Second, "the pool to be given back", func() bool { return h.pool.InUse() == 0 })
+			waitFor(t, 5*time.Second, "the pipe left holding bytes to be closed", func() bool { return h.srv.pipes.open.Load() == 0 })
+		})
+	}
+}
+
+// TestSlowCutFrameIsEvicted leaves a frame cut through a pipe unfinished
+// past evictStale, holding its first chunk, while another client's frame
+// needs the pool (a chunk for its first bytes, one for a step): the slow
+// one is evicted (slow_frame), having stayed evictable across the steps it
+// sent on to the broker, and the other's frame goes through.
+func TestSlowCutFrameIsEvicted(t *testing.T) {
+	const chunk = 4 << 10
+	for _, m := range cutModes {
+		if !m.piped || runtime.GOOS != "linux" {
+			continue
+		}
+		t.Run(m.name, func(t *testing.T) {
+			b := produceBroker(t, nil)
+			h := newHarness(t, harnessOpts{
+				upstreams: []string{b.addr()},
+				pool:      limits.PoolOptions{ChunkBytes: chunk, TotalBytes: 2 * chunk},
+				mutate:    m.mutate,
+			})
+			rng := rand.New(rand.NewPCG(9, 10))
+			slow := dialHarness(t, h, 20*time.Second)
+			f := largeProduce(1, 100<<10, rng)
+			for i := 0; i < 20<<10; i += 2 << 10 { // steps of a chunk or less on to the broker
+				if _, err := slow.Write(f[i : i+2<<10]); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			waitFor(t, 5*time.Second, "the slow frame to hold its first chunk only", func() bool { return h.pool.InUse() == chunk })
+			time.Sleep(evictStale + 100*time.Millisecond)
+
+			good := dialHarness(t, h, 20*time.Second)
+			if _, err := good.Write(largeProduce(2, 20<<10, rng)); err != nil {
+				t.Fatal(err)
+			}
+			var resp [8]byte
+			if _, err := io.ReadFull(good, resp[:]); err != nil {
+				t.Fatalf("whole frame beside a slow one: %v", err)
+			}
+			expectClosed(t, slow, 5*time.Second)
+			if n := h.counter("kafkaguard_frames_rejected_total", map[string]string{"reason": reasonSlowFrame.String()}); n != 1 {
+				t.Errorf("slow_frame = %v, want 1", n)
+			}
+			if n := h.counter("kafkaguard_frames_rejected_total", map[string]string{"reason": reasonPoolExhausted.String()}); n != 0 {
+				t.Errorf("pool_exhausted = %v, want 0", n)
+			}
+			waitFor(t, 5*time.Second, "the pool to be given back", func() bool { return h.pool.InUse() == 0 })
 		})
 	}
 }

@@ -18,7 +18,9 @@ import (
 // client socket into a kernel pipe with splice(2), and from the pipe to
 // the broker the same way, so its bytes never pass through user space
 // (issue 14): the pipe is the store. The pipe's bytes are reserved from
-// the chunk pool as they arrive, like chunks (see forwardPiped).
+// the chunk pool as they arrive, like chunks (see forwardPiped). A frame
+// cut through moves through a pipe the same way, a step at a time, each
+// step's bytes reserved only while the pipe holds them (forwardCutPiped).
 
 const (
 	fSetPipeSz     = 1031 // F_SETPIPE_SZ
