@@ -47,9 +47,13 @@ func (c *conn) forward(h framing.RequestHeader, size int32, start time.Time) boo
 	cut := c.s.opts.CutThroughBytes
 	// A frame cut through makes the broker wait for its declared size:
 	// within the budget it may, else it is stored whole.
-	cutThrough := cut > 0 && size > cut && c.s.oweCut(int64(total))
-	if cutThrough {
-		defer c.s.payCut(int64(total))
+	cutThrough := false
+	if cut > 0 && size > cut {
+		if cutThrough = c.s.oweCut(int64(total)); cutThrough {
+			defer c.s.payCut(int64(total))
+		} else {
+			c.s.metrics.overCutBudget()
+		}
 	}
 	expect := true
 	if h.APIKey == framing.KeyProduce { // Produce with acks=0 gets no response

@@ -431,6 +431,9 @@ func TestCutThroughBudget(t *testing.T) {
 				t.Fatal(err)
 			}
 			waitFor(t, 5*time.Second, "the second frame to be held", func() bool { return h.pool.InUse() >= sent })
+			if n := h.counter("kafkaguard_cut_through_over_budget_total", nil); n != 1 {
+				t.Errorf("cut_through_over_budget = %v, want 1", n)
+			}
 			if n := h.dials.Load(); n != 1 {
 				t.Fatalf("%d broker dials: the frame over the budget reached the broker before it was whole", n)
 			}

@@ -22,6 +22,7 @@ type Metrics struct {
 	connsRefused    *prometheus.CounterVec
 	poolWait        prometheus.Histogram
 	dialErrors      prometheus.Counter
+	cutOverBudget   prometheus.Counter
 	rewritten       *prometheus.CounterVec
 	rewriteUnmapped prometheus.Counter
 	localResponses  *prometheus.CounterVec
@@ -67,6 +68,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		dialErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kafkaguard_upstream_dial_errors_total", Help: "Failed dials to an upstream broker.",
 		}),
+		cutOverBudget: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kafkaguard_cut_through_over_budget_total",
+			Help: "Frames larger than proxy.cut_through_bytes stored whole instead, proxy.cut_through_budget being spent.",
+		}),
 		rewritten: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kafkaguard_responses_rewritten_total",
 			Help: "Responses whose broker addresses were rewritten, by API.",
@@ -111,7 +116,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.rejected, forwarded, m.bytesIn, m.bytesOut, m.connsActive, m.connsTotal,
-			m.connsRefused, m.poolWait, m.dialErrors, m.rewritten, m.rewriteUnmapped, m.localResponses, m.bans, m.upstreamCloses, m.closed)
+			m.connsRefused, m.poolWait, m.dialErrors, m.cutOverBudget, m.rewritten, m.rewriteUnmapped, m.localResponses, m.bans, m.upstreamCloses, m.closed)
 	}
 	m.saslLogins = newSaslLogins(reg)
 	return m
@@ -176,6 +181,12 @@ func (m *Metrics) refused(reason string) {
 func (m *Metrics) dialError() {
 	if m != nil {
 		m.dialErrors.Inc()
+	}
+}
+
+func (m *Metrics) overCutBudget() {
+	if m != nil {
+		m.cutOverBudget.Inc()
 	}
 }
 
