@@ -64,16 +64,10 @@ func (c *conn) forwardPiped(h framing.RequestHeader, total int, expect bool, dea
 			c.readFailed(err, reasonFrameTimeout, api)
 			return true, false
 		case moved == 0 && want > room:
-			// One chunk at a time, as a frame takes chunks: a reservation
-			// of several would queue behind other connections' (see
-			// limits.Pool.Reserve).
-			for ; room < want; room += chunk {
-				k, rerr := c.reserveBytes(int64(chunk))
-				if rerr != nil {
-					c.poolSpent(api, rerr)
-					return true, false
-				}
-				reserved += k
+			k, ok := c.reserveStep(room, want, api, true)
+			reserved += k
+			if !ok {
+				return true, false
 			}
 			continue
 		default:
@@ -236,25 +230,12 @@ func (c *conn) forwardCutPiped(h framing.RequestHeader, total int, deadline time
 			c.readFailed(err, reasonFrameTimeout, api)
 			return true, false
 		case moved == 0 && want > room:
-			// The first chunk of a step is waited for (evicting slow
-			// frames, as any chunk is); more only while the pool has them
-			// at once, else the step moves what one chunk holds: a frame
-			// cut through needs no more of the pool than a chunk a step.
-			for ; room < want; room += chunk {
-				if room > 0 {
-					k, rerr := pool.Reserve(int64(chunk), 0, nil)
-					if rerr != nil {
-						break
-					}
-					reserved += k
-					continue
-				}
-				k, rerr := c.reserveBytes(int64(chunk))
-				if rerr != nil {
-					c.poolSpent(api, rerr)
-					return true, false
-				}
-				reserved += k
+			// The step moves what the pool has at once, at least a
+			// chunk: a frame cut through needs no more than a chunk a step.
+			k, ok := c.reserveStep(room, want, api, false)
+			reserved += k
+			if !ok {
+				return true, false
 			}
 			continue
 		case moved == 0: // a byte came while nothing was reserved: reserve for it
@@ -283,4 +264,35 @@ func (c *conn) forwardCutPiped(h framing.RequestHeader, total int, deadline time
 	}
 	c.s.metrics.forward(h.APIKey, total)
 	return true, true
+}
+
+// reserveStep reserves chunks of the pool, one at a time, until room
+// bytes cover want, for bytes about to move into a pipe, and returns how
+// many it reserved. One at a time, as a frame takes chunks: a reservation
+// of several would queue behind other connections' (see
+// limits.Pool.Reserve). Each is waited for (evicting slow frames, as a
+// chunk request does) when all, else only the first while room is empty:
+// the rest are taken only while the pool has them at once. It reports
+// false, having counted the pool spent, when one it waited for was not had.
+func (c *conn) reserveStep(room, want int, api string, all bool) (int, bool) {
+	pool := c.s.opts.Pool
+	chunk := pool.ChunkBytes()
+	reserved := 0
+	for ; room < want; room += chunk {
+		if !all && room > 0 {
+			k, err := pool.Reserve(int64(chunk), 0, nil)
+			if err != nil {
+				break
+			}
+			reserved += k
+			continue
+		}
+		k, err := c.reserveBytes(int64(chunk))
+		if err != nil {
+			c.poolSpent(api, err)
+			return reserved, false
+		}
+		reserved += k
+	}
+	return reserved, true
 }

@@ -522,22 +522,7 @@ func TestSlowCutFrameIsEvicted(t *testing.T) {
 			waitFor(t, 5*time.Second, "the slow frame to hold its first chunk only", func() bool { return h.pool.InUse() == chunk })
 			time.Sleep(evictStale + 100*time.Millisecond)
 
-			good := dialHarness(t, h, 20*time.Second)
-			if _, err := good.Write(largeProduce(2, 20<<10, rng)); err != nil {
-				t.Fatal(err)
-			}
-			var resp [8]byte
-			if _, err := io.ReadFull(good, resp[:]); err != nil {
-				t.Fatalf("whole frame beside a slow one: %v", err)
-			}
-			expectClosed(t, slow, 5*time.Second)
-			if n := h.counter("kafkaguard_frames_rejected_total", map[string]string{"reason": reasonSlowFrame.String()}); n != 1 {
-				t.Errorf("slow_frame = %v, want 1", n)
-			}
-			if n := h.counter("kafkaguard_frames_rejected_total", map[string]string{"reason": reasonPoolExhausted.String()}); n != 0 {
-				t.Errorf("pool_exhausted = %v, want 0", n)
-			}
-			waitFor(t, 5*time.Second, "the pool to be given back", func() bool { return h.pool.InUse() == 0 })
+			expectSlowEvicted(t, h, slow, rng)
 		})
 	}
 }

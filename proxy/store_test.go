@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"io"
 	"math/rand/v2"
+	"net"
 	"testing"
 	"time"
 
@@ -84,22 +85,7 @@ func TestSlowStoredFrameIsEvicted(t *testing.T) {
 			waitFor(t, 5*time.Second, "the slow frame's bytes to be held", func() bool { return h.pool.InUse() >= 20<<10 })
 			time.Sleep(evictStale + 100*time.Millisecond)
 
-			good := dialHarness(t, h, 20*time.Second)
-			if _, err := good.Write(largeProduce(2, 20<<10, rng)); err != nil {
-				t.Fatal(err)
-			}
-			var resp [8]byte
-			if _, err := io.ReadFull(good, resp[:]); err != nil {
-				t.Fatalf("whole frame beside a slow one: %v", err)
-			}
-			expectClosed(t, slow, 5*time.Second)
-			if n := h.counter("kafkaguard_frames_rejected_total", map[string]string{"reason": reasonSlowFrame.String()}); n != 1 {
-				t.Errorf("slow_frame = %v, want 1", n)
-			}
-			if n := h.counter("kafkaguard_frames_rejected_total", map[string]string{"reason": reasonPoolExhausted.String()}); n != 0 {
-				t.Errorf("pool_exhausted = %v, want 0", n)
-			}
-			waitFor(t, 5*time.Second, "the pool to be given back", func() bool { return h.pool.InUse() == 0 })
+			expectSlowEvicted(t, h, slow, rng)
 		})
 	}
 }
@@ -206,4 +192,28 @@ func TestStoredFrameInFragments(t *testing.T) {
 			})
 		}
 	}
+}
+
+// expectSlowEvicted has a good client send a 20 KiB Produce beside slow, a
+// connection whose frame has been unfinished past evictStale while the
+// pool is too small for both, and checks slow is evicted (slow_frame, and
+// no pool_exhausted), the good frame answered, and the pool given back.
+func expectSlowEvicted(t *testing.T, h *harness, slow net.Conn, rng *rand.Rand) {
+	t.Helper()
+	good := dialHarness(t, h, 20*time.Second)
+	if _, err := good.Write(largeProduce(2, 20<<10, rng)); err != nil {
+		t.Fatal(err)
+	}
+	var resp [8]byte
+	if _, err := io.ReadFull(good, resp[:]); err != nil {
+		t.Fatalf("whole frame beside a slow one: %v", err)
+	}
+	expectClosed(t, slow, 5*time.Second)
+	if n := h.counter("kafkaguard_frames_rejected_total", map[string]string{"reason": reasonSlowFrame.String()}); n != 1 {
+		t.Errorf("slow_frame = %v, want 1", n)
+	}
+	if n := h.counter("kafkaguard_frames_rejected_total", map[string]string{"reason": reasonPoolExhausted.String()}); n != 0 {
+		t.Errorf("pool_exhausted = %v, want 0", n)
+	}
+	waitFor(t, 5*time.Second, "the pool to be given back", func() bool { return h.pool.InUse() == 0 })
 }
