@@ -107,7 +107,7 @@ func (c *conn) forwardPiped(h framing.RequestHeader, total int, expect bool, dea
 		c.setReason(reasonUpstreamClosed, nil)
 		return true, false
 	}
-	if !c.writeUpstream(c.req.segments[:1]) || !c.pipeUpstream(p, nil) {
+	if !c.writeUpstream(c.req.segments[:1]) || !c.pipeUpstream(p) {
 		return true, false
 	}
 	if len(c.req.segments) > 1 && !c.writeUpstream(c.req.segments[1:]) {
@@ -120,15 +120,12 @@ func (c *conn) forwardPiped(h framing.RequestHeader, total int, expect bool, dea
 }
 
 // pipeUpstream writes what p holds to the broker within WriteTimeout:
-// spliced to a plain socket, copied to anything else through scratch, or
-// through a chunk taken for it when scratch is nil.
-func (c *conn) pipeUpstream(p *pipe, scratch []byte) bool {
+// spliced to a plain socket, copied through a chunk to anything else.
+func (c *conn) pipeUpstream(p *pipe) bool {
 	c.upstream.SetWriteDeadline(time.Now().Add(c.s.live().WriteTimeout))
 	var err error
 	if tc, ok := c.upstream.(*net.TCPConn); ok {
 		err = c.req.splice.spliceOut(tc, p)
-	} else if scratch != nil {
-		err = drainTo(c.upstream, p, scratch)
 	} else {
 		scratch, ok := c.getChunk()
 		if !ok {
@@ -158,11 +155,14 @@ const cutStep = 256 << 10
 // moves from the client socket into the pipe and at once from the pipe to
 // the broker, one splice in and one out for what the socket holds (at most
 // cutStep), so no byte of the body passes through user space. The pipe
-// holds only the bytes of the step under way, reserved from the pool
-// before they move and given back once they have left, so a frame waiting
-// for its client holds its first chunk, as one cut through in chunks does.
-// A step the pipe cannot take (the socket's next bytes are not spliceable)
-// is read through that first chunk instead.
+// holds only the bytes of the step under way: the first chunk, free once
+// written, counts for a chunk of them, and chunks for more are reserved
+// before they move, only while the pool has them at once, and given back
+// once they have left. So a frame cut through never waits on the pool
+// past its first chunk and holds only that while it waits for its client,
+// as one cut through in chunks does. A step the pipe cannot take (the
+// socket's next bytes are not spliceable), and the whole body when the
+// broker dialled for the frame speaks TLS, go through the first chunk.
 //
 // It reports handled false, having read nothing past the first chunk, when
 // no pipe is to be had: forward cuts the frame through in chunks.
@@ -198,31 +198,35 @@ func (c *conn) forwardCutPiped(h framing.RequestHeader, total int, deadline time
 		return true, false
 	}
 	c.req.buf.r, c.req.buf.w = 0, 0 // every buffered byte was this frame's
-	scratch := c.req.buf.chunk      // free from here: the first chunk has gone
+	// From here the first chunk is free. It is the first chunk's worth of
+	// every step's room, so a frame cut through takes nothing more from
+	// the pool while the pool has nothing to spare, and it carries what
+	// the pipe cannot.
+	scratch := c.req.buf.chunk
+	if _, ok := c.upstream.(*net.TCPConn); !ok {
+		// The broker dialled for this frame speaks TLS: nothing splices
+		// to it, so the rest goes through the first chunk.
+		for remaining > 0 {
+			if !c.cutThroughChunk(scratch, &remaining, deadline, api, send) {
+				return true, false
+			}
+		}
+		c.s.metrics.forward(h.APIKey, total)
+		return true, true
+	}
 	chunk := pool.ChunkBytes()
+	limit := step // what the next step may move: less while the pool is short
 	for remaining > 0 {
 		c.setReadDeadline(deadline)
-		room := min(reserved*chunk, step)
-		n := min(remaining, step)
-		if room > 0 {
-			n = min(n, room) // a step of what could be reserved
-		}
-		moved, want, err := sp.spliceIn(p, n, room)
+		room := min(chunk+reserved*chunk, step)
+		moved, want, err := sp.spliceIn(p, min(remaining, limit), room)
 		remaining -= moved
 		c.in.Add(int64(moved))
 		switch {
 		case err == errPipeFull:
-			// The empty pipe took nothing the socket holds: read this
-			// step through the first chunk instead.
-			n, rerr := c.client.Read(scratch[:min(len(scratch), remaining)])
-			remaining -= n
-			c.in.Add(int64(n))
-			if rerr != nil && remaining > 0 {
-				c.readFailed(rerr, reasonFrameTimeout, api)
-				return true, false
-			}
-			c.req.segments = append(c.req.segments[:0], scratch[:n])
-			if !send(c.req.segments) {
+			// The empty pipe took nothing the socket holds: this step
+			// goes through the first chunk instead.
+			if !c.cutThroughChunk(scratch, &remaining, deadline, api, send) {
 				return true, false
 			}
 			continue
@@ -230,22 +234,18 @@ func (c *conn) forwardCutPiped(h framing.RequestHeader, total int, deadline time
 			c.readFailed(err, reasonFrameTimeout, api)
 			return true, false
 		case moved == 0 && want > room:
-			// The step moves what the pool has at once, at least a
-			// chunk: a frame cut through needs no more than a chunk a step.
-			k, ok := c.reserveStep(room, want, api, false)
+			// More than the first chunk holds: as many chunks more as the
+			// pool has at once, never waiting for them.
+			k, _ := c.reserveStep(room, want, api, false)
 			reserved += k
-			if !ok {
-				return true, false
-			}
-			continue
-		case moved == 0: // a byte came while nothing was reserved: reserve for it
+			limit = min(step, chunk+reserved*chunk)
 			continue
 		}
 		if remaining == 0 {
 			// The last bytes: from here the frame waits on the broker.
 			c.req.frameDone = true
 			c.holdSince.Store(0)
-			if !c.pipeUpstream(p, scratch) {
+			if !c.pipeUpstream(p) {
 				return true, false
 			}
 			break
@@ -253,17 +253,39 @@ func (c *conn) forwardCutPiped(h framing.RequestHeader, total int, deadline time
 		// Waiting on the broker, not the client: not a slow frame to
 		// evict meanwhile, its age shifted by the time the broker took.
 		held, sent := c.holdSince.Swap(0), time.Now()
-		if !c.pipeUpstream(p, scratch) {
+		if !c.pipeUpstream(p) {
 			return true, false
 		}
 		if held != 0 {
 			c.holdSince.Store(held + time.Since(sent).Nanoseconds())
 		}
 		pool.Unreserve(reserved)
-		reserved = 0
+		reserved, limit = 0, step
 	}
 	c.s.metrics.forward(h.APIKey, total)
 	return true, true
+}
+
+// cutThroughChunk reads the frame's next bytes into scratch, the frame's
+// first chunk, until it is full or the frame ends, and sends them on: the
+// way of a frame cut through for what the pipe cannot take.
+func (c *conn) cutThroughChunk(scratch []byte, remaining *int, deadline time.Time, api string, send func([][]byte) bool) bool {
+	c.setReadDeadline(deadline)
+	filled, want := 0, min(len(scratch), *remaining)
+	for filled < want {
+		n, err := c.client.Read(scratch[filled:want])
+		filled += n
+		c.in.Add(int64(n))
+		if err != nil && filled < want {
+			c.readFailed(err, reasonFrameTimeout, api)
+			return false
+		}
+	}
+	if *remaining -= filled; *remaining == 0 {
+		c.req.frameDone = true // sent, the frame waits on the broker
+	}
+	c.req.segments = append(c.req.segments[:0], scratch[:filled])
+	return send(c.req.segments)
 }
 
 // reserveStep reserves chunks of the pool, one at a time, until room

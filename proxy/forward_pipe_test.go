@@ -462,8 +462,9 @@ func TestCutThroughBudget(t *testing.T) {
 // TestCutThroughBrokerStalls has the broker stop reading while a frame is
 // cut through to it: the write to it times out (timeouts.write), the
 // connection ends as upstream_error (the broker's fault, no offence), the
-// pool is given back, and the pipe, left holding bytes the broker never
-// took, is closed rather than kept for the next frame.
+// pool is given back, and the pipe, when it was left holding bytes the
+// broker never took (the time-out fell in a pipe's step, not in a write
+// through the first chunk), is closed rather than kept for the next frame.
 func TestCutThroughBrokerStalls(t *testing.T) {
 	for _, m := range cutModes {
 		t.Run(m.name, func(t *testing.T) {
@@ -487,16 +488,16 @@ func TestCutThroughBrokerStalls(t *testing.T) {
 				return h.counter("kafkaguard_connections_closed_total", map[string]string{"reason": "upstream_error"}) == 1
 			})
 			waitFor(t, 5*time.Second, "the pool to be given back", func() bool { return h.pool.InUse() == 0 })
-			waitFor(t, 5*time.Second, "the pipe left holding bytes to be closed", func() bool { return h.srv.pipes.open.Load() == 0 })
+			waitFor(t, 5*time.Second, "no pipe but empty free ones to be open", func() bool { return h.srv.pipes.unsettled() == 0 })
 		})
 	}
 }
 
 // TestSlowCutFrameIsEvicted leaves a frame cut through a pipe unfinished
-// past evictStale, holding its first chunk, while another client's frame
-// needs the pool (a chunk for its first bytes, one for a step): the slow
-// one is evicted (slow_frame), having stayed evictable across the steps it
-// sent on to the broker, and the other's frame goes through.
+// past evictStale, holding its first chunk, the whole pool, while another
+// client's frame needs a chunk: the slow one is evicted (slow_frame),
+// having stayed evictable across the steps it sent on to the broker, and
+// the other's frame goes through.
 func TestSlowCutFrameIsEvicted(t *testing.T) {
 	const chunk = 4 << 10
 	for _, m := range cutModes {
@@ -507,13 +508,13 @@ func TestSlowCutFrameIsEvicted(t *testing.T) {
 			b := produceBroker(t, nil)
 			h := newHarness(t, harnessOpts{
 				upstreams: []string{b.addr()},
-				pool:      limits.PoolOptions{ChunkBytes: chunk, TotalBytes: 2 * chunk},
+				pool:      limits.PoolOptions{ChunkBytes: chunk, TotalBytes: chunk},
 				mutate:    m.mutate,
 			})
 			rng := rand.New(rand.NewPCG(9, 10))
 			slow := dialHarness(t, h, 20*time.Second)
 			f := largeProduce(1, 100<<10, rng)
-			for i := 0; i < 20<<10; i += 2 << 10 { // steps of a chunk or less on to the broker
+			for i := 0; i < 20<<10; i += 2 << 10 { // steps on to the broker, each in the first chunk's room
 				if _, err := slow.Write(f[i : i+2<<10]); err != nil {
 					t.Fatal(err)
 				}
