@@ -28,23 +28,13 @@ import (
 // It reports handled false, having read nothing, when no pipe is to be had
 // (maxPipesOpen reached, or out of fds): forward stores the frame in chunks.
 func (c *conn) forwardPiped(h framing.RequestHeader, total int, expect bool, deadline time.Time) (handled, ok bool) {
-	p := c.s.pipes.take(total-c.req.buf.buffered(), c.s.opts.pipeLimit)
-	if p == nil {
-		return false, false
-	}
 	api := framing.APIName(h.APIKey)
-	// The first chunk is held, and counted, whole anyway: fill it, as the
-	// chunk path does, so the pipe's bytes come on top of one chunk.
-	if !c.fillReq(len(c.req.buf.chunk), deadline, reasonFrameTimeout, api) {
-		c.s.pipes.put(p)
-		return true, false
+	p, handled, ok := c.takePipe(total-c.req.buf.buffered(), c.s.opts.pipeLimit, deadline, api)
+	if p == nil {
+		return handled, ok
 	}
 	remaining := total - c.req.buf.buffered()
 	sp := &c.req.splice
-	if err := sp.init(c.client.(*net.TCPConn)); err != nil {
-		c.s.pipes.put(p)
-		return false, false
-	}
 	pool := c.s.opts.Pool
 	reserved := 0 // chunks reserved for the pipe's bytes
 	defer func() {
@@ -119,6 +109,27 @@ func (c *conn) forwardPiped(h framing.RequestHeader, total int, expect bool, dea
 	return true, true
 }
 
+// takePipe readies a frame larger than a chunk to go through a pipe: the
+// connection's splice state, a pipe of at least n bytes' capacity as the
+// kernel allows (limit, when set, caps it), and the frame's first chunk
+// filled (it is held, and counted, whole anyway; the pipe's bytes come on
+// top of it, as the chunk path's do). With no pipe, it returns nil and
+// handled false, having read nothing: the frame takes the chunk path. A
+// fill that fails returns nil, handled true and ok false.
+func (c *conn) takePipe(n, limit int, deadline time.Time, api string) (p *pipe, handled, ok bool) {
+	if c.req.splice.init(c.client.(*net.TCPConn)) != nil {
+		return nil, false, false
+	}
+	if p = c.s.pipes.take(n, limit); p == nil {
+		return nil, false, false
+	}
+	if !c.fillReq(len(c.req.buf.chunk), deadline, reasonFrameTimeout, api) {
+		c.s.pipes.put(p)
+		return nil, true, false
+	}
+	return p, true, true
+}
+
 // pipeUpstream writes what p holds to the broker within WriteTimeout:
 // spliced to a plain socket, copied through a chunk to anything else.
 func (c *conn) pipeUpstream(p *pipe) bool {
@@ -171,21 +182,13 @@ func (c *conn) forwardCutPiped(h framing.RequestHeader, total int, deadline time
 	if c.s.opts.pipeLimit > 0 { // tests: steps smaller than what the socket holds
 		step = min(step, c.s.opts.pipeLimit)
 	}
-	p := c.s.pipes.take(min(total-c.req.buf.buffered(), step), 0)
+	api := framing.APIName(h.APIKey)
+	p, handled, ok := c.takePipe(min(total-c.req.buf.buffered(), step), 0, deadline, api)
 	if p == nil {
-		return false, false
+		return handled, ok
 	}
 	step = min(step, p.size)
-	api := framing.APIName(h.APIKey)
-	if !c.fillReq(len(c.req.buf.chunk), deadline, reasonFrameTimeout, api) {
-		c.s.pipes.put(p)
-		return true, false
-	}
 	sp := &c.req.splice
-	if err := sp.init(c.client.(*net.TCPConn)); err != nil {
-		c.s.pipes.put(p)
-		return false, false
-	}
 	pool := c.s.opts.Pool
 	reserved := 0 // chunks reserved for the step under way
 	defer func() {
