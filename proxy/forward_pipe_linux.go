@@ -175,7 +175,7 @@ const cutStep = 256 << 10
 // socket's next bytes are not spliceable), and the whole body when the
 // broker dialled for the frame speaks TLS, go through the first chunk.
 //
-// It reports handled false, having read nothing past the first chunk, when
+// It reports handled false, having read nothing, when
 // no pipe is to be had: forward cuts the frame through in chunks.
 func (c *conn) forwardCutPiped(h framing.RequestHeader, total int, deadline time.Time, send func([][]byte) bool) (handled, ok bool) {
 	step := cutStep
