@@ -121,8 +121,9 @@ type responseSide struct {
 	// buf is the pooled chunk of upstream bytes read but not yet relayed;
 	// nil when none are.
 	buf readBuf
-	// spliced bounds one step of a response spliced between the sockets.
-	spliced io.LimitedReader
+	// splice moves large responses through a kernel pipe (Linux; see
+	// relayPiped).
+	splice splicer
 	// key is the api key of the response being relayed, for logs.
 	key int16
 }

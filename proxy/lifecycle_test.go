@@ -1,12 +1,17 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"runtime"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -86,6 +91,17 @@ func response(corr int32, total int) []byte {
 	binary.BigEndian.PutUint32(b[4:], uint32(corr))
 	return b
 }
+
+// responseMode is one way a response larger than a chunk is relayed: on
+// Linux through a pipe of the server's set in one splice loop
+// (relayPiped), or copied through a chunk (relayLarge: a TLS side, no
+// pipe to be had, or not Linux).
+type responseMode struct {
+	name string
+	copy bool
+}
+
+var responseModes = []responseMode{{"pipe", false}, {"chunk copy", true}}
 
 // lifecycleServer runs a Server with one route to upstream. Its cleanup
 // shuts it down but gives up (failing the test) rather than hang.
@@ -252,6 +268,12 @@ func TestRequestTimeoutClosesConnection(t *testing.T) {
 // passed by the time its read times out, yet the client read all it was
 // sent.
 func TestSilentBrokerMidResponse(t *testing.T) {
+	for _, m := range responseModes {
+		t.Run(m.name, func(t *testing.T) { testSilentBrokerMidResponse(t, m) })
+	}
+}
+
+func testSilentBrokerMidResponse(t *testing.T, m responseMode) {
 	const requestTimeout = 500 * time.Millisecond
 	b := newScriptedBroker(t, func(_ int16, corr int32) ([]byte, bool) {
 		return response(corr, 4<<20)[:100<<10], false // then nothing more
@@ -259,6 +281,7 @@ func TestSilentBrokerMidResponse(t *testing.T) {
 	s, reg, addr := lifecycleServer(t, b.addr(), func(o *Options) {
 		o.WriteTimeout = requestTimeout / 2
 		o.RequestTimeout = requestTimeout
+		o.responseCopy = m.copy
 	})
 	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
 	if err != nil {
@@ -279,6 +302,64 @@ func TestSilentBrokerMidResponse(t *testing.T) {
 	waitFor(t, 2*time.Second, "connection forgotten", func() bool { return s.connCount() == 0 })
 	if got := gauge(t, reg, "kafkaguard_upstream_closes_total", map[string]string{"reason": reasonRequestTimeout.String()}); got != 1 {
 		t.Errorf("upstream_closes_total{reason=request_timeout} = %v, want 1", got)
+	}
+}
+
+// TestSlowBrokerMidResponseIsServed has the broker pause inside a large
+// response for longer than timeouts.write (shorter than timeouts.request),
+// twice, while the client reads promptly: the response arrives whole and
+// nobody is cut. The client's clock for a step starts again when a read
+// had to wait for the broker, so the broker's pause is not the client's.
+func TestSlowBrokerMidResponseIsServed(t *testing.T) {
+	const (
+		writeTimeout = 300 * time.Millisecond
+		pause        = 2 * writeTimeout
+		total        = 2 << 20
+	)
+	for _, m := range responseModes {
+		t.Run(m.name, func(t *testing.T) {
+			resp := response(1, total)
+			b := listenBroker(t, func(c net.Conn) {
+				defer c.Close()
+				var hdr [12]byte
+				if _, err := io.ReadFull(c, hdr[:]); err != nil {
+					return
+				}
+				if _, err := io.CopyN(io.Discard, c, int64(binary.BigEndian.Uint32(hdr[:]))-8); err != nil {
+					return
+				}
+				c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+				for _, part := range [][]byte{resp[:100<<10], resp[100<<10 : 400<<10], resp[400<<10:]} {
+					if _, err := c.Write(part); err != nil {
+						return
+					}
+					time.Sleep(pause)
+				}
+				io.Copy(io.Discard, c) // until the proxy closes
+			})
+			s, reg, addr := lifecycleServer(t, b.addr(), func(o *Options) {
+				o.WriteTimeout = writeTimeout
+				o.RequestTimeout = 5 * pause
+				o.responseCopy = m.copy
+			})
+			c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.Write(rawRequest(1, 4, 1, "paused", make([]byte, 32))) // Fetch: relayed, not rewritten
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			n, err := io.CopyN(io.Discard, c, total)
+			if err != nil {
+				t.Fatalf("read %d of %d bytes: %v", n, total, err)
+			}
+			if s.connCount() != 1 {
+				t.Error("the connection was closed")
+			}
+			if n := gauge(t, reg, "kafkaguard_connections_closed_total", nil); n != 0 {
+				t.Errorf("connections_closed_total = %v, want 0", n)
+			}
+		})
 	}
 }
 
@@ -399,6 +480,12 @@ func isTimeout(err error) bool {
 // whole-response deadline would cut it. TestTrickleReaderCut is the other
 // side: a reader under a step per timeout is cut.
 func TestWriteTimeoutMeasuresProgress(t *testing.T) {
+	for _, m := range responseModes {
+		t.Run(m.name, func(t *testing.T) { testWriteTimeoutMeasuresProgress(t, m) })
+	}
+}
+
+func testWriteTimeoutMeasuresProgress(t *testing.T, m responseMode) {
 	const (
 		// A 256 KiB splice step takes the reader about 80 ms: 25 times
 		// within timeouts.write, so a machine busy with other work can
@@ -420,6 +507,7 @@ func TestWriteTimeoutMeasuresProgress(t *testing.T) {
 	s, reg, addr := lifecycleServer(t, b.addr(), func(o *Options) {
 		o.WriteTimeout = writeTimeout
 		o.RequestTimeout = writeTimeout
+		o.responseCopy = m.copy
 	})
 
 	t.Run("slow steady reader", func(t *testing.T) {
@@ -573,17 +661,27 @@ func BenchmarkIdleConnections(b *testing.B) {
 }
 
 // BenchmarkLargeResponse relays 16 MiB responses to a client that reads as
-// fast as it can: the cost of splicing in steps that refresh deadlines.
+// fast as it can, each way a large response is relayed (responseModes):
+// through a pipe of the server's in one splice loop, or through Go's
+// splice in steps that each refresh the deadlines. Client and broker run
+// in this process too, so the gap between the two is diluted; the bench's
+// fetch workload measures the proxy alone.
 //
-//	go test -run '^$' -bench LargeResponse ./proxy/
+//	go test -run '^$' -bench LargeResponse -count 5 ./proxy/
 func BenchmarkLargeResponse(b *testing.B) {
+	for _, m := range responseModes {
+		b.Run(m.name, func(b *testing.B) { benchLargeResponse(b, m) })
+	}
+}
+
+func benchLargeResponse(b *testing.B, m responseMode) {
 	const total = 16 << 20
 	resp := response(0, total)
 	br := newScriptedBroker(b, func(_ int16, corr int32) ([]byte, bool) {
 		binary.BigEndian.PutUint32(resp[4:], uint32(corr))
 		return resp, false
 	})
-	_, _, addr := lifecycleServer(b, br.addr(), nil)
+	_, _, addr := lifecycleServer(b, br.addr(), func(o *Options) { o.responseCopy = m.copy })
 	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
 	if err != nil {
 		b.Fatal(err)
@@ -601,4 +699,117 @@ func BenchmarkLargeResponse(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestLargeResponsesThroughPipes relays large responses of random bytes
+// to several readers at once, each way (see responseModes), and checks
+// every byte arrives in order; through pipes, the pipes taken are the
+// server's counted ones, settled once the responses end (emptied and kept,
+// at most maxPipesFree), and a reader that stops mid-response is cut with
+// its pipe, which still holds bytes, closed rather than kept.
+func TestLargeResponsesThroughPipes(t *testing.T) {
+	const (
+		readers = 6
+		total   = 3<<20 + 12345
+	)
+	body := make([]byte, total)
+	rng := rand.New(rand.NewPCG(7, 8))
+	for i := 8; i < total; i += 8 {
+		var w [8]byte
+		binary.LittleEndian.PutUint64(w[:], rng.Uint64())
+		copy(body[i:], w[:])
+	}
+	for _, m := range responseModes {
+		t.Run(m.name, func(t *testing.T) {
+			b := newScriptedBroker(t, func(_ int16, corr int32) ([]byte, bool) {
+				if corr == 1 { // to the reader that stops: more than the kernel buffers hold
+					return response(corr, 16<<20), false
+				}
+				r := slices.Clone(body)
+				binary.BigEndian.PutUint32(r, uint32(total-4))
+				binary.BigEndian.PutUint32(r[4:], uint32(corr))
+				return r, false
+			})
+			s, reg, addr := lifecycleServer(t, b.addr(), func(o *Options) {
+				o.WriteTimeout = 500 * time.Millisecond
+				o.responseCopy = m.copy
+			})
+			var wg sync.WaitGroup
+			errs := make(chan error, readers)
+			for i := range readers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					errs <- readLargeResponses(addr, int32(100+10*i), 3, body)
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if err != nil {
+					t.Error(err)
+				}
+			}
+			waitFor(t, 2*time.Second, "the readers' connections gone", func() bool { return s.connCount() == 0 })
+			open := s.pipes.open.Load()
+			t.Logf("pipes open once the responses ended: %d", open)
+			if n := s.pipes.unsettled(); n != 0 {
+				t.Errorf("%d pipes unsettled once every response ended", n)
+			}
+			switch {
+			case runtime.GOOS != "linux":
+			case m.copy && open != 0:
+				t.Errorf("%d pipes open: the copy path takes none of the server's", open)
+			case !m.copy && (open == 0 || open > maxPipesFree):
+				t.Errorf("%d pipes open after responses through pipes, want 1 to %d kept free", open, maxPipesFree)
+			}
+
+			// A reader that stops: cut by timeouts.write, its pipe closed.
+			c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.(*net.TCPConn).SetReadBuffer(32 << 10)
+			c.Write(rawRequest(1, 4, 1, "stalled", make([]byte, 32))) // Fetch: relayed, not rewritten
+			waitFor(t, 10*time.Second, "stalled reader cut", func() bool {
+				return gauge(t, reg, "kafkaguard_connections_closed_total", map[string]string{"reason": reasonClientError.String()}) == 1
+			})
+			waitFor(t, 2*time.Second, "connection forgotten", func() bool { return s.connCount() == 0 })
+			if n := s.pipes.unsettled(); n != 0 {
+				t.Errorf("%d pipes unsettled after the stalled reader was cut", n)
+			}
+			if got := s.pipes.open.Load(); got > open {
+				t.Errorf("%d pipes open after the stalled reader was cut, %d before: its pipe was kept", got, open)
+			}
+		})
+	}
+}
+
+// readLargeResponses asks for n responses on one connection, in turn, and
+// checks each is body with its correlation id.
+func readLargeResponses(addr string, corr0 int32, n int, body []byte) error {
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	got := make([]byte, len(body))
+	for i := range int32(n) {
+		corr := corr0 + i
+		if _, err := c.Write(rawRequest(1, 4, corr, "large", make([]byte, 32))); err != nil {
+			return err
+		}
+		if _, err := io.ReadFull(c, got); err != nil {
+			return fmt.Errorf("response %d: %w", corr, err)
+		}
+		if c := int32(binary.BigEndian.Uint32(got[4:])); c != corr {
+			return fmt.Errorf("response correlation id %d, want %d", c, corr)
+		}
+		if !bytes.Equal(got[8:], body[8:]) {
+			return fmt.Errorf("response %d: bytes differ from the broker's", corr)
+		}
+	}
+	return nil
 }

@@ -93,8 +93,8 @@ type Options struct {
 	WriteTimeout time.Duration
 	// RequestTimeout bounds how long the oldest owed response may be owed,
 	// and how long a response under way may go without a byte from the
-	// broker (never less than WriteTimeout plus a second inside a spliced
-	// response, whose reads wait on the client: see clientSideFailed).
+	// broker (a read that waits while the client is written to never
+	// counts against it: see relayLarge).
 	// Past it the connection closes as request_timeout: the
 	// broker's fault, not the client's. It must exceed the clients'
 	// rebalance timeout (max.poll.interval.ms), which a JoinGroup or
@@ -152,6 +152,9 @@ type Options struct {
 	// positive, caps a pipe's capacity below fs.pipe-max-size, so frames
 	// spill into chunks.
 	pipeLimit int
+	// responseCopy relays large responses through a chunk (relayLarge),
+	// as when no pipe is to be had, instead of relayPiped.
+	responseCopy bool
 	// store picks the store path of a frame larger than a chunk (pipe,
 	// readv or chunks; see storePath) so tests and benchmarks run each;
 	// the zero value is the default.

@@ -21,6 +21,8 @@ import (
 // the chunk pool as they arrive, like chunks (see forwardPiped). A frame
 // cut through moves through a pipe the same way, a step at a time, each
 // step's bytes reserved only while the pipe holds them (forwardCutPiped).
+// The rest of a large response moves from the broker through a pipe of the
+// same set to the client, a step at a time (relayPiped).
 
 const (
 	fSetPipeSz     = 1031 // F_SETPIPE_SZ
@@ -170,25 +172,29 @@ func (c *conn) spliceableTCP() bool {
 
 var errPipeFull = errors.New("pipe full")
 
-// splicer is a request pump's splice state (requestSide.splice): the
-// sockets' raw conns and the callbacks handed to them, made once per
-// connection on its first piped frame so that a frame allocates nothing,
-// and the arguments and results of the call under way.
+// splicer is a pump's splice state (requestSide.splice, responseSide.
+// splice): the sockets' raw conns and the callbacks handed to them, made
+// once per connection on its first piped frame so that a frame allocates
+// nothing, and the arguments and results of the call under way.
 type splicer struct {
-	client, up      syscall.RawConn
-	upConn          net.Conn // the upstream up was taken from
+	client          syscall.RawConn // the request pump's client (spliceIn)
+	src, dst        syscall.RawConn // what spliceFrom reads, spliceOut writes
+	srcConn         net.Conn        // the socket src was taken from
+	dstConn         net.Conn        // the socket dst was taken from
 	readFn, writeFn func(fd uintptr) bool
+	fromFn          func(fd uintptr) bool
 	p               *pipe
 	n, room         int
 	moved, want     int
 	err             error
+	// waited reports that the last spliceIn, spliceFrom or spliceOut
+	// waited for its socket at least once.
+	waited bool
 }
 
 // init makes the callbacks and takes the client's raw conn.
 func (sp *splicer) init(client *net.TCPConn) error {
-	if sp.readFn == nil {
-		sp.readFn, sp.writeFn = sp.readStep, sp.writeStep
-	}
+	sp.initFns()
 	if sp.client == nil {
 		rc, err := client.SyscallConn()
 		if err != nil {
@@ -199,6 +205,12 @@ func (sp *splicer) init(client *net.TCPConn) error {
 	return nil
 }
 
+func (sp *splicer) initFns() {
+	if sp.readFn == nil {
+		sp.readFn, sp.writeFn, sp.fromFn = sp.readStep, sp.writeStep, sp.fromStep
+	}
+}
+
 // spliceIn moves up to n bytes from the client socket into p, waiting for
 // the socket (under its read deadline) while it has none, and no more than
 // room: it first asks the socket how many bytes it holds (FIONREAD), so the
@@ -206,7 +218,7 @@ func (sp *splicer) init(client *net.TCPConn) error {
 // want is what it should reserve for). errPipeFull means the socket has
 // bytes the pipe cannot take (its slots are full of small fragments).
 func (sp *splicer) spliceIn(p *pipe, n, room int) (moved, want int, err error) {
-	sp.p, sp.n, sp.room, sp.moved, sp.want, sp.err = p, n, room, 0, 0, nil
+	sp.p, sp.n, sp.room, sp.moved, sp.want, sp.err, sp.waited = p, n, room, 0, 0, nil, false
 	err = sp.client.Read(sp.readFn)
 	if err == nil {
 		err = sp.err
@@ -228,6 +240,7 @@ func (sp *splicer) readStep(fd uintptr) bool {
 		// of a byte.
 		switch r, e := peekByte(fd); {
 		case e == syscall.EAGAIN:
+			sp.waited = true
 			return false
 		case e != 0:
 			sp.err = e
@@ -252,6 +265,7 @@ func (sp *splicer) readStep(fd uintptr) bool {
 		sp.err = errPipeFull
 		return true
 	case e == syscall.EAGAIN:
+		sp.waited = true
 		return false
 	case e != nil:
 		sp.err = e
@@ -264,26 +278,27 @@ func (sp *splicer) readStep(fd uintptr) bool {
 	return true
 }
 
-// spliceOut moves everything p holds to the socket up, waiting for the
+// spliceOut moves everything p holds to the socket dst, waiting for the
 // socket under its write deadline.
-func (sp *splicer) spliceOut(up *net.TCPConn, p *pipe) error {
-	if sp.upConn != up {
-		rc, err := up.SyscallConn()
+func (sp *splicer) spliceOut(dst *net.TCPConn, p *pipe) error {
+	sp.initFns()
+	if sp.dstConn != dst {
+		rc, err := dst.SyscallConn()
 		if err != nil {
 			return err
 		}
-		sp.up, sp.upConn = rc, up
+		sp.dst, sp.dstConn = rc, dst
 	}
-	sp.p = p
+	sp.p, sp.waited = p, false
 	defer func() { sp.p = nil }()
 	for p.held > 0 {
 		sp.moved, sp.err = 0, nil
-		err := sp.up.Write(sp.writeFn)
+		err := sp.dst.Write(sp.writeFn)
 		if err == nil {
 			err = sp.err
 		}
 		if err != nil {
-			return fmt.Errorf("splice to upstream: %w", err)
+			return fmt.Errorf("splice: %w", err)
 		}
 		p.held -= sp.moved
 	}
@@ -293,9 +308,49 @@ func (sp *splicer) spliceOut(up *net.TCPConn, p *pipe) error {
 func (sp *splicer) writeStep(fd uintptr) bool {
 	m, e := syscall.Splice(sp.p.r, nil, int(fd), nil, sp.p.held, spliceMove|spliceNonblock)
 	if e == syscall.EAGAIN {
+		sp.waited = true
 		return false
 	}
 	sp.moved, sp.err = int(max(m, 0)), e
+	return true
+}
+
+// spliceFrom moves up to n bytes from the socket src into p, which must
+// have room for them, waiting for the socket under its read deadline
+// while it has none: what the socket holds, as one splice takes it. The
+// end of the stream is io.ErrUnexpectedEOF: the caller wants n bytes more.
+func (sp *splicer) spliceFrom(src *net.TCPConn, p *pipe, n int) (int, error) {
+	sp.initFns()
+	if sp.srcConn != src {
+		rc, err := src.SyscallConn()
+		if err != nil {
+			return 0, err
+		}
+		sp.src, sp.srcConn = rc, src
+	}
+	sp.p, sp.n, sp.moved, sp.err, sp.waited = p, n, 0, nil, false
+	err := sp.src.Read(sp.fromFn)
+	if err == nil {
+		err = sp.err
+	}
+	p.held += sp.moved
+	sp.p = nil
+	return sp.moved, err
+}
+
+func (sp *splicer) fromStep(fd uintptr) bool {
+	m, e := syscall.Splice(int(fd), nil, sp.p.w, nil, sp.n, spliceMove|spliceNonblock)
+	switch {
+	case e == syscall.EAGAIN:
+		sp.waited = true
+		return false
+	case e != nil:
+		sp.err = e
+	case m == 0:
+		sp.err = io.ErrUnexpectedEOF
+	default:
+		sp.moved = int(m)
+	}
 	return true
 }
 

@@ -31,6 +31,8 @@ func (c *conn) forwardPiped(framing.RequestHeader, int, bool, time.Time) (handle
 	return false, false
 }
 
+func (c *conn) relayPiped(int64) (handled, ok bool) { return false, false }
+
 func (c *conn) forwardCutPiped(framing.RequestHeader, int, time.Time, func([][]byte) bool) (handled, ok bool) {
 	return false, false
 }

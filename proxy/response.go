@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"time"
 
@@ -234,70 +233,48 @@ func later(a, b time.Time) time.Time {
 	return b
 }
 
-// spliceStep is how much of a large response is relayed under one pair of
-// deadlines, and the most writeClient writes under one: a step the client
+// spliceStep is how much of a large response is relayed under one write
+// deadline, and the most writeClient writes under one: a step the client
 // has not taken within WriteTimeout ends the connection (client_error), as
-// does one the broker has not sent within RequestTimeout (request_timeout,
-// see clientSideFailed); each step that completes refreshes both. So the
-// deadlines measure a lack of progress, not the whole response: a consumer
-// reading a 50 MiB fetch slowly but steadily is served, one taking less
-// than a step per WriteTimeout is cut.
-// The step is small because a step cut short loses the bytes the kernel
-// pipe holds, so a timed-out step cannot be resumed.
+// does a read the broker has not answered within RequestTimeout
+// (request_timeout). So the deadlines measure a lack of progress, not the
+// whole response: a consumer reading a 50 MiB fetch slowly but steadily is
+// served, one taking less than a step per WriteTimeout is cut.
 const spliceStep = 256 << 10
 
 // relayLarge relays a response larger than a chunk: buffered, its first
-// bytes already read, then the rest, spliced between the sockets by the
-// kernel when both are TCP, else copied through a chunk, in steps that each
-// refresh the deadlines.
+// bytes already read, then the rest: spliced between the sockets by the
+// kernel through a pipe of the server's when both are plain TCP on Linux
+// (relayPiped), else copied through a chunk, each read under
+// RequestTimeout and each write under WriteTimeout. A read and a write
+// never wait at once, so each failure is its side's.
 func (c *conn) relayLarge(buffered []byte, total int) bool {
 	if !c.writeClient(buffered) {
 		return false
 	}
 	rest := int64(total - len(buffered))
-	src, dst := c.upstream, c.client
-	splice := c.spliceable()
-	dtc, _ := dst.(*net.TCPConn)
-	if !splice && c.resp.buf.chunk == nil {
-		chunk, terr := c.takeChunk()
-		if terr != nil {
-			c.poolSpent(apiNone, terr)
+	if c.spliceable() {
+		if handled, ok := c.relayPiped(rest); handled {
+			return ok
+		}
+	}
+	if c.resp.buf.chunk == nil {
+		chunk, err := c.takeChunk()
+		if err != nil {
+			c.poolSpent(apiNone, err)
 			c.client.Close()
 			return false
 		}
 		c.resp.buf.take(chunk, 0)
 	}
+	chunk := c.resp.buf.chunk
 	for rest > 0 {
-		var n int64
-		var err error
-		now := time.Now()
-		wdl := now.Add(c.s.live().WriteTimeout)
-		rdl := now.Add(c.s.live().RequestTimeout)
-		if splice {
-			rdl = later(rdl, wdl.Add(blameMargin))
+		c.upstreamDeadline(time.Now().Add(c.s.live().RequestTimeout))
+		n, err := c.upstream.Read(chunk[:min(int64(len(chunk)), rest)])
+		if n > 0 && !c.writeClient(chunk[:n]) {
+			return false
 		}
-		rdl = c.upstreamDeadline(rdl)
-		if splice {
-			dst.SetWriteDeadline(wdl)
-			c.resp.spliced = io.LimitedReader{R: src, N: min(rest, spliceStep)}
-			n, err = dtc.ReadFrom(&c.resp.spliced)
-			c.out.Add(n)
-			c.s.metrics.sent(int(n))
-			if err == nil && c.resp.spliced.N > 0 {
-				err = io.ErrUnexpectedEOF // the broker closed mid-response
-			} else if err != nil && rest-n > 0 && c.clientSideFailed(err, wdl, rdl) {
-				c.clientWriteFailed(fmt.Errorf("relay response: %w", err))
-				return false
-			}
-		} else {
-			var m int
-			m, err = src.Read(c.resp.buf.chunk[:min(int64(len(c.resp.buf.chunk)), rest)])
-			n = int64(m)
-			if m > 0 && !c.writeClient(c.resp.buf.chunk[:m]) {
-				return false
-			}
-		}
-		rest -= n
+		rest -= int64(n)
 		if err != nil && rest > 0 {
 			c.upstreamFailed(fmt.Errorf("relay response: %w", err))
 			return false
@@ -306,41 +283,8 @@ func (c *conn) relayLarge(buffered []byte, total int) bool {
 	return true
 }
 
-// clientSideFailed tells which socket failed a splice step, which reports
-// both sides' errors alike. A timeout is the client's only when its write
-// deadline wdl has passed and the broker's read deadline rdl has not: then
-// the step stalled writing (the client took less than a step in a whole
-// WriteTimeout). Once rdl has passed too, the broker sent nothing for
-// RequestTimeout (or the drain deadline came), which is the broker's
-// failure whatever the write deadline says; with the defaults wdl comes
-// first, so a broker silent mid-response would otherwise be blamed on the
-// client. An error that is not a timeout is the client's when the broker's
-// side is still open.
-//
-// A splice step's reads wait on its writes, so with timeouts.request no
-// longer than timeouts.write a slow client (one taking a step in more than
-// RequestTimeout, or none at all) would make the read deadline pass first
-// and be blamed on a broker that sent everything. relayLarge therefore
-// gives a step's read deadline at least wdl plus blameMargin: a client
-// stalled past wdl is found here while rdl is still ahead, and a broker
-// silent mid-response is cut after max(RequestTimeout, WriteTimeout +
-// blameMargin).
-func (c *conn) clientSideFailed(err error, wdl, rdl time.Time) bool {
-	if timeout, _ := classifyIO(err); timeout {
-		now := time.Now()
-		return !now.Before(wdl) && now.Before(rdl)
-	}
-	gone, _ := peerClosed(socketOf(c.upstream))
-	return !gone
-}
-
-// blameMargin is how long after a splice step's write deadline its read
-// deadline passes at the earliest, so the step that timed out is told
-// apart on a busy machine (see clientSideFailed).
-const blameMargin = time.Second
-
 // writeClient writes b to the client in steps of at most spliceStep bytes,
-// each under its own deadline of WriteTimeout, as relayLarge splices: the
+// each under its own deadline of WriteTimeout, as relayPiped splices: the
 // client must take min(what is left, spliceStep) bytes in every
 // WriteTimeout or the connection ends (client_error). So a slow but steady
 // reader of a large response is served, while one taking a segment now and

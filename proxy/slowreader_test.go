@@ -13,16 +13,23 @@ import (
 )
 
 // A slow client is the client's fault even when timeouts.request is no
-// longer than timeouts.write. A large response is spliced in steps, each
-// under a write deadline (timeouts.write) and a broker read deadline
-// (timeouts.request); with request <= write the read deadline passes first,
-// although the broker sent every byte and only the client was slow, and
-// the close used to be counted as request_timeout, the broker's fault
-// (kafkaguard_upstream_closes_total, the "broker owed a response" warning):
-// a client that stopped reading, or one that read steadily but took longer
-// than timeouts.request over a step, was blamed on the broker. Now the
-// first is cut as client_error by timeouts.write and the second is served.
+// longer than timeouts.write. A large response is relayed in steps, each
+// under a write deadline (timeouts.write), its reads under a broker read
+// deadline (timeouts.request); when one splice both read and wrote, with
+// request <= write the read deadline passed first although the broker sent
+// every byte and only the client was slow, and the close was counted as
+// request_timeout, the broker's fault (kafkaguard_upstream_closes_total,
+// the "broker owed a response" warning). Now reads and writes wait apart,
+// each way a response is relayed (responseModes): a client that stops
+// reading is cut as client_error by timeouts.write, and one that reads
+// steadily but takes longer than timeouts.request over a step is served.
 func TestSlowClientNotBlamedOnBroker(t *testing.T) {
+	for _, m := range responseModes {
+		t.Run(m.name, func(t *testing.T) { testSlowClientNotBlamedOnBroker(t, m) })
+	}
+}
+
+func testSlowClientNotBlamedOnBroker(t *testing.T, m responseMode) {
 	const (
 		bite  = 16 << 10 // socket buffers on the slow side
 		total = 16 << 20 // larger than every buffer between broker and client
@@ -58,6 +65,7 @@ func TestSlowClientNotBlamedOnBroker(t *testing.T) {
 				o.RequestTimeout, o.WriteTimeout = tc.request, tc.write
 				o.Logger = zerolog.New(logs).Level(zerolog.InfoLevel)
 				o.Dial = shrunkDialer(bite).DialContext
+				o.responseCopy = m.copy
 			})
 			c := dialSlowReader(t, s, addr, bite, bite)
 			c.Write(append(rawRequest(1, 4, 3, "slow", make([]byte, 32)), // Fetch: relayed, not rewritten
