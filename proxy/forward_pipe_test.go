@@ -527,3 +527,46 @@ func TestSlowCutFrameIsEvicted(t *testing.T) {
 		})
 	}
 }
+
+// TestCutFrameWithPausesArrives has a client pause twice, each time for
+// longer than timeouts.write, inside a frame cut through (well within
+// timeouts.frame), while the broker reads promptly: the frame arrives
+// whole and nobody is cut: each step written to the broker has its own
+// write deadline, so the client's pause is not the broker's.
+func TestCutFrameWithPausesArrives(t *testing.T) {
+	const writeTimeout = 300 * time.Millisecond
+	for _, m := range cutModes {
+		t.Run(m.name, func(t *testing.T) {
+			got := make(chan [32]byte, 1)
+			b := produceBroker(t, func(body []byte) { got <- sha256.Sum256(body) })
+			h := newHarness(t, harnessOpts{upstreams: []string{b.addr()}, mutate: func(o *Options) {
+				m.mutate(o)
+				o.WriteTimeout = writeTimeout
+			}})
+			c := dialHarness(t, h, 20*time.Second)
+			f := largeProduce(1, 1000<<10, rand.New(rand.NewPCG(11, 12)))
+			want := sha256.Sum256(f[4+2+2+4+2+3:])
+			for _, part := range [][]byte{f[:300<<10], f[300<<10 : 700<<10], f[700<<10:]} {
+				if _, err := c.Write(part); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(2 * writeTimeout)
+			}
+			var resp [8]byte
+			if _, err := io.ReadFull(c, resp[:]); err != nil {
+				t.Fatalf("response: %v", err)
+			}
+			select {
+			case sum := <-got:
+				if sum != want {
+					t.Fatal("the frame reached the broker changed")
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the broker never got the frame")
+			}
+			if n := h.counter("kafkaguard_connections_closed_total", nil); n != 0 {
+				t.Errorf("connections_closed_total = %v, want 0", n)
+			}
+		})
+	}
+}
