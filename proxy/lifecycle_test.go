@@ -262,11 +262,10 @@ func TestRequestTimeoutClosesConnection(t *testing.T) {
 	}
 }
 
-// A broker that goes silent in the middle of a large (spliced) response is
-// cut as request_timeout, the broker's fault, even with a write timeout
-// shorter than the request timeout: the splice step's write deadline has
-// passed by the time its read times out, yet the client read all it was
-// sent.
+// A broker that goes silent in the middle of a large response is cut as
+// request_timeout, the broker's fault, even with a write timeout shorter
+// than the request timeout: the client's write deadline has passed by the
+// time the read times out, yet the client read all it was sent.
 func TestSilentBrokerMidResponse(t *testing.T) {
 	for _, m := range responseModes {
 		t.Run(m.name, func(t *testing.T) { testSilentBrokerMidResponse(t, m) })
@@ -662,10 +661,10 @@ func BenchmarkIdleConnections(b *testing.B) {
 
 // BenchmarkLargeResponse relays 16 MiB responses to a client that reads as
 // fast as it can, each way a large response is relayed (responseModes):
-// through a pipe of the server's in one splice loop, or through Go's
-// splice in steps that each refresh the deadlines. Client and broker run
-// in this process too, so the gap between the two is diluted; the bench's
-// fetch workload measures the proxy alone.
+// through a pipe of the server's in one splice loop, or copied through a
+// chunk (the fallback). Client and broker run in this process too, so the
+// gap between the two is diluted; the bench's fetch workload measures the
+// proxy alone (and the README compares the loop with Go's splice).
 //
 //	go test -run '^$' -bench LargeResponse -count 5 ./proxy/
 func BenchmarkLargeResponse(b *testing.B) {
@@ -765,12 +764,7 @@ func TestLargeResponsesThroughPipes(t *testing.T) {
 			}
 
 			// A reader that stops: cut by timeouts.write, its pipe closed.
-			c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.(*net.TCPConn).SetReadBuffer(32 << 10)
+			c := dialSlowReader(t, s, addr, 32<<10, 32<<10) // so the kernel buffers hold far less than the response
 			c.Write(rawRequest(1, 4, 1, "stalled", make([]byte, 32))) // Fetch: relayed, not rewritten
 			waitFor(t, 10*time.Second, "stalled reader cut", func() bool {
 				return gauge(t, reg, "kafkaguard_connections_closed_total", map[string]string{"reason": reasonClientError.String()}) == 1
@@ -779,8 +773,12 @@ func TestLargeResponsesThroughPipes(t *testing.T) {
 			if n := s.pipes.unsettled(); n != 0 {
 				t.Errorf("%d pipes unsettled after the stalled reader was cut", n)
 			}
-			if got := s.pipes.open.Load(); got > open {
-				t.Errorf("%d pipes open after the stalled reader was cut, %d before: its pipe was kept", got, open)
+			// Through a pipe, the stalled reader took one of the free ones
+			// and left it holding bytes: closed, one fewer open.
+			if got := s.pipes.open.Load(); runtime.GOOS == "linux" && !m.copy && got != open-1 {
+				t.Errorf("%d pipes open after the stalled reader was cut, %d before: want its pipe closed", got, open)
+			} else if m.copy && got != 0 {
+				t.Errorf("%d pipes open through the copy", got)
 			}
 		})
 	}

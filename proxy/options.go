@@ -93,8 +93,9 @@ type Options struct {
 	WriteTimeout time.Duration
 	// RequestTimeout bounds how long the oldest owed response may be owed,
 	// and how long a response under way may go without a byte from the
-	// broker (a read that waits while the client is written to never
-	// counts against it: see relayLarge).
+	// broker (through a pipe, without its 256 KiB step; the time spent
+	// waiting for the client counts against it only up to an eighth of
+	// it: see relayPiped).
 	// Past it the connection closes as request_timeout: the
 	// broker's fault, not the client's. It must exceed the clients'
 	// rebalance timeout (max.poll.interval.ms), which a JoinGroup or

@@ -30,7 +30,8 @@ const (
 	spliceMove     = 0x1  // SPLICE_F_MOVE
 	spliceNonblock = 0x2  // SPLICE_F_NONBLOCK
 	// maxPipesOpen bounds the pipes (two fds each) open at once in one
-	// server; a frame that finds none left is stored in chunks instead.
+	// server; a frame that finds none left is stored in chunks instead,
+	// a large response copied through a chunk.
 	maxPipesOpen = 256
 	// maxPipesFree bounds the empty pipes kept for the next frame; more
 	// are closed as they come back.
@@ -55,8 +56,8 @@ var pipeMaxBytes = sync.OnceValue(func() int {
 })
 
 // pipe is one kernel pipe: r and w its read and write ends, size its
-// capacity in bytes, held the bytes in it. It is owned by the request pump
-// that took it, or by the free list.
+// capacity in bytes, held the bytes in it. It is owned by the pump (request
+// or response) that took it, or by the free list.
 type pipe struct {
 	r, w int
 	size int

@@ -35,7 +35,7 @@ func (c *conn) relayPiped(rest int64) (handled, ok bool) {
 		return false, false
 	}
 	src, dst := c.upstream.(*net.TCPConn), c.client.(*net.TCPConn)
-	p := c.s.pipes.take(spliceStep, 0)
+	p := c.s.pipes.take(spliceStep, c.s.opts.pipeLimit)
 	if p == nil {
 		return false, false
 	}
@@ -43,16 +43,16 @@ func (c *conn) relayPiped(rest int64) (handled, ok bool) {
 	step := int64(min(spliceStep, p.size))
 	sp := &c.resp.splice
 	live := c.s.live()
-	var stepLeft int64 // of the step the client's deadline was set for
+	var stepLeft int64 // bytes more the client may be sent under its write deadline
+	brokerDue := true  // the broker's read deadline is due to be set
 	// The time each side has waited for the other since the other's
 	// deadline was set: past an eighth of that timeout, it is set again.
 	var brokerWaits, clientWaits time.Duration
 	for rest > 0 {
 		start := time.Now()
-		begins := stepLeft <= 0
-		if begins || clientWaits > live.RequestTimeout/8 {
+		if brokerDue || clientWaits > live.RequestTimeout/8 {
 			c.upstreamDeadline(start.Add(live.RequestTimeout))
-			clientWaits = 0
+			brokerDue, clientWaits = false, 0
 		}
 		n, err := sp.spliceFrom(src, p, int(min(rest, step)))
 		if err != nil {
@@ -63,12 +63,15 @@ func (c *conn) relayPiped(rest int64) (handled, ok bool) {
 		if sp.waited {
 			brokerWaits += read.Sub(start)
 		}
-		if begins || brokerWaits > live.WriteTimeout/8 {
+		if int64(n) > stepLeft || brokerWaits > live.WriteTimeout/8 {
+			// A step begins with these bytes (they would take the one under
+			// way past spliceStep, or the broker kept the client waiting):
+			// the client has WriteTimeout from now for the next spliceStep,
+			// the broker RequestTimeout from its next read. A reload
+			// reaches the next step.
+			live = c.s.live()
 			dst.SetWriteDeadline(read.Add(live.WriteTimeout))
-			brokerWaits = 0
-		}
-		if begins {
-			stepLeft = spliceStep
+			stepLeft, brokerWaits, brokerDue = spliceStep, 0, true
 		}
 		rest -= int64(n)
 		stepLeft -= int64(n)
