@@ -764,7 +764,7 @@ func TestLargeResponsesThroughPipes(t *testing.T) {
 			}
 
 			// A reader that stops: cut by timeouts.write, its pipe closed.
-			c := dialSlowReader(t, s, addr, 32<<10, 32<<10) // so the kernel buffers hold far less than the response
+			c := dialSlowReader(t, s, addr, 32<<10, 32<<10)           // so the kernel buffers hold far less than the response
 			c.Write(rawRequest(1, 4, 1, "stalled", make([]byte, 32))) // Fetch: relayed, not rewritten
 			waitFor(t, 10*time.Second, "stalled reader cut", func() bool {
 				return gauge(t, reg, "kafkaguard_connections_closed_total", map[string]string{"reason": reasonClientError.String()}) == 1
