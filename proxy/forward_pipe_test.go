@@ -534,7 +534,13 @@ func TestSlowCutFrameIsEvicted(t *testing.T) {
 // whole and nobody is cut: each step written to the broker has its own
 // write deadline, so the client's pause is not the broker's.
 func TestCutFrameWithPausesArrives(t *testing.T) {
-	const writeTimeout = 300 * time.Millisecond
+	// A second's write timeout: the broker, a goroutine of this process,
+	// reads promptly, but a busy machine (the race detector, other test
+	// binaries) can hold it off for some hundreds of milliseconds.
+	const (
+		writeTimeout = time.Second
+		pause        = writeTimeout + writeTimeout/4
+	)
 	for _, m := range cutModes {
 		t.Run(m.name, func(t *testing.T) {
 			got := make(chan [32]byte, 1)
@@ -546,11 +552,13 @@ func TestCutFrameWithPausesArrives(t *testing.T) {
 			c := dialHarness(t, h, 20*time.Second)
 			f := largeProduce(1, 1000<<10, rand.New(rand.NewPCG(11, 12)))
 			want := sha256.Sum256(f[4+2+2+4+2+3:])
-			for _, part := range [][]byte{f[:300<<10], f[300<<10 : 700<<10], f[700<<10:]} {
+			for i, part := range [][]byte{f[:300<<10], f[300<<10 : 700<<10], f[700<<10:]} {
+				if i > 0 {
+					time.Sleep(pause)
+				}
 				if _, err := c.Write(part); err != nil {
 					t.Fatal(err)
 				}
-				time.Sleep(2 * writeTimeout)
 			}
 			var resp [8]byte
 			if _, err := io.ReadFull(c, resp[:]); err != nil {

@@ -310,9 +310,12 @@ func testSilentBrokerMidResponse(t *testing.T, m responseMode) {
 // nobody is cut. The client's clock for a step starts again when a read
 // had to wait for the broker, so the broker's pause is not the client's.
 func TestSlowBrokerMidResponseIsServed(t *testing.T) {
+	// A second's write timeout: the client, a goroutine of this process,
+	// reads promptly, but a busy machine (the race detector, other test
+	// binaries) can hold it off for some hundreds of milliseconds.
 	const (
-		writeTimeout = 300 * time.Millisecond
-		pause        = 2 * writeTimeout
+		writeTimeout = time.Second
+		pause        = writeTimeout + writeTimeout/4
 		total        = 2 << 20
 	)
 	for _, m := range responseModes {
@@ -328,11 +331,13 @@ func TestSlowBrokerMidResponseIsServed(t *testing.T) {
 					return
 				}
 				c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-				for _, part := range [][]byte{resp[:100<<10], resp[100<<10 : 400<<10], resp[400<<10:]} {
+				for i, part := range [][]byte{resp[:100<<10], resp[100<<10 : 400<<10], resp[400<<10:]} {
+					if i > 0 {
+						time.Sleep(pause)
+					}
 					if _, err := c.Write(part); err != nil {
 						return
 					}
-					time.Sleep(pause)
 				}
 				io.Copy(io.Discard, c) // until the proxy closes
 			})
@@ -730,7 +735,9 @@ func TestLargeResponsesThroughPipes(t *testing.T) {
 				return r, false
 			})
 			s, reg, addr := lifecycleServer(t, b.addr(), func(o *Options) {
-				o.WriteTimeout = 500 * time.Millisecond
+				// Long enough that a reader held off by a busy machine is
+				// not cut; the stalled reader below waits it out.
+				o.WriteTimeout = 2 * time.Second
 				o.responseCopy = m.copy
 			})
 			var wg sync.WaitGroup

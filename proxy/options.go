@@ -153,6 +153,9 @@ type Options struct {
 	// positive, caps a pipe's capacity below fs.pipe-max-size, so frames
 	// spill into chunks.
 	pipeLimit int
+	// pipesOpen, when positive, bounds the server's open pipes below
+	// maxPipesOpen, so tests reach the bound with a few connections.
+	pipesOpen int
 	// responseCopy relays large responses through a chunk (relayLarge),
 	// as when no pipe is to be had, instead of relayPiped.
 	responseCopy bool

@@ -93,6 +93,7 @@ type pipes struct {
 	free   []*pipe
 	closed bool
 	open   atomic.Int64
+	max    int // the bound on open; 0 is maxPipesOpen (tests lower it)
 }
 
 // take returns an empty pipe of at least n bytes' capacity if the kernel
@@ -108,7 +109,11 @@ func (ps *pipes) take(n, limit int) *pipe {
 	}
 	ps.mu.Unlock()
 	if p == nil {
-		if ps.open.Add(1) > maxPipesOpen {
+		bound := int64(maxPipesOpen)
+		if ps.max > 0 {
+			bound = int64(ps.max)
+		}
+		if ps.open.Add(1) > bound {
 			ps.open.Add(-1)
 			return nil
 		}
@@ -188,8 +193,9 @@ type splicer struct {
 	n, room         int
 	moved, want     int
 	err             error
-	// waited reports that the last spliceIn, spliceFrom or spliceOut
-	// waited for its socket at least once.
+	// waited reports that the last spliceFrom or spliceOut waited for
+	// its socket at least once (the response relay's blame; spliceIn
+	// does not set it).
 	waited bool
 }
 
@@ -219,7 +225,7 @@ func (sp *splicer) initFns() {
 // want is what it should reserve for). errPipeFull means the socket has
 // bytes the pipe cannot take (its slots are full of small fragments).
 func (sp *splicer) spliceIn(p *pipe, n, room int) (moved, want int, err error) {
-	sp.p, sp.n, sp.room, sp.moved, sp.want, sp.err, sp.waited = p, n, room, 0, 0, nil, false
+	sp.p, sp.n, sp.room, sp.moved, sp.want, sp.err = p, n, room, 0, 0, nil
 	err = sp.client.Read(sp.readFn)
 	if err == nil {
 		err = sp.err
@@ -241,7 +247,6 @@ func (sp *splicer) readStep(fd uintptr) bool {
 		// of a byte.
 		switch r, e := peekByte(fd); {
 		case e == syscall.EAGAIN:
-			sp.waited = true
 			return false
 		case e != 0:
 			sp.err = e
@@ -266,7 +271,6 @@ func (sp *splicer) readStep(fd uintptr) bool {
 		sp.err = errPipeFull
 		return true
 	case e == syscall.EAGAIN:
-		sp.waited = true
 		return false
 	case e != nil:
 		sp.err = e

@@ -14,7 +14,10 @@ import (
 const maxPipesFree = 0
 
 // pipes is empty: no pipe is ever open.
-type pipes struct{ open zero }
+type pipes struct {
+	open zero
+	max  int
+}
 
 type zero struct{}
 

@@ -2,6 +2,16 @@
 
 package proxy
 
+import (
+	"encoding/binary"
+	"io"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"testing"
+	"time"
+)
+
 // unsettled counts the pipes open but not on the free list (taken by a
 // frame, or leaked) and the free ones that still hold bytes (which put
 // must close instead): both 0 once every frame has ended.
@@ -15,4 +25,99 @@ func (ps *pipes) unsettled() int {
 		}
 	}
 	return n
+}
+
+// TestPipeBoundReached holds every pipe of the server's set (its bound
+// lowered to 2 by the test hook Options.pipesOpen) with two large responses
+// whose readers pause, then has a third client read a large response and
+// a fourth send a large Produce: with no pipe to be had, the response is
+// copied through a chunk and the frame stored in chunks, both arrive whole,
+// and no pipe is opened past the bound. The paused readers then read their
+// responses to the end, and every pipe settles.
+func TestPipeBoundReached(t *testing.T) {
+	const (
+		bound   = 2
+		held    = 16 << 20 // more than the kernel buffers hold: the relay stays in its pipe
+		checked = 3<<20 + 777
+	)
+	body := make([]byte, checked)
+	rng := rand.New(rand.NewPCG(21, 22))
+	for i := range body {
+		body[i] = byte(rng.Uint32())
+	}
+	b := newScriptedBroker(t, func(key int16, corr int32) ([]byte, bool) {
+		switch {
+		case key == 0: // the Produce
+			return response(corr, 100), false
+		case corr < 10: // the paused readers'
+			return response(corr, held), false
+		}
+		r := slices.Clone(body)
+		binary.BigEndian.PutUint32(r, uint32(checked-4))
+		binary.BigEndian.PutUint32(r[4:], uint32(corr))
+		return r, false
+	})
+	s, _, addr := lifecycleServer(t, b.addr(), func(o *Options) {
+		o.pipesOpen = bound
+		o.WriteTimeout = 20 * time.Second // the paused readers are not cut
+	})
+
+	var paused []net.Conn
+	for i := range bound {
+		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.(*net.TCPConn).SetReadBuffer(32 << 10)
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		if _, err := c.Write(rawRequest(1, 4, int32(1+i), "paused", make([]byte, 32))); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, make([]byte, 64<<10)); err != nil {
+			t.Fatal(err)
+		}
+		paused = append(paused, c)
+	}
+	waitFor(t, 5*time.Second, "every pipe held by a paused response", func() bool {
+		return s.pipes.open.Load() == bound && s.pipes.unsettled() == bound
+	})
+
+	// A third reader: no pipe to be had, the response is copied.
+	if err := readLargeResponses(addr, 100, 2, body); err != nil {
+		t.Fatalf("a large response with every pipe taken: %v", err)
+	}
+	// A fourth client's large Produce: stored in chunks, answered.
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write(largeProduce(50, 600<<10, rng)); err != nil {
+		t.Fatal(err)
+	}
+	if err := readCorr(c, 50, make([]byte, 128)); err != nil {
+		t.Fatalf("a large Produce with every pipe taken: %v", err)
+	}
+	if n := s.pipes.open.Load(); n != bound {
+		t.Errorf("%d pipes open, want the bound %d", n, bound)
+	}
+
+	for i, c := range paused {
+		n, err := io.CopyN(io.Discard, c, held-64<<10)
+		if err != nil {
+			t.Fatalf("paused reader %d: read %d of the rest: %v", i, n, err)
+		}
+	}
+	for _, c := range append(paused, c) {
+		c.Close()
+	}
+	waitFor(t, 5*time.Second, "the connections gone", func() bool { return s.connCount() == 0 })
+	if n := s.pipes.unsettled(); n != 0 {
+		t.Errorf("%d pipes unsettled once every response ended", n)
+	}
+	if n := s.pipes.open.Load(); n != bound {
+		t.Errorf("%d pipes open at the end, want the %d emptied ones kept", n, bound)
+	}
 }

@@ -57,8 +57,8 @@ type Server struct {
 	kill    context.Context
 	killNow context.CancelFunc
 
-	// pipes are the kernel pipes large request bodies are stored in on
-	// Linux (forwardPiped).
+	// pipes are the kernel pipes large request bodies are stored in and
+	// large responses relayed through on Linux (forwardPiped, relayPiped).
 	pipes pipes
 	// cutOwed is the declared sizes of the frames being cut through, held
 	// within Options.CutThroughBudget (oweCut).
@@ -125,6 +125,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s.kill, s.killNow = context.WithCancel(context.Background())
 	s.set.Store(settingsOf(opts))
+	s.pipes.max = opts.pipesOpen
 	for _, r := range opts.Routes {
 		host, port, _ := net.SplitHostPort(r.Upstream)
 		p, err := strconv.ParseInt(port, 10, 32)
