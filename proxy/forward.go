@@ -51,6 +51,7 @@ func (c *conn) forward(h framing.RequestHeader, size int32, start time.Time) boo
 	if cut > 0 && size > cut {
 		if cutThrough = c.s.oweCut(int64(total)); cutThrough {
 			defer c.s.payCut(int64(total))
+			c.s.metrics.cutFrame()
 		} else {
 			c.s.metrics.overCutBudget()
 		}

@@ -434,6 +434,9 @@ func TestCutThroughBudget(t *testing.T) {
 			if n := h.counter("kafkaguard_cut_through_over_budget_total", nil); n != 1 {
 				t.Errorf("cut_through_over_budget = %v, want 1", n)
 			}
+			if n := h.counter("kafkaguard_cut_through_frames_total", nil); n != 1 {
+				t.Errorf("cut_through_frames = %v, want 1 (the first frame)", n)
+			}
 			if n := h.dials.Load(); n != 1 {
 				t.Fatalf("%d broker dials: the frame over the budget reached the broker before it was whole", n)
 			}

@@ -23,6 +23,7 @@ type Metrics struct {
 	poolWait        prometheus.Histogram
 	dialErrors      prometheus.Counter
 	cutOverBudget   prometheus.Counter
+	cutThrough      prometheus.Counter
 	rewritten       *prometheus.CounterVec
 	rewriteUnmapped prometheus.Counter
 	localResponses  *prometheus.CounterVec
@@ -72,6 +73,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "kafkaguard_cut_through_over_budget_total",
 			Help: "Frames larger than proxy.cut_through_bytes stored whole instead, proxy.cut_through_budget being spent.",
 		}),
+		cutThrough: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kafkaguard_cut_through_frames_total",
+			Help: "Frames larger than proxy.cut_through_bytes cut through: sent on to the broker as they arrived, not stored whole.",
+		}),
 		rewritten: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kafkaguard_responses_rewritten_total",
 			Help: "Responses whose broker addresses were rewritten, by API.",
@@ -116,7 +121,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.rejected, forwarded, m.bytesIn, m.bytesOut, m.connsActive, m.connsTotal,
-			m.connsRefused, m.poolWait, m.dialErrors, m.cutOverBudget, m.rewritten, m.rewriteUnmapped, m.localResponses, m.bans, m.upstreamCloses, m.closed)
+			m.connsRefused, m.poolWait, m.dialErrors, m.cutOverBudget, m.cutThrough, m.rewritten, m.rewriteUnmapped, m.localResponses, m.bans, m.upstreamCloses, m.closed)
 	}
 	m.saslLogins = newSaslLogins(reg)
 	return m
@@ -187,6 +192,12 @@ func (m *Metrics) dialError() {
 func (m *Metrics) overCutBudget() {
 	if m != nil {
 		m.cutOverBudget.Inc()
+	}
+}
+
+func (m *Metrics) cutFrame() {
+	if m != nil {
+		m.cutThrough.Inc()
 	}
 }
 
