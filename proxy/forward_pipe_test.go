@@ -454,6 +454,9 @@ func TestCutThroughBudget(t *testing.T) {
 				t.Fatal(err)
 			}
 			waitFor(t, 5*time.Second, "the third frame's bytes to reach the broker", func() bool { return b.got.Load()-before >= sent-32<<10 })
+			if n := h.counter("kafkaguard_cut_through_frames_total", nil); n != 2 {
+				t.Errorf("cut_through_frames = %v, want 2 (the first and the third frame)", n)
+			}
 			if _, err := third.Write(f[sent:]); err != nil {
 				t.Fatal(err)
 			}

@@ -36,8 +36,12 @@ func (ps *pipes) unsettled() int {
 // responses to the end, and every pipe settles.
 func TestPipeBoundReached(t *testing.T) {
 	const (
-		bound   = 2
-		held    = 16 << 20 // more than the kernel buffers hold: the relay stays in its pipe
+		bound = 2
+		// More than the kernel buffers between the proxy and a paused
+		// reader hold (its receive buffer 32 KiB; the proxy's send buffer
+		// autotunes up to net.ipv4.tcp_wmem's maximum, 4 MiB by default):
+		// the relay stays in its pipe.
+		held    = 16 << 20
 		checked = 3<<20 + 777
 	)
 	body := make([]byte, checked)
@@ -59,6 +63,7 @@ func TestPipeBoundReached(t *testing.T) {
 	})
 	s, _, addr := lifecycleServer(t, b.addr(), func(o *Options) {
 		o.pipesOpen = bound
+		o.store = storePipe               // whatever KG_STORE_PATH says: the Produce must want a pipe
 		o.WriteTimeout = 20 * time.Second // the paused readers are not cut
 	})
 
