@@ -282,11 +282,7 @@ func testSilentBrokerMidResponse(t *testing.T, m responseMode) {
 		o.RequestTimeout = requestTimeout
 		o.responseCopy = m.copy
 	})
-	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dial(t, addr)
 	c.Write(rawRequest(1, 4, 3, "silent", make([]byte, 32))) // Fetch: relayed, not rewritten
 	start := time.Now()
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -346,11 +342,7 @@ func TestSlowBrokerMidResponseIsServed(t *testing.T) {
 				o.RequestTimeout = 5 * pause
 				o.responseCopy = m.copy
 			})
-			c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			c := dial(t, addr)
 			c.Write(rawRequest(1, 4, 1, "paused", make([]byte, 32))) // Fetch: relayed, not rewritten
 			c.SetReadDeadline(time.Now().Add(10 * time.Second))
 			n, err := io.CopyN(io.Discard, c, total)

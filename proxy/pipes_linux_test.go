@@ -69,11 +69,7 @@ func TestPipeBoundReached(t *testing.T) {
 
 	var paused []net.Conn
 	for i := range bound {
-		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := dial(t, addr)
 		c.(*net.TCPConn).SetReadBuffer(32 << 10)
 		c.SetDeadline(time.Now().Add(30 * time.Second))
 		if _, err := c.Write(rawRequest(1, 4, int32(1+i), "paused", make([]byte, 32))); err != nil {
@@ -93,11 +89,7 @@ func TestPipeBoundReached(t *testing.T) {
 		t.Fatalf("a large response with every pipe taken: %v", err)
 	}
 	// A fourth client's large Produce: stored in chunks, answered.
-	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dial(t, addr)
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := c.Write(largeProduce(50, 600<<10, rng)); err != nil {
 		t.Fatal(err)
