@@ -297,13 +297,15 @@ func (s *Server) releaseGate(ip netip.Addr) {
 	}
 }
 
+// forget counts a connection's close before it leaves the set, so a
+// connection no longer in the set has always been counted.
 func (s *Server) forget(c *conn) {
+	r, _ := c.closeReason()
+	s.metrics.connClosed(r)
+	s.releaseGate(c.ip)
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
-	s.releaseGate(c.ip)
-	r, _ := c.closeReason()
-	s.metrics.connClosed(r)
 	s.wg.Done()
 }
 
