@@ -22,6 +22,7 @@ var (
 	errTLSHandshakeTimeout   = errors.New("tls handshake timed out")
 	errClosedBeforeHandshake = errors.New("client closed before its tls handshake")
 	errClosedMidHandshake    = errors.New("client closed during its tls handshake")
+	errCutByDrain            = errors.New("cut by a drain before its tls handshake")
 )
 
 // sniffLen is how many of a connection's first bytes firstBytesConn keeps:
@@ -56,7 +57,7 @@ func (c *firstBytesConn) Read(p []byte) (int, error) {
 func handshakeServer(raw net.Conn, cfg *tls.Config, timeout time.Duration) (*tls.Conn, reason, error) {
 	fb := &firstBytesConn{Conn: raw}
 	tc := tls.Server(fb, cfg)
-	reason, err := runHandshake(tc, fb, raw, timeout)
+	reason, err := runHandshake(tc, fb, raw, timeout, nil)
 	if err != nil {
 		return nil, reason, err
 	}
@@ -64,10 +65,17 @@ func handshakeServer(raw net.Conn, cfg *tls.Config, timeout time.Duration) (*tls
 }
 
 // runHandshake runs tc's server handshake, tc having been made over fb,
-// which wraps raw; see handshakeServer.
-func runHandshake(tc *tls.Conn, fb *firstBytesConn, raw net.Conn, timeout time.Duration) (reason, error) {
+// which wraps raw; see handshakeServer. cut, if not nil, reports a drain
+// (Shutdown, the listener removed): the handshake then does not start.
+func runHandshake(tc *tls.Conn, fb *firstBytesConn, raw net.Conn, timeout time.Duration, cut func() bool) (reason, error) {
 	if err := raw.SetDeadline(time.Now().Add(timeout)); err != nil {
 		return reasonClientError, err
+	}
+	// A drain's interrupt (a read deadline of now) set before the line
+	// above was overwritten by it; one set after stands. So look at the
+	// drain only now, or the handshake would wait out its timeout.
+	if cut != nil && cut() {
+		return reasonShutdown, errCutByDrain
 	}
 	if err := tc.Handshake(); err != nil {
 		return classifyHandshake(err, fb.first[:fb.n])

@@ -155,6 +155,18 @@ func lifecycleServer(t testing.TB, upstream string, mutate func(*Options)) (*Ser
 	return s, reg, s.Addrs()[0].String()
 }
 
+// frameUnderway reports whether a connection is reading a frame.
+func (s *Server) frameUnderway() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if c.frameBusy.Load() {
+			return true
+		}
+	}
+	return false
+}
+
 func gauge(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	t.Helper()
 	h := &harness{t: t, reg: reg}
@@ -171,13 +183,13 @@ func TestShutdownDeadlineWhateverThePeers(t *testing.T) {
 	const deadline = 300 * time.Millisecond
 	cases := []struct {
 		name  string
-		setup func(t *testing.T) (upstream string, mutate func(*Options), send []byte, wait func(*testing.T))
+		setup func(t *testing.T) (upstream string, mutate func(*Options), send []byte, wait func(*testing.T, *Server))
 	}{
-		{"broker never answers", func(t *testing.T) (string, func(*Options), []byte, func(*testing.T)) {
+		{"broker never answers", func(t *testing.T) (string, func(*Options), []byte, func(*testing.T, *Server)) {
 			b := newScriptedBroker(t, neverAnswers)
-			return b.addr(), nil, heartbeat(1), b.waitRequest
+			return b.addr(), nil, heartbeat(1), func(t *testing.T, _ *Server) { b.waitRequest(t) }
 		}},
-		{"upstream dial never completes", func(t *testing.T) (string, func(*Options), []byte, func(*testing.T)) {
+		{"upstream dial never completes", func(t *testing.T) (string, func(*Options), []byte, func(*testing.T, *Server)) {
 			dialing := make(chan struct{}, 1)
 			mutate := func(o *Options) {
 				o.DialTimeout = time.Minute
@@ -187,7 +199,7 @@ func TestShutdownDeadlineWhateverThePeers(t *testing.T) {
 					return nil, ctx.Err()
 				}
 			}
-			wait := func(t *testing.T) {
+			wait := func(t *testing.T, _ *Server) {
 				select {
 				case <-dialing:
 				case <-time.After(5 * time.Second):
@@ -196,9 +208,13 @@ func TestShutdownDeadlineWhateverThePeers(t *testing.T) {
 			}
 			return closedAddr(t), mutate, heartbeat(1), wait
 		}},
-		{"client never finishes its frame", func(t *testing.T) (string, func(*Options), []byte, func(*testing.T)) {
+		{"client never finishes its frame", func(t *testing.T) (string, func(*Options), []byte, func(*testing.T, *Server)) {
 			b := newScriptedBroker(t, neverAnswers)
-			return b.addr(), nil, heartbeat(1)[:10], func(*testing.T) { time.Sleep(100 * time.Millisecond) }
+			return b.addr(), nil, heartbeat(1)[:10], func(t *testing.T, s *Server) {
+				// Read, not only sent: a drain before the frame's first
+				// byte is read ends the connection cleanly at once.
+				waitFor(t, 5*time.Second, "the frame under way", func() bool { return s.frameUnderway() })
+			}
 		}},
 	}
 	for _, tc := range cases {
@@ -213,7 +229,7 @@ func TestShutdownDeadlineWhateverThePeers(t *testing.T) {
 			if _, err := c.Write(send); err != nil {
 				t.Fatal(err)
 			}
-			wait(t)
+			wait(t, s)
 			ctx, cancel := context.WithTimeout(context.Background(), deadline)
 			defer cancel()
 			start := time.Now()

@@ -158,13 +158,15 @@ func (m *Metrics) connOpened() {
 	}
 }
 
-// connClosed counts a connection's end under the reason it closed for.
+// connClosed counts a connection's end under the reason it closed for,
+// before the active gauge drops: a test that saw the gauge drop sees the
+// count.
 func (m *Metrics) connClosed(r reason) {
 	if m != nil {
-		m.connsActive.Dec()
 		if r < numReasons {
 			m.closedBy[r].Inc()
 		}
+		m.connsActive.Dec()
 	}
 }
 

@@ -210,9 +210,7 @@ func TestOverLimitClosesOnlyItsConnection(t *testing.T) {
 	// The neighbour may open a connection to another broker (a new
 	// partition leader), but none of its connections may close: only the
 	// bad one ends.
-	closed := func() float64 {
-		return h.counter("kafkaguard_connections_total", nil) - h.counter("kafkaguard_connections_active", nil)
-	}
+	closed := func() float64 { return h.counter("kafkaguard_connections_closed_total", nil) }
 	waitFor(t, 2*time.Second, "the bad connection forgotten", func() bool { return closed() >= 1 })
 	if got := closed(); got != 1 {
 		t.Errorf("%v connections closed, want 1 (the bad one): the neighbour lost a connection", got)

@@ -223,6 +223,8 @@ func TestSaslV0LoginIsNoOffence(t *testing.T) {
 			t.Fatalf("login %d: the broker got token %q", i+1, tok)
 		}
 	}
+	// Ended, so a refusal made late would be counted by now.
+	waitFor(t, 5*time.Second, "every connection to end", func() bool { return h.srv.connCount() == 0 })
 	if n := h.counter("kafkaguard_frames_rejected_total", nil); n != 0 {
 		t.Errorf("%v frames rejected, want none", n)
 	}
@@ -321,6 +323,7 @@ func TestSaslV0Exchanges(t *testing.T) {
 				t.Fatal(err)
 			}
 			c.Close()
+			waitFor(t, 5*time.Second, "the connection to end", func() bool { return h.srv.connCount() == 0 })
 			want := 0.0
 			if tc.reason != "" {
 				want = 1

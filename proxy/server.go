@@ -297,12 +297,14 @@ func (s *Server) releaseGate(ip netip.Addr) {
 	}
 }
 
-// forget counts a connection's close before it leaves the set, so a
-// connection no longer in the set has always been counted.
+// forget frees a connection's place under the gate's caps, then counts its
+// close, then takes it out of the set, so a connection no longer in the set
+// (or no longer in kafkaguard_connections_active) has been counted and has
+// freed its place.
 func (s *Server) forget(c *conn) {
+	s.releaseGate(c.ip)
 	r, _ := c.closeReason()
 	s.metrics.connClosed(r)
-	s.releaseGate(c.ip)
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()

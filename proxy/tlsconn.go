@@ -57,11 +57,7 @@ func (c *conn) spliceable() bool {
 // client certificate's subject joins the connection's log lines.
 func (c *conn) handshake() bool {
 	tc := c.client.(*tlsSocket).Conn
-	if c.draining() {
-		c.setReason(reasonShutdown, nil)
-		return false
-	}
-	r, err := runHandshake(tc, c.sniff, c.raw(), c.s.opts.TLSHandshakeTimeout)
+	r, err := runHandshake(tc, c.sniff, c.raw(), c.s.opts.TLSHandshakeTimeout, c.draining)
 	if err == nil {
 		// Nothing else reads c.log yet: no pump has started and the
 		// connection holds no chunk another could evict it for.
