@@ -101,6 +101,10 @@ type requestSide struct {
 	// frameDone is set once every byte of the frame being forwarded has
 	// arrived: it then waits only on the broker.
 	frameDone bool
+	// cutDeadline is when a frame cut through must have arrived whole:
+	// timeouts.frame from its start, moved on by each wait on the broker
+	// before its last byte came, so the client is not charged for it.
+	cutDeadline time.Time
 
 	clientID string // client id of the last request header, for offences and logs
 	frames   int64

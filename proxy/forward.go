@@ -76,8 +76,8 @@ func (c *conn) forward(h framing.RequestHeader, size int32, start time.Time) boo
 		// time the broker took.
 		held, sent := c.holdSince.Swap(0), time.Now()
 		defer func() {
-			if held != 0 && !c.req.frameDone {
-				c.holdSince.Store(held + time.Since(sent).Nanoseconds())
+			if !c.req.frameDone {
+				c.brokerTook(held, sent)
 			}
 		}()
 		if !queued {
@@ -106,7 +106,7 @@ func (c *conn) forward(h framing.RequestHeader, size int32, start time.Time) boo
 		return true
 	}
 
-	c.req.frameDone = false
+	c.req.frameDone, c.req.cutDeadline = false, deadline
 	if total <= len(c.req.buf.chunk) {
 		// The frame fits the chunk: complete it there and send it in one write.
 		if !c.fillReq(total, deadline, reasonFrameTimeout, api) {
@@ -162,7 +162,7 @@ func (c *conn) forward(h framing.RequestHeader, size int32, start time.Time) boo
 			}
 			segStart, filled = 0, 0
 		}
-		c.setReadDeadline(deadline)
+		c.setReadDeadline(c.req.cutDeadline) // the frame's deadline unless cut through
 		n, err := c.client.Read(cur[filled:min(len(cur), filled+remaining)])
 		filled += n
 		remaining -= n
@@ -174,6 +174,18 @@ func (c *conn) forward(h framing.RequestHeader, size int32, start time.Time) boo
 	}
 	c.req.segments = append(c.req.segments, cur[segStart:filled])
 	return sendLast()
+}
+
+// brokerTook moves a frame cut through on by the time since sent, spent
+// waiting on the broker before the frame's last byte came: its age for
+// eviction (held, the holdSince it had; 0: not evictable) and its read
+// deadline. The client is charged only for the time it takes itself.
+func (c *conn) brokerTook(held int64, sent time.Time) {
+	d := time.Since(sent)
+	c.req.cutDeadline = c.req.cutDeadline.Add(d)
+	if held != 0 {
+		c.holdSince.Store(held + d.Nanoseconds())
+	}
 }
 
 // peekAcks reads until the acks field of a Produce frame is in c.req.buf and

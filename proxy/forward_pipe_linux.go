@@ -210,7 +210,7 @@ func (c *conn) forwardCutPiped(h framing.RequestHeader, total int, deadline time
 		// The broker dialled for this frame speaks TLS: nothing splices
 		// to it, so the rest goes through the first chunk.
 		for remaining > 0 {
-			if !c.cutThroughChunk(scratch, &remaining, deadline, api, send) {
+			if !c.cutThroughChunk(scratch, &remaining, api, send) {
 				return true, false
 			}
 		}
@@ -220,7 +220,7 @@ func (c *conn) forwardCutPiped(h framing.RequestHeader, total int, deadline time
 	chunk := pool.ChunkBytes()
 	limit := step // what the next step may move: less while the pool is short
 	for remaining > 0 {
-		c.setReadDeadline(deadline)
+		c.setReadDeadline(c.req.cutDeadline)
 		room := min(chunk+reserved*chunk, step)
 		moved, want, err := sp.spliceIn(p, min(remaining, limit), room)
 		remaining -= moved
@@ -228,8 +228,11 @@ func (c *conn) forwardCutPiped(h framing.RequestHeader, total int, deadline time
 		switch {
 		case err == errPipeFull:
 			// The empty pipe took nothing the socket holds: this step
-			// goes through the first chunk instead.
-			if !c.cutThroughChunk(scratch, &remaining, deadline, api, send) {
+			// goes through the first chunk instead, holding nothing more
+			// while it waits for the client.
+			pool.Unreserve(reserved)
+			reserved, limit = 0, step
+			if !c.cutThroughChunk(scratch, &remaining, api, send) {
 				return true, false
 			}
 			continue
@@ -259,9 +262,7 @@ func (c *conn) forwardCutPiped(h framing.RequestHeader, total int, deadline time
 		if !c.pipeUpstream(p) {
 			return true, false
 		}
-		if held != 0 {
-			c.holdSince.Store(held + time.Since(sent).Nanoseconds())
-		}
+		c.brokerTook(held, sent)
 		pool.Unreserve(reserved)
 		reserved, limit = 0, step
 	}
@@ -272,8 +273,8 @@ func (c *conn) forwardCutPiped(h framing.RequestHeader, total int, deadline time
 // cutThroughChunk reads the frame's next bytes into scratch, the frame's
 // first chunk, until it is full or the frame ends, and sends them on: the
 // way of a frame cut through for what the pipe cannot take.
-func (c *conn) cutThroughChunk(scratch []byte, remaining *int, deadline time.Time, api string, send func([][]byte) bool) bool {
-	c.setReadDeadline(deadline)
+func (c *conn) cutThroughChunk(scratch []byte, remaining *int, api string, send func([][]byte) bool) bool {
+	c.setReadDeadline(c.req.cutDeadline)
 	filled, want := 0, min(len(scratch), *remaining)
 	for filled < want {
 		n, err := c.client.Read(scratch[filled:want])

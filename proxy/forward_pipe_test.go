@@ -584,3 +584,69 @@ func TestCutFrameWithPausesArrives(t *testing.T) {
 		})
 	}
 }
+
+// TestCutFrameBehindSlowBrokerIsNotCharged pipelines a frame cut through
+// behind a request the broker takes its time over (it reads nothing
+// meanwhile, as a Kafka broker mutes a connection until it has answered):
+// the frame's steps wait on the broker, each within timeouts.write, for
+// longer than timeouts.frame in all. That wait is the broker's, not the
+// client's, whose bytes were all there: the frame arrives whole, nothing is
+// refused (it used to be cut as frame_timeout, an offence of the client).
+func TestCutFrameBehindSlowBrokerIsNotCharged(t *testing.T) {
+	const (
+		frameTimeout = time.Second
+		hold         = 2 * frameTimeout
+		size         = 8 << 20 // more than the sockets between kafkaguard and the broker hold
+	)
+	for _, m := range cutModes {
+		t.Run(m.name, func(t *testing.T) {
+			got := make(chan [32]byte, 1)
+			fb := &fakeBroker{}
+			fb.testBroker = listenBroker(t, func(c net.Conn) {
+				c.(*net.TCPConn).SetReadBuffer(32 << 10)
+				fb.serve(c, func(key, version int16, body []byte) []byte {
+					if len(body) < size/2 {
+						time.Sleep(hold) // the first request: reading nothing meanwhile
+					} else {
+						got <- sha256.Sum256(body)
+					}
+					return encodeResponse(kmsg.NewPtrProduceResponse(), version)
+				})
+			})
+			h := newHarness(t, harnessOpts{upstreams: []string{fb.addr()},
+				policy: limits.PolicyOptions{MaxRequestBytes: 2 * size, MaxClientIDBytes: 256, MaxDrainBytes: 4 << 20},
+				mutate: func(o *Options) {
+					m.mutate(o)
+					o.FrameTimeout, o.WriteTimeout = frameTimeout, 3*hold
+				}})
+			c := dialHarness(t, h, 20*time.Second)
+			rng := rand.New(rand.NewPCG(13, 14))
+			small, large := largeProduce(1, 2<<10, rng), largeProduce(2, size, rng)
+			want := sha256.Sum256(large[4+2+2+4+2+3:])
+			go c.Write(append(small, large...))
+			for i := range 2 {
+				resp, err := readFrame(c)
+				if err != nil {
+					t.Fatalf("response %d: %v", i+1, err)
+				}
+				if corr := int32(binary.BigEndian.Uint32(resp)); corr != int32(i+1) {
+					t.Fatalf("response %d has correlation id %d", i+1, corr)
+				}
+			}
+			select {
+			case sum := <-got:
+				if sum != want {
+					t.Fatal("the frame reached the broker changed")
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the broker never got the frame")
+			}
+			if n := h.counter("kafkaguard_frames_rejected_total", nil); n != 0 {
+				t.Errorf("frames_rejected_total = %v, want 0: the broker's wait was charged to the client", n)
+			}
+			if n := h.counter("kafkaguard_cut_through_frames_total", nil); n != 1 {
+				t.Errorf("cut_through_frames_total = %v, want 1", n)
+			}
+		})
+	}
+}

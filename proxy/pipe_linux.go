@@ -176,6 +176,9 @@ func (c *conn) spliceableTCP() bool {
 	return c.upstream == nil || isTCP(c.upstream)
 }
 
+// errPipeFull is spliceIn's word that the pipe cannot take the socket's
+// next bytes (its slots are full of small fragments, or the socket is at
+// a TCP urgent mark): the caller reads them with a plain read instead.
 var errPipeFull = errors.New("pipe full")
 
 // splicer is a pump's splice state (requestSide.splice, responseSide.
@@ -239,6 +242,13 @@ func (sp *splicer) readStep(fd uintptr) bool {
 	avail, e := ioctlInq(int(fd))
 	if e != nil {
 		sp.err = e
+		return true
+	}
+	if avail == 0 && atUrgentMark(fd) {
+		// Bytes may follow the mark, but no splice passes it and the
+		// socket counts none past it: a plain read skips the urgent
+		// byte, as every reader without SO_OOBINLINE does (a broker too).
+		sp.err = errPipeFull
 		return true
 	}
 	if avail == 0 && sp.room == 0 {
@@ -382,6 +392,18 @@ func ioctlInq(fd int) (int, error) {
 		return 0, e
 	}
 	return int(n), nil
+}
+
+// atUrgentMark reports whether the socket's next byte is where a TCP
+// urgent byte (sent with MSG_OOB) is or is due. There FIONREAD says 0
+// whatever follows, a splice moves nothing and a peek skips the urgent
+// byte to show the next: no Kafka client sends one, but a hostile one
+// could, and without this a store or cut step would wait out
+// timeouts.frame, or spin on the peek.
+func atUrgentMark(fd uintptr) bool {
+	var at int32
+	_, _, e := syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.SIOCATMARK, uintptr(unsafe.Pointer(&at)))
+	return e == 0 && at != 0
 }
 
 // peekByte looks at the socket's next byte without taking it: 1 when one

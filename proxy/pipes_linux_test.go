@@ -3,11 +3,13 @@
 package proxy
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"io"
 	"math/rand/v2"
 	"net"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -116,5 +118,95 @@ func TestPipeBoundReached(t *testing.T) {
 	}
 	if n := s.pipes.open.Load(); n != bound {
 		t.Errorf("%d pipes open at the end, want the %d emptied ones kept", n, bound)
+	}
+}
+
+// TestUrgentBytesInLargeFrames has a client send a TCP urgent byte
+// (MSG_OOB) inside a frame larger than a chunk, stored or cut through,
+// right where the frame's first chunk ends. (One: with several, TCP leaves
+// an earlier one in the stream when a later one comes before it was read,
+// so what a reader gets depends on timing.) At an urgent mark the
+// socket counts no bytes (FIONREAD 0) though bytes follow, a splice moves
+// nothing and a peek skips the urgent byte: the store path used to spin
+// on the peek until timeouts.frame, a core per such client, and the cut
+// path to wait for bytes that had come. The steps at a mark go through a
+// plain read, which skips the urgent byte as every reader without
+// SO_OOBINLINE does (a broker too): the frame arrives whole without the
+// urgent byte; kafkaguard does not spin while the client pauses after a
+// mark (its CPU time over the pause, a second, stays under half of it; a
+// spin takes all of it); and a frame cut through holds its first chunk
+// only while it waits.
+func TestUrgentBytesInLargeFrames(t *testing.T) {
+	const pause = time.Second
+	type mode struct {
+		storeMode
+		cut bool
+	}
+	var modes []mode
+	for _, m := range storeModes {
+		modes = append(modes, mode{m, false})
+	}
+	for _, m := range cutModes {
+		modes = append(modes, mode{m, true})
+	}
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			got := make(chan [32]byte, 1)
+			b := produceBroker(t, func(body []byte) { got <- sha256.Sum256(body) })
+			h := newHarness(t, harnessOpts{upstreams: []string{b.addr()}, mutate: m.mutate})
+			c := dialHarness(t, h, 20*time.Second)
+			f := largeProduce(1, 300<<10, rand.New(rand.NewPCG(15, 16)))
+			want := sha256.Sum256(f[4+2+2+4+2+3:])
+			rc, err := c.(*net.TCPConn).SyscallConn()
+			if err != nil {
+				t.Fatal(err)
+			}
+			urgent := func() {
+				var serr error
+				if err := rc.Write(func(fd uintptr) bool {
+					serr = syscall.Sendto(int(fd), []byte{0xAA}, syscall.MSG_OOB, nil)
+					return serr != syscall.EAGAIN
+				}); err != nil || serr != nil {
+					t.Fatalf("send an urgent byte: %v %v", err, serr)
+				}
+			}
+			write := func(b []byte) {
+				if _, err := c.Write(b); err != nil {
+					t.Fatal(err)
+				}
+			}
+			chunk := h.pool.ChunkBytes()
+			write(f[:chunk])
+			urgent()
+			write(f[chunk : chunk+8<<10])
+			time.Sleep(100 * time.Millisecond) // kafkaguard at the bytes after the mark
+			before := cpuTime()
+			time.Sleep(pause)
+			if used := cpuTime() - before; used > pause/2 {
+				t.Errorf("kafkaguard used %v of CPU while the client paused %v after an urgent byte: it spins", used, pause)
+			}
+			if m.cut {
+				if n := h.pool.InUse(); n != int64(chunk) {
+					t.Errorf("the paused frame cut through holds %d bytes of the pool, want its first chunk (%d)", n, chunk)
+				}
+			}
+			write(f[chunk+8<<10:])
+			if _, err := readFrame(c); err != nil {
+				t.Fatalf("response: %v", err)
+			}
+			select {
+			case sum := <-got:
+				if sum != want {
+					t.Fatal("the frame reached the broker changed")
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the broker never got the frame")
+			}
+			if n := h.counter("kafkaguard_frames_rejected_total", nil); n != 0 {
+				t.Errorf("frames_rejected_total = %v, want 0", n)
+			}
+			waitFor(t, 5*time.Second, "the pool to be given back", func() bool { return h.pool.InUse() == 0 })
+			waitFor(t, 5*time.Second, "the pipes to settle", func() bool { return h.srv.pipes.unsettled() == 0 })
+		})
 	}
 }

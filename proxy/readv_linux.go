@@ -180,6 +180,11 @@ func (rv *readver) step(fd uintptr) bool {
 			rv.err = os.NewSyscallError("ioctl FIONREAD", err)
 			return true
 		}
+		if avail == 0 && rv.room == 0 && atUrgentMark(fd) {
+			// The socket counts no bytes past an urgent mark and a peek
+			// skips it: take a chunk, and the readv after skips it too.
+			avail = 1
+		}
 		if want := min(avail, rv.limit); want > rv.room {
 			rv.want = want
 			return true
