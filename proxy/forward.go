@@ -74,23 +74,33 @@ func (c *conn) forward(h framing.RequestHeader, size int32, start time.Time) boo
 		// evict. A cut-through frame still waiting for the client's bytes
 		// becomes evictable again after the send, its age shifted by the
 		// time the broker took.
-		held, sent := c.holdSince.Swap(0), time.Now()
+		// The read deadline of a frame cut through moves on by the
+		// broker's part only: the dial and the write. A wait for a free
+		// in-flight slot is the client's as much as the broker's (a slot
+		// frees when the client has read a response), so it is not.
+		held := c.holdSince.Swap(0)
+		var broker time.Duration
 		defer func() {
 			if !c.req.frameDone {
-				c.brokerTook(held, sent)
+				c.brokerTook(held, broker)
 			}
 		}()
 		if !queued {
+			t := time.Now()
 			if !c.ensureUpstream() {
 				return false
 			}
+			broker += time.Since(t)
 			if expect && !c.enqueue(inflightReq{corr: h.CorrelationID, key: h.APIKey, version: h.APIVersion}) {
 				c.setReason(reasonUpstreamClosed, nil)
 				return false
 			}
 			queued = true
 		}
-		return c.writeUpstream(bufs)
+		t := time.Now()
+		ok := c.writeUpstream(bufs)
+		broker += time.Since(t)
+		return ok
 	}
 	// sendLast sends the last segments of a frame larger than a chunk,
 	// c.req.segments (the whole frame when stored whole), and gives its
@@ -176,12 +186,11 @@ func (c *conn) forward(h framing.RequestHeader, size int32, start time.Time) boo
 	return sendLast()
 }
 
-// brokerTook moves a frame cut through on by the time since sent, spent
-// waiting on the broker before the frame's last byte came: its age for
-// eviction (held, the holdSince it had; 0: not evictable) and its read
-// deadline. The client is charged only for the time it takes itself.
-func (c *conn) brokerTook(held int64, sent time.Time) {
-	d := time.Since(sent)
+// brokerTook moves a frame cut through on by d, time spent waiting on the
+// broker before the frame's last byte came: its age for eviction (held,
+// the holdSince it had; 0: not evictable) and its read deadline. The
+// client is charged only for the time it takes itself.
+func (c *conn) brokerTook(held int64, d time.Duration) {
 	c.req.cutDeadline = c.req.cutDeadline.Add(d)
 	if held != 0 {
 		c.holdSince.Store(held + d.Nanoseconds())

@@ -262,7 +262,7 @@ func (c *conn) forwardCutPiped(h framing.RequestHeader, total int, deadline time
 		if !c.pipeUpstream(p) {
 			return true, false
 		}
-		c.brokerTook(held, sent)
+		c.brokerTook(held, time.Since(sent))
 		pool.Unreserve(reserved)
 		reserved, limit = 0, step
 	}

@@ -594,7 +594,7 @@ func TestCutFrameWithPausesArrives(t *testing.T) {
 // refused (it used to be cut as frame_timeout, an offence of the client).
 func TestCutFrameBehindSlowBrokerIsNotCharged(t *testing.T) {
 	const (
-		frameTimeout = time.Second
+		frameTimeout = 1500 * time.Millisecond
 		hold         = 2 * frameTimeout
 		size         = 8 << 20 // more than the sockets between kafkaguard and the broker hold
 	)

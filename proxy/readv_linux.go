@@ -183,6 +183,9 @@ func (rv *readver) step(fd uintptr) bool {
 		if avail == 0 && rv.room == 0 && atUrgentMark(fd) {
 			// The socket counts no bytes past an urgent mark and a peek
 			// skips it: take a chunk, and the readv after skips it too.
+			// (When the urgent byte is due but not yet here, that chunk
+			// is taken a byte ahead: once per mark, only for a client
+			// that sends urgent data.)
 			avail = 1
 		}
 		if want := min(avail, rv.limit); want > rv.room {
