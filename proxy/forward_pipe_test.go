@@ -60,6 +60,20 @@ func produceBroker(t *testing.T, onBody func(body []byte)) *fakeBroker {
 	})
 }
 
+// expectBody waits for the sum of the body the broker got and fails the
+// test unless it is want.
+func expectBody(t *testing.T, got <-chan [32]byte, want [32]byte) {
+	t.Helper()
+	select {
+	case sum := <-got:
+		if sum != want {
+			t.Fatal("the frame reached the broker changed")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the broker never got the frame")
+	}
+}
+
 // dialHarness connects a client to h's first listener, closed when the
 // test ends, with deadline d on every read and write.
 func dialHarness(t *testing.T, h *harness, d time.Duration) net.Conn {
@@ -570,14 +584,7 @@ func TestCutFrameWithPausesArrives(t *testing.T) {
 			if _, err := io.ReadFull(c, resp[:]); err != nil {
 				t.Fatalf("response: %v", err)
 			}
-			select {
-			case sum := <-got:
-				if sum != want {
-					t.Fatal("the frame reached the broker changed")
-				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("the broker never got the frame")
-			}
+			expectBody(t, got, want)
 			if n := h.counter("kafkaguard_connections_closed_total", nil); n != 0 {
 				t.Errorf("connections_closed_total = %v, want 0", n)
 			}
@@ -633,14 +640,7 @@ func TestCutFrameBehindSlowBrokerIsNotCharged(t *testing.T) {
 					t.Fatalf("response %d has correlation id %d", i+1, corr)
 				}
 			}
-			select {
-			case sum := <-got:
-				if sum != want {
-					t.Fatal("the frame reached the broker changed")
-				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("the broker never got the frame")
-			}
+			expectBody(t, got, want)
 			if n := h.counter("kafkaguard_frames_rejected_total", nil); n != 0 {
 				t.Errorf("frames_rejected_total = %v, want 0: the broker's wait was charged to the client", n)
 			}
