@@ -244,17 +244,10 @@ func (sp *splicer) readStep(fd uintptr) bool {
 		sp.err = e
 		return true
 	}
-	if avail == 0 && atUrgentMark(fd) {
-		// Bytes may follow the mark, but no splice passes it and the
-		// socket counts none past it: a plain read skips the urgent
-		// byte, as every reader without SO_OOBINLINE does (a broker too).
-		sp.err = errPipeFull
-		return true
-	}
-	if avail == 0 && sp.room == 0 {
-		// Nothing queued and no room reserved: EOF, an error, or wait
-		// for bytes. A peek tells which without reserving a chunk ahead
-		// of a byte.
+	if avail == 0 {
+		// Nothing queued: EOF, an error, a wait for bytes, or a TCP
+		// urgent mark. A peek tells which without reserving or moving a
+		// byte.
 		switch r, e := peekByte(fd); {
 		case e == syscall.EAGAIN:
 			return false
@@ -262,14 +255,14 @@ func (sp *splicer) readStep(fd uintptr) bool {
 			sp.err = e
 		case r == 0:
 			sp.err = io.ErrUnexpectedEOF
-		} // a byte came: the next step reserves for it
+		case atUrgentMark(fd):
+			// Bytes follow the mark, but no splice passes it and the
+			// socket counts none past it: a plain read skips the urgent
+			// byte, as every reader without SO_OOBINLINE does (a broker
+			// too).
+			sp.err = errPipeFull
+		} // else a byte came since FIONREAD: the next step counts it
 		return true
-	}
-	queued := avail
-	if avail == 0 {
-		// Nothing queued: EOF, an error, or wait for bytes. A splice of
-		// one byte tells which without moving more than room allows.
-		avail = 1
 	}
 	sp.want = min(avail, sp.n)
 	if sp.want > sp.room {
@@ -277,11 +270,9 @@ func (sp *splicer) readStep(fd uintptr) bool {
 	}
 	m, e := syscall.Splice(int(fd), nil, sp.p.w, nil, sp.want, spliceMove|spliceNonblock)
 	switch {
-	case e == syscall.EAGAIN && queued > 0:
+	case e == syscall.EAGAIN: // the socket holds bytes
 		sp.err = errPipeFull
 		return true
-	case e == syscall.EAGAIN:
-		return false
 	case e != nil:
 		sp.err = e
 		return true
@@ -395,11 +386,11 @@ func ioctlInq(fd int) (int, error) {
 }
 
 // atUrgentMark reports whether the socket's next byte is where a TCP
-// urgent byte (sent with MSG_OOB) is or is due. There FIONREAD says 0
-// whatever follows, a splice moves nothing and a peek skips the urgent
-// byte to show the next: no Kafka client sends one, but a hostile one
-// could, and without this a store or cut step would wait out
-// timeouts.frame, or spin on the peek.
+// urgent byte (sent with MSG_OOB) is. There FIONREAD says 0 whatever
+// follows, a splice moves nothing and a peek skips the urgent byte to
+// show the next: no Kafka client sends one, but a hostile one could, and
+// without this a store or cut step would wait out timeouts.frame, or spin
+// on the peek. Asked only when a peek shows a byte FIONREAD did not count.
 func atUrgentMark(fd uintptr) bool {
 	var at int32
 	_, _, e := syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.SIOCATMARK, uintptr(unsafe.Pointer(&at)))

@@ -180,14 +180,6 @@ func (rv *readver) step(fd uintptr) bool {
 			rv.err = os.NewSyscallError("ioctl FIONREAD", err)
 			return true
 		}
-		if avail == 0 && rv.room == 0 && atUrgentMark(fd) {
-			// The socket counts no bytes past an urgent mark and a peek
-			// skips it: take a chunk, and the readv after skips it too.
-			// (When the urgent byte is due but not yet here, that chunk
-			// is taken a byte ahead: once per mark, only for a client
-			// that sends urgent data.)
-			avail = 1
-		}
 		if want := min(avail, rv.limit); want > rv.room {
 			rv.want = want
 			return true
@@ -214,6 +206,10 @@ func (rv *readver) step(fd uintptr) bool {
 		rv.err = io.ErrUnexpectedEOF
 	case rv.room > 0:
 		rv.n = r
+	case atUrgentMark(fd):
+		// The peek skipped an urgent byte, which the socket's count
+		// stops at: take a chunk now, and the readv after skips it too.
+		rv.want = 1
 	}
 	// A peeked byte: the next step takes a chunk for it.
 	return true
